@@ -1,0 +1,27 @@
+"""Canonical JSON and the event hash: the byte-exact rules the audit chain depends on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+GENESIS_HASH = "0" * 64
+
+
+def canonical_json(value: Any) -> str:
+    """Serialize deterministically: sorted keys, no spaces, UTF-8, no NaN/inf."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def event_hash(prev_hash: str, seq: int, event_id: str, ts: str, actor: str, action: str,
+               model: str | None, version: int | None, payload: str) -> str:
+    """sha256 over the previous hash and the row; a JSON array keeps field boundaries exact."""
+    body = canonical_json([prev_hash, seq, event_id, ts, actor, action, model, version, payload])
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def is_finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

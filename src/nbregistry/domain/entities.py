@@ -1,0 +1,114 @@
+"""Entities: immutable facts read from the event log."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One row of the append-only, hash-chained event log."""
+
+    seq: int
+    event_id: str
+    ts: datetime
+    actor: str
+    action: str
+    model: str | None
+    version: int | None
+    payload: dict[str, Any]
+    payload_json: str
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    """A registered model version as the registry knows it at one point of the log."""
+
+    name: str
+    version: int
+    sha256: str
+    size: int
+    flavor: str
+    created_at: datetime
+    created_by: str
+    description: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    lineage: dict[str, Any] = field(default_factory=dict)
+    card: dict[str, Any] = field(default_factory=dict)
+    features: tuple[dict[str, str], ...] = ()
+    reference: dict[str, Any] | None = None
+    stage: str = "development"
+    aliases: tuple[str, ...] = ()
+    status: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}/{self.version}"
+
+    def __repr__(self) -> str:
+        aliases = f" @{',@'.join(self.aliases)}" if self.aliases else ""
+        metrics = " ".join(f"{k}={v:.4g}" for k, v in sorted(self.metrics.items())[:4])
+        return (f"<ModelVersion {self.name} v{self.version} [{self.stage}]{aliases} "
+                f"sha256={self.sha256[:12]} {metrics}>")
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        rows = [("stage", self.stage), ("aliases", ", ".join(self.aliases) or "—"),
+                ("sha256", self.sha256[:16] + "…"), ("created", f"{self.created_at:%Y-%m-%d %H:%M} "
+                                                     f"UTC by {self.created_by}")]
+        rows += [(f"metric {k}", f"{v:.6g}") for k, v in sorted(self.metrics.items())]
+        rows += [(f"param {k}", str(v)) for k, v in sorted(self.params.items())]
+        rows += [(f"tag {k}", v) for k, v in sorted(self.tags.items())]
+        body = "".join(
+            f"<tr><th style='text-align:left;padding:2px 8px'>{esc(k)}</th>"
+            f"<td style='padding:2px 8px'>{esc(str(v))}</td></tr>" for k, v in rows)
+        return (f"<div><b>{esc(self.name)}</b> v{self.version}"
+                f"<div style='color:#555'>{esc(self.description)}</div>"
+                f"<table style='border-collapse:collapse'>{body}</table></div>")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One finding of an audit-trail check."""
+
+    kind: str
+    message: str
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """Result of ``Registry.verify()``; ``ok`` is true only when no problem was found."""
+
+    ok: bool
+    events: int
+    artifacts: int
+    head_seq: int
+    head_hash: str
+    problems: tuple[Problem, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __repr__(self) -> str:
+        state = "OK" if self.ok else f"{len(self.problems)} PROBLEM(S)"
+        lines = [f"<VerifyReport {state}: {self.events} events, {self.artifacts} artifacts, "
+                 f"head seq {self.head_seq} {self.head_hash[:12]}>"]
+        lines += [f"  - [{p.kind}] {p.message}" for p in self.problems[:20]]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        color = "#1a7f37" if self.ok else "#cf222e"
+        items = "".join(f"<li><code>{html.escape(p.kind)}</code> {html.escape(p.message)}</li>"
+                        for p in self.problems)
+        return (f"<div style='border-left:4px solid {color};padding:4px 8px'>"
+                f"<b style='color:{color}'>{'Audit trail verified' if self.ok else 'Audit trail BROKEN'}"
+                f"</b> — {self.events} events, {self.artifacts} artifacts, head "
+                f"<code>{self.head_seq}:{self.head_hash[:12]}</code><ul>{items}</ul></div>")

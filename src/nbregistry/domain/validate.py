@@ -1,0 +1,119 @@
+"""Input validation shared by every entry point; each failure says what to do instead."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .canonical import canonical_json
+from .errors import InvalidInputError
+
+MAX_NAME = 200
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+_ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,63}")
+
+
+def model_name(name: object, *, what: str = "model name") -> str:
+    if not isinstance(name, str):
+        raise InvalidInputError(f"{what} must be a string, got {type(name).__name__}",
+                                field=what, value=name)
+    hint = ("use letters, digits, '_', '-' and '.', starting with a letter or digit, "
+            f"at most {MAX_NAME} characters (e.g. 'credit_risk')")
+    if not name:
+        raise InvalidInputError(f"{what} is empty: {hint}", field=what, value=name)
+    if len(name) > MAX_NAME:
+        raise InvalidInputError(f"{what} is {len(name)} characters long: {hint}",
+                                field=what, value=name)
+    if ".." in name or not _NAME.fullmatch(name):
+        raise InvalidInputError(f"{what} {name!r} is not allowed: {hint}", field=what, value=name)
+    return name
+
+
+def alias_name(alias: object) -> str:
+    if not isinstance(alias, str) or not _ALIAS.fullmatch(alias):
+        raise InvalidInputError(
+            f"alias {alias!r} is not allowed: start with a letter, then letters, digits, '_' "
+            "or '-', at most 64 characters (e.g. 'champion')", field="alias", value=alias)
+    return alias
+
+
+def version_number(version: object) -> int:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        if isinstance(version, str) and version.isdigit() and int(version) >= 1:
+            return int(version)
+        raise InvalidInputError(f"version must be a positive integer, got {version!r}",
+                                field="version", value=version)
+    return version
+
+
+def json_mapping(value: Mapping[str, Any] | None, *, what: str) -> dict[str, Any]:
+    """A JSON-serializable dict with string keys; returned as a plain JSON round-trip copy."""
+    checked = json_mapping_keys(value, what=what)
+    try:
+        return dict(json.loads(canonical_json(checked)))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(
+            f"{what} must be JSON-serializable (str, int, float, bool, None, lists and dicts; "
+            f"no NaN or infinity): {exc}. Convert the value, e.g. str(x) or float(x).",
+            field=what, value=value) from exc
+
+
+def metrics_mapping(value: Mapping[str, Any] | None) -> dict[str, float]:
+    """Metrics are finite numbers. NaN and infinity are refused rather than silently stored,
+    because a NaN metric passes no threshold and breaks ordering in search."""
+    out: dict[str, float] = {}
+    for key, raw in json_mapping_keys(value, what="metrics").items():
+        number = _to_float(raw)
+        if number is None or not math.isfinite(number):
+            raise InvalidInputError(
+                f"metric {key!r} = {raw!r} is not a finite number: metrics must be finite "
+                "floats. Drop it, or record the reason in tags instead.", field="metrics",
+                value=raw)
+        out[key] = number
+    return out
+
+
+def tags_mapping(value: Mapping[str, Any] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, raw in json_mapping_keys(value, what="tags").items():
+        if not isinstance(raw, str | int | float | bool):
+            raise InvalidInputError(f"tag {key!r} must be a string (or a number), got "
+                                    f"{type(raw).__name__}", field="tags", value=raw)
+        out[key] = str(raw)
+    return out
+
+
+def json_mapping_keys(value: Mapping[str, Any] | None, *, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"{what} must be a dict, got {type(value).__name__}",
+                                field=what, value=value)
+    for key in value:
+        if not isinstance(key, str) or not key:
+            raise InvalidInputError(f"{what} keys must be non-empty strings, got {key!r}",
+                                    field=what, value=key)
+    return dict(value)
+
+
+def _to_float(raw: Any) -> float | None:
+    if isinstance(raw, bool):
+        return None
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def text(value: object, *, what: str, max_len: int = 100_000) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{what} must be a string, got {type(value).__name__}",
+                                field=what, value=value)
+    if len(value) > max_len:
+        raise InvalidInputError(f"{what} is longer than {max_len} characters", field=what)
+    return value

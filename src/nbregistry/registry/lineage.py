@@ -1,0 +1,102 @@
+"""Lineage captured at registration: data, code, environment."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata as md
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..domain.errors import InvalidInputError
+from ..store import delta_version
+
+KEY_PACKAGES = ("numpy", "pandas", "scikit-learn", "pyarrow", "deltalake", "nbregistry")
+
+
+def capture(model: Any, *, training_data: str | os.PathLike[str] | None,
+            storage_options: Mapping[str, str] | None, notebook: str | None) -> dict[str, Any]:
+    lineage: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": sys.platform,
+        "packages": packages(type(model).__module__.split(".")[0]),
+    }
+    if training_data is not None:
+        lineage["training_data"] = training_data_ref(training_data, storage_options)
+    git = git_state(os.getcwd())
+    if git:
+        lineage["git"] = git
+    notebook = notebook or os.environ.get("JPY_SESSION_NAME") or None
+    if notebook:
+        lineage["notebook"] = notebook
+    return lineage
+
+
+def training_data_ref(uri: str | os.PathLike[str],
+                      storage_options: Mapping[str, str] | None) -> dict[str, Any]:
+    text = os.fspath(uri)
+    local = "://" not in text
+    if local:
+        text = str(Path(text).expanduser().resolve())
+    version = delta_version(text, storage_options)
+    if version is not None:
+        return {"uri": text, "format": "delta", "version": version}
+    if local and Path(text).is_file():
+        return {"uri": text, "format": "file", "sha256": _file_sha256(Path(text))}
+    raise InvalidInputError(
+        f"training_data {os.fspath(uri)!r} is neither a Delta table nor a readable file; pass "
+        "the Delta table's path/URI (its version is pinned) or a data file",
+        field="training_data", value=os.fspath(uri))
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@functools.cache
+def _distribution_of(module: str) -> str | None:
+    names = md.packages_distributions().get(module)
+    return names[0] if names else None
+
+
+def packages(model_module: str) -> dict[str, str]:
+    wanted = set(KEY_PACKAGES)
+    dist = _distribution_of(model_module) if model_module not in {"builtins", "__main__"} else None
+    if dist:
+        wanted.add(dist)
+    out = {}
+    for name in sorted(wanted):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def git_state(cwd: str) -> dict[str, Any] | None:
+    """Commit and dirty flag of the repository around ``cwd``, in one git call."""
+    try:
+        result = subprocess.run(["git", "status", "--porcelain=v2", "--branch"], cwd=cwd,
+                                capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if result.returncode != 0:
+        return None
+    commit, dirty = None, False
+    for line in result.stdout.splitlines():
+        if line.startswith("# branch.oid "):
+            commit = line.split()[-1]
+        elif not line.startswith("#"):
+            dirty = True
+    if commit is None or commit == "(initial)":
+        return None
+    return {"commit": commit, "dirty": dirty}

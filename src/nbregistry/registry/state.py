@@ -1,0 +1,179 @@
+"""Registry state as a fold over the event log, checked link by link as it is folded."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ..domain.canonical import GENESIS_HASH, event_hash
+from ..domain.entities import Event, ModelVersion, Problem
+from ..domain.errors import IntegrityError, NotFoundError
+
+DEFAULT_STAGE = "development"
+
+
+def ts_text(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_from_row(row: dict[str, Any]) -> Event:
+    return Event(seq=row["seq"], event_id=row["event_id"], ts=row["ts"], actor=row["actor"],
+                 action=row["action"], model=row["model"], version=row["version"],
+                 payload=json.loads(row["payload"]), payload_json=row["payload"],
+                 prev_hash=row["prev_hash"], hash=row["hash"])
+
+
+def link_problem(event: Event, seq: int, head_hash: str) -> Problem | None:
+    """Why ``event`` cannot follow a log whose head is (seq, head_hash), or None."""
+    if event.seq != seq + 1:
+        kind = "duplicate" if event.seq <= seq else "gap"
+        return Problem(kind, f"expected event seq {seq + 1}, found {event.seq}", event.seq)
+    if event.prev_hash != head_hash:
+        return Problem("chain", f"event {event.seq} does not link to the previous hash",
+                       event.seq)
+    expected = event_hash(event.prev_hash, event.seq, event.event_id, ts_text(event.ts),
+                          event.actor, event.action, event.model, event.version,
+                          event.payload_json)
+    if expected != event.hash:
+        return Problem("hash", f"event {event.seq} ({event.action} by {event.actor}) was "
+                       "altered: its content no longer matches its hash", event.seq)
+    return None
+
+
+@dataclass
+class ModelState:
+    name: str
+    created_at: datetime
+    created_by: str
+    versions: dict[int, ModelVersion] = field(default_factory=dict)
+    aliases: dict[str, int] = field(default_factory=dict)
+    stage_of: dict[int, str] = field(default_factory=dict)
+    status_of: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _aliases_of: dict[int, set[str]] = field(default_factory=dict, repr=False)
+    _views: dict[int, ModelVersion] = field(default_factory=dict, repr=False)
+
+    @property
+    def latest(self) -> int:
+        return max(self.versions, default=0)
+
+    def view(self, version: int) -> ModelVersion:
+        """The version with its current stage, aliases and status (cached until they change)."""
+        cached = self._views.get(version)
+        if cached is None:
+            cached = self._views[version] = dataclasses.replace(
+                self.versions[version], stage=self.stage_of.get(version, DEFAULT_STAGE),
+                aliases=tuple(sorted(self._aliases_of.get(version, ()))),
+                status=dict(self.status_of.get(version, {})))
+        return cached
+
+    def changed(self, *versions: int | None) -> None:
+        for version in versions:
+            if version is not None:
+                self._views.pop(version, None)
+
+    def set_alias(self, alias: str, version: int) -> None:
+        previous = self.aliases.get(alias)
+        if previous is not None:
+            self._aliases_of[previous].discard(alias)
+        self.aliases[alias] = version
+        self._aliases_of.setdefault(version, set()).add(alias)
+        self.changed(previous, version)
+
+    def delete_alias(self, alias: str) -> None:
+        previous = self.aliases.pop(alias, None)
+        if previous is not None:
+            self._aliases_of[previous].discard(alias)
+            self.changed(previous)
+
+    def holder(self, stage: str) -> int | None:
+        held = [v for v, s in self.stage_of.items() if s == stage]
+        return max(held) if held else None
+
+
+Handler = Callable[["RegistryState", Event], None]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(action: str) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        HANDLERS[action] = fn
+        return fn
+    return deco
+
+
+@dataclass
+class RegistryState:
+    seq: int = 0
+    head_hash: str = GENESIS_HASH
+    delta_version: int = -1
+    creator: str | None = None
+    models: dict[str, ModelState] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    roles: dict[str, set[str]] = field(default_factory=dict)
+
+    def apply(self, event: Event) -> None:
+        problem = link_problem(event, self.seq, self.head_hash)
+        if problem is not None:
+            raise IntegrityError(f"the audit trail is broken at seq {event.seq}: "
+                                 f"{problem.message}. Run `nbregistry verify` for a full "
+                                 "report and restore the log from backup.", problems=[problem.message])
+        handler = HANDLERS.get(event.action)
+        if handler is not None:
+            handler(self, event)
+        self.events.append(event)
+        self.seq, self.head_hash = event.seq, event.hash
+
+    def fold(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.apply(event)
+
+    def model(self, name: str) -> ModelState:
+        try:
+            return self.models[name]
+        except KeyError:
+            known = ", ".join(sorted(self.models)[:10]) or "none yet"
+            raise NotFoundError(f"no model named {name!r} (registered models: {known}); "
+                                "register it first with reg.register(model, name=...)",
+                                model=name) from None
+
+    def next_version(self, name: str) -> int:
+        state = self.models.get(name)
+        return 1 if state is None else state.latest + 1
+
+
+@handles("create_registry")
+def _create(state: RegistryState, event: Event) -> None:
+    state.creator = event.actor
+    state.roles.setdefault(event.actor, set()).add("admin")
+
+
+@handles("register")
+def _register(state: RegistryState, event: Event) -> None:
+    assert event.model is not None and event.version is not None
+    p = event.payload
+    model = state.models.get(event.model)
+    if model is None:
+        model = state.models[event.model] = ModelState(event.model, event.ts, event.actor)
+    model.versions[event.version] = ModelVersion(
+        name=event.model, version=event.version, sha256=p["sha256"], size=p["size"],
+        flavor=p["flavor"], created_at=event.ts, created_by=event.actor,
+        description=p.get("description", ""), params=p.get("params", {}),
+        metrics=p.get("metrics", {}), tags=p.get("tags", {}), lineage=p.get("lineage", {}),
+        card=p.get("card", {}), features=tuple(p.get("features", ())),
+        reference=p.get("reference"))
+
+
+@handles("set_alias")
+def _set_alias(state: RegistryState, event: Event) -> None:
+    assert event.model is not None and event.version is not None
+    state.models[event.model].set_alias(event.payload["alias"], event.version)
+
+
+@handles("delete_alias")
+def _delete_alias(state: RegistryState, event: Event) -> None:
+    assert event.model is not None
+    state.models[event.model].delete_alias(event.payload["alias"])

@@ -1,0 +1,68 @@
+"""The audit-trail check: every link, every gap, every artifact, read fresh from storage."""
+
+from __future__ import annotations
+
+import hashlib
+
+from ..domain.canonical import GENESIS_HASH
+from ..domain.entities import Event, Problem, VerifyReport
+from ..store import EventLog, Location
+from ..store.blobs import key_for
+from ..store.eventlog import rows
+from .state import event_from_row, link_problem
+
+
+def verify_log(location: Location, *, artifacts: bool = True,
+               expected_head: tuple[int, str] | None = None) -> VerifyReport:
+    log = EventLog(location)
+    if not log.exists():
+        problem = Problem("missing", f"no event log at {log.uri}")
+        return VerifyReport(False, 0, 0, 0, GENESIS_HASH, (problem,))
+    log.open()
+    table, broken = log.read_each_file()
+    problems = [Problem("missing_file", f"event data file unreadable or missing: {path}")
+                for path in broken]
+    events = [event_from_row(r) for r in rows(table)]
+    seq, head = 0, GENESIS_HASH
+    for event in events:
+        problem = link_problem(event, seq, head)
+        if problem is not None:
+            problems.append(problem)
+        seq, head = event.seq, event.hash
+    if expected_head is not None and expected_head[0] > seq:
+        problems.append(Problem("truncated", f"the log ends at seq {seq} but seq "
+                                f"{expected_head[0]} ({expected_head[1][:12]}…) was seen"))
+    elif expected_head is not None and not any(
+            e.seq == expected_head[0] and e.hash == expected_head[1] for e in events):
+        problems.append(Problem("head", f"event {expected_head[0]} no longer has the hash "
+                                f"{expected_head[1][:12]}… recorded earlier"))
+    checked = 0
+    if artifacts:
+        for sha, event_seq in _artifacts(events):
+            checked += 1
+            problem = _check_blob(location, sha, event_seq)
+            if problem is not None:
+                problems.append(problem)
+    return VerifyReport(not problems, len(events), checked, seq, head, tuple(problems))
+
+
+def _artifacts(events: list[Event]) -> list[tuple[str, int]]:
+    out = []
+    for event in events:
+        if event.action == "register":
+            out.append((event.payload["sha256"], event.seq))
+            if event.payload.get("reference"):
+                out.append((event.payload["reference"]["sha256"], event.seq))
+    return out
+
+
+def _check_blob(location: Location, sha: str, seq: int) -> Problem | None:
+    try:
+        data = location.read_bytes(key_for(sha))
+    except FileNotFoundError:
+        return Problem("artifact_missing", f"artifact {sha[:12]}… named by event {seq} is "
+                       "missing", seq)
+    if hashlib.sha256(data).hexdigest() != sha:
+        return Problem("artifact_modified", f"artifact {sha[:12]}… named by event {seq} was "
+                       "modified", seq)
+    return None

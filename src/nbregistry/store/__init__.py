@@ -1,0 +1,8 @@
+"""Storage: Delta tables, artifact blobs and object-store access. The only deltalake importer."""
+
+from .blobs import BlobStore
+from .eventlog import CommitConflict, EventLog
+from .location import Location
+from .tables import delta_version
+
+__all__ = ["BlobStore", "CommitConflict", "EventLog", "Location", "delta_version"]

@@ -130,7 +130,8 @@ class Registry(RegistryView):
         return self._state.models[name].view(event.version)
 
     def set_alias(self, name: str, alias: str, version: int | str) -> ModelVersion:
-        """Point ``name@alias`` at ``version`` (moving it if it pointed elsewhere)."""
+        """Point ``name@alias`` at ``version``, moving it if it pointed elsewhere (pointing it
+        where it already points records nothing)."""
         name, alias = validate.model_name(name), validate.alias_name(alias)
         number = validate.version_number(version)
 
@@ -141,7 +142,8 @@ class Registry(RegistryView):
                                     f"{model.latest})", model=name, ref=str(number))
             return number, {"alias": alias, "previous": model.aliases.get(alias)}
 
-        self._commit("set_alias", name, build)
+        if self.get(name, number).aliases.count(alias) == 0:
+            self._commit("set_alias", name, build)
         return self._state.models[name].view(number)
 
     def delete_alias(self, name: str, alias: str) -> None:

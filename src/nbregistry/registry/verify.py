@@ -19,9 +19,11 @@ def verify_log(location: Location, *, artifacts: bool = True,
         problem = Problem("missing", f"no event log at {log.uri}")
         return VerifyReport(False, 0, 0, 0, GENESIS_HASH, (problem,))
     log.open()
-    table, broken = log.read_each_file()
-    problems = [Problem("missing_file", f"event data file unreadable or missing: {path}")
-                for path in broken]
+    table, missing, rewritten = log.read_each_file()
+    problems = [Problem("missing_file", f"event data file missing or unreadable: {name}")
+                for name in missing]
+    problems += [Problem("rewritten_file", f"event data file {name} was rewritten after its "
+                         "commit (its size differs from the Delta log)") for name in rewritten]
     events = [event_from_row(r) for r in rows(table)]
     seq, head = 0, GENESIS_HASH
     for event in events:

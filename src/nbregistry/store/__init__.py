@@ -3,6 +3,6 @@
 from .blobs import BlobStore
 from .eventlog import CommitConflict, EventLog
 from .location import Location
-from .tables import delta_version
+from .tables import delta_version, write_table
 
-__all__ = ["BlobStore", "CommitConflict", "EventLog", "Location", "delta_version"]
+__all__ = ["BlobStore", "CommitConflict", "EventLog", "Location", "delta_version", "write_table"]

@@ -7,11 +7,13 @@ Delta's optimistic concurrency into compare-and-swap on the whole log: the chain
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from ..domain.entities import Event
 from ..domain.errors import IntegrityError, StorageError
@@ -123,7 +125,7 @@ class EventLog:
 
         try:
             return forkguard.guarded(run)
-        except (FileNotFoundError, OSError) as exc:
+        except (OSError, pa.ArrowException) as exc:
             raise IntegrityError(
                 f"an event data file named by the Delta log is missing or unreadable: {exc}. "
                 "The audit trail is damaged; run `nbregistry verify` and restore from backup.",
@@ -159,16 +161,26 @@ class EventLog:
         except Exception:  # noqa: S110 - best effort; a later writer compacts again
             pass
 
-    def read_each_file(self) -> tuple[pa.Table, list[str]]:
-        """Every readable data file of the snapshot, plus the paths that could not be read;
-        used by verify, which must report damage instead of stopping at the first."""
-        def run() -> tuple[pa.Table, list[str]]:
-            tables, broken = [], []
+    def read_each_file(self) -> tuple[pa.Table, list[str], list[str]]:
+        """(rows, missing files, rewritten files) of the snapshot, reading file by file: verify
+        must report damage, not stop at the first. A file whose size no longer matches the log
+        is read directly so that its rows can still be checked."""
+        def run() -> tuple[pa.Table, list[str], list[str]]:
+            tables, missing, rewritten = [], [], []
             for fragment in self._dt.to_pyarrow_dataset().get_fragments():
                 try:
                     tables.append(fragment.to_table())
-                except OSError:
-                    broken.append(str(fragment.path))
-            return (pa.concat_tables(tables) if tables else SCHEMA.empty_table()), broken
+                    continue
+                except (OSError, pa.ArrowException):
+                    pass
+                name = str(fragment.path).rsplit("/", 1)[-1]
+                try:
+                    raw = self.location.read_bytes(f"{TABLE}/{name}")
+                    tables.append(pq.read_table(io.BytesIO(raw)).cast(SCHEMA))
+                    rewritten.append(name)
+                except (OSError, pa.ArrowException):
+                    missing.append(name)
+            return ((pa.concat_tables(tables) if tables else SCHEMA.empty_table()), missing,
+                    rewritten)
 
         return forkguard.guarded(run)

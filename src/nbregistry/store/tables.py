@@ -12,8 +12,24 @@ def delta_version(uri: str, storage_options: Mapping[str, str] | None = None) ->
     from deltalake import DeltaTable
 
     def run() -> int | None:
-        if not DeltaTable.is_deltatable(uri, storage_options=dict(storage_options or {})):
+        try:
+            if not DeltaTable.is_deltatable(uri, storage_options=dict(storage_options or {})):
+                return None
+        except OSError:  # a plain file, or an unreachable path
             return None
         return int(DeltaTable(uri, storage_options=dict(storage_options or {})).version())
+
+    return forkguard.guarded(run)
+
+
+def write_table(uri: str, data: object, *, mode: str = "overwrite",
+                storage_options: Mapping[str, str] | None = None) -> int:
+    """Write an Arrow table or DataFrame as a Delta table; returns the new version."""
+    from deltalake import DeltaTable, write_deltalake
+
+    def run() -> int:
+        write_deltalake(uri, data, mode=mode,  # type: ignore[arg-type]
+                        storage_options=dict(storage_options or {}) or None)
+        return int(DeltaTable(uri, storage_options=dict(storage_options or {}) or None).version())
 
     return forkguard.guarded(run)

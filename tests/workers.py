@@ -1,0 +1,158 @@
+"""Worker functions for tests that run the registry in other processes and threads.
+
+They live in an importable module (not in a test file or ``conftest``) so that
+``multiprocessing`` "spawn" children can unpickle them by reference, and so that a model
+pickled by a child (``workers.Model``) can be unpickled again by the parent: pytest puts
+this folder on ``sys.path`` and "spawn" children inherit the parent's ``sys.path``. Plain
+subprocesses start through :func:`child_command`, which does the same explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+MODEL = "credit_risk"
+ALIAS = "champion"
+
+
+class Model:
+    """A small picklable stand-in for a fitted model, unique per (worker, iteration)."""
+
+    def __init__(self, worker: int, iteration: int) -> None:
+        self.worker = worker
+        self.iteration = iteration
+        self.coef = [worker + iteration / 1000.0] * 8
+
+    def predict(self, xs: list[float]) -> list[float]:
+        return [x * self.coef[0] for x in xs]
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Model) and other.worker == self.worker
+                and other.iteration == self.iteration and other.coef == self.coef)
+
+    def __hash__(self) -> int:
+        return hash((self.worker, self.iteration))
+
+
+def worker_user(worker: int) -> str:
+    return f"worker-{worker}"
+
+
+def register_and_alias(uri: str, worker: int, iterations: int,
+                       storage_options: Mapping[str, str] | None = None) -> list[int]:
+    """Open the registry as ``worker-<n>`` and do ``iterations`` × (register, set_alias);
+    return the versions this worker was given, in order."""
+    import nbregistry as nbr
+
+    options: dict[str, Any] = {}
+    if storage_options:
+        options["storage_options"] = dict(storage_options)
+    reg = nbr.open_registry(uri, user=worker_user(worker), **options)
+    got: list[int] = []
+    for i in range(iterations):
+        mv = reg.register(Model(worker, i), MODEL,
+                          metrics={"auc": 0.5 + worker / 100 + i / 10_000,
+                                   "worker": worker, "iteration": i},
+                          tags={"worker": worker, "iteration": i})
+        moved = reg.set_alias(MODEL, ALIAS, mv.version)
+        if moved.version != mv.version or ALIAS not in moved.aliases:
+            raise AssertionError(f"set_alias returned {moved!r} for version {mv.version}")
+        got.append(mv.version)
+    return got
+
+
+def process_entry(queue: Any, barrier: Any, uri: str, worker: int, iterations: int,
+                  storage_options: Mapping[str, str] | None = None) -> None:
+    """Target of a spawned ``Process``: wait for all peers, run, report through ``queue``
+    ``(worker, versions, None)`` or ``(worker, None, traceback_text)``."""
+    if TESTS_DIR not in sys.path:  # belt and braces: spawn normally copies sys.path
+        sys.path.insert(0, TESTS_DIR)
+    try:
+        if barrier is not None:
+            barrier.wait(timeout=120)
+        queue.put((worker, register_and_alias(uri, worker, iterations, storage_options), None))
+    except BaseException:  # report everything, including Rust panics
+        queue.put((worker, None, traceback.format_exc()))
+
+
+# -- fork guard --------------------------------------------------------------------------
+
+def report_call(queue: Any, what: str, uri: str | None = None, reg: Any = None) -> None:
+    """Run one registry call in this (child) process and report
+    ``("ok", result)`` or ``(exception class name, message)`` through ``queue``."""
+    try:
+        import nbregistry as nbr
+
+        if what == "open":
+            result: Any = nbr.open_registry(uri, user="child").head
+        elif what == "get":
+            result = reg.get(MODEL).version
+        elif what == "open_get":
+            result = nbr.open_registry(uri, user="child").get(MODEL).version
+        else:
+            raise ValueError(what)
+        queue.put(("ok", result))
+    except BaseException as exc:  # PanicException derives from BaseException
+        queue.put((type(exc).__name__, str(exc)))
+
+
+def deltalake_then_fork(queue: Any, table_uri: str, registry_uri: str) -> None:
+    """In a fresh (spawned) process: use deltalake directly, never through nbregistry,
+    then fork a child that opens a registry; pass on what the child reported."""
+    import multiprocessing
+
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    write_deltalake(table_uri, pa.table({"x": [1, 2, 3]}))
+    DeltaTable(table_uri).to_pyarrow_table()
+    ctx = multiprocessing.get_context("fork")
+    inner = ctx.Queue()
+    child = ctx.Process(target=report_call, args=(inner, "open", registry_uri))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        queue.put(("hung", "the forked child did not finish in 60 s"))
+        return
+    queue.put(inner.get(timeout=10) if not inner.empty() else
+              ("died", f"exit code {child.exitcode}"))
+
+
+# -- crash trials ------------------------------------------------------------------------
+
+def crash_loop(uri: str, worker: int, announce_compaction: bool = False) -> None:
+    """Register and alias forever (until killed). With ``announce_compaction``, print
+    ``COMPACT`` (flushed) right before each real compaction so the parent can kill it
+    mid-compaction."""
+    from nbregistry.store import eventlog
+
+    import nbregistry as nbr
+
+    if announce_compaction:
+        real = eventlog.EventLog.compact
+
+        def compact(self: Any) -> None:
+            print("COMPACT", flush=True)
+            real(self)
+            print("COMPACTED", flush=True)
+
+        eventlog.EventLog.compact = compact  # type: ignore[method-assign]
+    reg = nbr.open_registry(uri, user=worker_user(worker))
+    print("OPEN", flush=True)
+    i = 0
+    while True:
+        mv = reg.register(Model(worker, i), MODEL, metrics={"worker": worker, "iteration": i})
+        reg.set_alias(MODEL, ALIAS, mv.version)
+        i += 1
+
+
+def child_command(call: str) -> list[str]:
+    """``python -c`` that can import this module (for plain subprocesses)."""
+    return [sys.executable, "-c",
+            f"import sys; sys.path.insert(0, {TESTS_DIR!r}); import workers; workers.{call}"]

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import TinyModel
 
 import nbregistry as nbr
+from conftest import TinyModel
 
 
 def test_versions_count_per_model(registry: nbr.Registry) -> None:

@@ -6,11 +6,11 @@ import math
 import threading
 
 import pytest
-from conftest import TinyModel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nbregistry as nbr
+from conftest import TinyModel
 from nbregistry.domain import validate
 
 BAD_NAMES = ["", " ", "a b", "a/b", "../x", "a..b", "x" * 201, "tab\tname", "-lead", "é@x",
@@ -20,7 +20,7 @@ BAD_NAMES = ["", " ", "a b", "a/b", "../x", "a..b", "x" * 201, "tab\tname", "-le
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_bad_names_rejected_and_nothing_written(registry: nbr.Registry, name: str) -> None:
     before = registry.head
-    with pytest.raises(nbr.InvalidInputError, match="not allowed|empty|characters long"):
+    with pytest.raises(nbr.InvalidInputError, match=r"not allowed|empty|characters long"):
         registry.register(TinyModel(), name)
     assert registry.head == before
 
@@ -125,7 +125,8 @@ def test_metrics_finite_or_refused(metrics: dict[str, float]) -> None:
     assert out == {k: float(v) for k, v in metrics.items()}
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.text(st.sampled_from("ab_-.1/ @"), min_size=0, max_size=6),
        auc=st.floats(allow_nan=True, allow_infinity=True))
 def test_register_property(registry: nbr.Registry, name: str, auc: float) -> None:

@@ -8,12 +8,12 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conftest import TinyModel
 from deltalake import DeltaTable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nbregistry as nbr
+from conftest import TinyModel
 from nbregistry.store.blobs import key_for
 
 
@@ -82,7 +82,6 @@ def test_rewritten_payload_is_caught(registry_uri: str) -> None:
 
 def test_dropped_event_row_is_caught(registry_uri: str) -> None:
     populated(registry_uri)
-    reg = nbr.open_registry(registry_uri)
     path = file_holding(registry_uri, 3)
     rewrite(path, lambda t: t.filter(pc.not_equal(t.column("seq"), 3)))
     report = assert_broken(registry_uri, "gap")

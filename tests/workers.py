@@ -156,3 +156,52 @@ def child_command(call: str) -> list[str]:
     """``python -c`` that can import this module (for plain subprocesses)."""
     return [sys.executable, "-c",
             f"import sys; sys.path.insert(0, {TESTS_DIR!r}); import workers; workers.{call}"]
+
+
+# -- invariants checked by the parent ------------------------------------------------------
+
+def check_register_alias_log(reg: Any, per_worker: Mapping[int, list[int]]) -> None:
+    """After every worker ran ``register_and_alias``: versions are exactly 1..N, each
+    worker got distinct versions (in increasing order), the log is 1 genesis + N registers
+    + N set_alias with seq 1..2N+1 gap-free, each version's creator and model are the
+    worker's, and the audit trail verifies."""
+    total = sum(len(v) for v in per_worker.values())
+    everything = [v for versions in per_worker.values() for v in versions]
+    assert sorted(everything) == list(range(1, total + 1)), "versions handed out twice or skipped"
+    for worker, versions in per_worker.items():
+        assert versions == sorted(versions), f"worker {worker} saw versions go backwards"
+
+    found = reg.search(MODEL)
+    assert found.column("version").to_pylist() == list(range(1, total + 1))
+    by_version = dict(zip(found.column("version").to_pylist(),
+                          found.column("created_by").to_pylist(), strict=True))
+    for worker, versions in per_worker.items():
+        for v in versions:
+            assert by_version[v] == worker_user(worker)
+
+    history = reg.history()
+    seqs = history.column("seq").to_pylist()
+    assert seqs == list(range(1, 2 * total + 2)), "seq is not gap-free 1..2N+1"
+    assert len(set(history.column("hash").to_pylist())) == len(seqs)
+    actions = history.column("action").to_pylist()
+    assert actions[0] == "create_registry"
+    assert actions.count("register") == total and actions.count("set_alias") == total
+    registered = [v for a, v in zip(actions, history.column("version").to_pylist(), strict=True)
+                  if a == "register"]
+    assert registered == list(range(1, total + 1)), "versions not assigned in log order"
+    # Each worker registered its version before aliasing it; the alias ends where the
+    # last set_alias event put it.
+    aliased = [v for a, v in zip(actions, history.column("version").to_pylist(), strict=True)
+               if a == "set_alias"]
+    assert sorted(aliased) == list(range(1, total + 1))
+    assert reg.get(f"{MODEL}@{ALIAS}").version == aliased[-1]
+
+    tags = found.column("tags").to_pylist()
+    for v, pairs in zip(found.column("version").to_pylist(), tags, strict=True):
+        tag = dict(pairs)
+        assert reg.load(MODEL, v) == Model(int(tag["worker"]), int(tag["iteration"]))
+
+    report = reg.verify()
+    assert report.ok, report.problems
+    assert (report.events, report.artifacts, report.head_seq) == (2 * total + 1, total,
+                                                                  2 * total + 1)

@@ -40,7 +40,6 @@ __all__ = [
     "RegistryView",
     "StorageError",
     "VerifyReport",
-    "load_ipython_extension",
     "open_registry",
     "register_flavor",
     "verify",
@@ -76,9 +75,3 @@ def verify(uri: Any = None, *, storage_options: dict[str, str] | None = None,
                               storage_options)
     return verify_log(location, artifacts=artifacts)
 
-
-def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext nbregistry``: registers the magics (imports IPython only now)."""
-    from .notebook.magics import load_ipython_extension as _load
-
-    _load(ipython)

@@ -120,7 +120,8 @@ class RegistryState:
         if problem is not None:
             raise IntegrityError(f"the audit trail is broken at seq {event.seq}: "
                                  f"{problem.message}. Run `nbregistry verify` for a full "
-                                 "report and restore the log from backup.", problems=[problem.message])
+                                 "report and restore the log from backup.",
+                                 problems=[problem.message])
         handler = HANDLERS.get(event.action)
         if handler is not None:
             handler(self, event)

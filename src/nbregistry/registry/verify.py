@@ -16,8 +16,8 @@ def verify_log(location: Location, *, artifacts: bool = True,
                expected_head: tuple[int, str] | None = None) -> VerifyReport:
     log = EventLog(location)
     if not log.exists():
-        problem = Problem("missing", f"no event log at {log.uri}")
-        return VerifyReport(False, 0, 0, 0, GENESIS_HASH, (problem,))
+        absent = Problem("missing", f"no event log at {log.uri}")
+        return VerifyReport(False, 0, 0, 0, GENESIS_HASH, (absent,))
     log.open()
     table, missing, rewritten = log.read_each_file()
     problems = [Problem("missing_file", f"event data file missing or unreadable: {name}")
@@ -27,9 +27,9 @@ def verify_log(location: Location, *, artifacts: bool = True,
     events = [event_from_row(r) for r in rows(table)]
     seq, head = 0, GENESIS_HASH
     for event in events:
-        problem = link_problem(event, seq, head)
-        if problem is not None:
-            problems.append(problem)
+        broken = link_problem(event, seq, head)
+        if broken is not None:
+            problems.append(broken)
         seq, head = event.seq, event.hash
     if expected_head is not None and expected_head[0] > seq:
         problems.append(Problem("truncated", f"the log ends at seq {seq} but seq "
@@ -42,9 +42,9 @@ def verify_log(location: Location, *, artifacts: bool = True,
     if artifacts:
         for sha, event_seq in _artifacts(events):
             checked += 1
-            problem = _check_blob(location, sha, event_seq)
-            if problem is not None:
-                problems.append(problem)
+            damaged = _check_blob(location, sha, event_seq)
+            if damaged is not None:
+                problems.append(damaged)
     return VerifyReport(not problems, len(events), checked, seq, head, tuple(problems))
 
 

@@ -7,6 +7,7 @@ Delta's optimistic concurrency into compare-and-swap on the whole log: the chain
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -158,7 +159,7 @@ class EventLog:
 
         try:
             forkguard.guarded(run)
-        except Exception:  # noqa: S110 - best effort; a later writer compacts again
+        except Exception:
             pass
 
     def read_each_file(self) -> tuple[pa.Table, list[str], list[str]]:

@@ -75,7 +75,8 @@ class Location:
                 self._store = from_url(Path(self.uri).as_uri())
             else:
                 config, client = _obstore_config(self.storage_options)
-                self._store = from_url(self.uri, config=config, client_options=client)
+                options: dict[str, Any] = {"config": config, "client_options": client}
+                self._store = from_url(self.uri, **options)
         return self._store
 
     def exists(self, key: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, Literal
 
 from . import forkguard
 
@@ -22,13 +23,13 @@ def delta_version(uri: str, storage_options: Mapping[str, str] | None = None) ->
     return forkguard.guarded(run)
 
 
-def write_table(uri: str, data: object, *, mode: str = "overwrite",
+def write_table(uri: str, data: Any, *, mode: Literal["overwrite", "append", "error"] = "overwrite",
                 storage_options: Mapping[str, str] | None = None) -> int:
     """Write an Arrow table or DataFrame as a Delta table; returns the new version."""
     from deltalake import DeltaTable, write_deltalake
 
     def run() -> int:
-        write_deltalake(uri, data, mode=mode,  # type: ignore[arg-type]
+        write_deltalake(uri, data, mode=mode,
                         storage_options=dict(storage_options or {}) or None)
         return int(DeltaTable(uri, storage_options=dict(storage_options or {}) or None).version())
 

@@ -1,0 +1,106 @@
+"""Many writers on one local registry: real spawned processes and threads, real Delta table.
+
+The sequence must never fork, repeat or skip: versions 1..N each handed out once, the log
+gap-free and hash-chained, every artifact present.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue as queue_module
+import threading
+from pathlib import Path
+
+import pytest
+import workers
+
+import nbregistry as nbr
+
+
+def run_processes(uri: str, processes: int, iterations: int, *,
+                  create_first: bool = True) -> dict[int, list[int]]:
+    """Start ``processes`` spawned workers together (a barrier), each doing ``iterations``
+    register + set_alias; return the versions each one got."""
+    if create_first:
+        nbr.open_registry(uri, user="creator")
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    barrier = ctx.Barrier(processes)
+    procs = [ctx.Process(target=workers.process_entry,
+                         args=(results, barrier, uri, w, iterations))
+             for w in range(processes)]
+    for p in procs:
+        p.start()
+    got: dict[int, list[int]] = {}
+    errors: list[str] = []
+    try:
+        for _ in procs:
+            worker, versions, error = results.get(timeout=300)
+            if error is not None:
+                errors.append(f"worker {worker}:\n{error}")
+            else:
+                got[worker] = versions
+    finally:
+        for p in procs:
+            p.join(30)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    assert not errors, "\n".join(errors)
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    assert all(len(v) == iterations for v in got.values())
+    return got
+
+
+def test_three_processes_register_and_alias(tmp_path: Path) -> None:
+    uri = str(tmp_path / "registry")
+    got = run_processes(uri, processes=3, iterations=5)
+    workers.check_register_alias_log(nbr.open_registry(uri, user="auditor"), got)
+
+
+def test_processes_race_to_create_the_registry(tmp_path: Path) -> None:
+    """Nobody created the registry beforehand: the workers race for the genesis commit too,
+    and exactly one genesis event must win."""
+    uri = str(tmp_path / "registry")
+    got = run_processes(uri, processes=3, iterations=2, create_first=False)
+    reg = nbr.open_registry(uri, user="auditor")
+    workers.check_register_alias_log(reg, got)
+    assert reg.history().column("actor").to_pylist()[0] in {workers.worker_user(w)
+                                                            for w in got}
+
+
+def test_threads_each_with_their_own_registry(tmp_path: Path) -> None:
+    """Threads of one process, each opening its own Registry on the same uri."""
+    uri = str(tmp_path / "registry")
+    nbr.open_registry(uri, user="creator")
+    threads, iterations = 4, 10
+    barrier = threading.Barrier(threads)
+    got: dict[int, list[int]] = {}
+    errors: queue_module.Queue[BaseException] = queue_module.Queue()
+
+    def run(worker: int) -> None:
+        try:
+            barrier.wait(timeout=60)
+            got[worker] = workers.register_and_alias(uri, worker, iterations)
+        except BaseException as exc:
+            errors.put(exc)
+
+    pool = [threading.Thread(target=run, args=(w,)) for w in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(120)
+    assert not any(t.is_alive() for t in pool), "a writer thread hung"
+    assert errors.empty(), errors.get()
+    assert sorted(got) == list(range(threads))
+    workers.check_register_alias_log(nbr.open_registry(uri, user="auditor"), got)
+
+
+@pytest.mark.slow
+def test_eight_processes_times_twenty_five(tmp_path: Path) -> None:
+    uri = str(tmp_path / "registry")
+    got = run_processes(uri, processes=8, iterations=25)
+    reg = nbr.open_registry(uri, user="auditor")
+    workers.check_register_alias_log(reg, got)
+    assert reg.search(workers.MODEL).num_rows == 200
+    assert reg.history().num_rows == 1 + 200 + 200

@@ -110,5 +110,6 @@ class VerifyReport:
         items = "".join(f"<li><code>{html.escape(p.kind)}</code> {html.escape(p.message)}</li>"
                         for p in self.problems)
         return (f"<div style='border-left:4px solid {color};padding:4px 8px'>"
-                f"<b style='color:{color}'>{title}</b> — {self.events} events, {self.artifacts} artifacts, head "
+                f"<b style='color:{color}'>{title}</b> — {self.events} events, "
+                f"{self.artifacts} artifacts, head "
                 f"<code>{self.head_seq}:{self.head_hash[:12]}</code><ul>{items}</ul></div>")

@@ -157,10 +157,9 @@ class EventLog:
             self._dt.optimize.compact(target_size=COMPACT_TARGET_BYTES)
             self._dt.create_checkpoint()
 
-        try:
+        # Best effort: if it fails (a racing compaction), a later writer compacts again.
+        with contextlib.suppress(Exception):
             forkguard.guarded(run)
-        except Exception:
-            pass
 
     def read_each_file(self) -> tuple[pa.Table, list[str], list[str]]:
         """(rows, missing files, rewritten files) of the snapshot, reading file by file: verify

@@ -1,6 +1,14 @@
 """Entities, errors and validation rules: standard library only."""
 
-from .entities import Event, ModelVersion, Problem, VerifyReport
+from .entities import (
+    Approval,
+    Event,
+    GateResult,
+    ModelVersion,
+    Problem,
+    PromotionRequest,
+    VerifyReport,
+)
 from .errors import (
     ConflictError,
     ForkedProcessError,
@@ -14,9 +22,11 @@ from .errors import (
 )
 
 __all__ = [
+    "Approval",
     "ConflictError",
     "Event",
     "ForkedProcessError",
+    "GateResult",
     "IntegrityError",
     "InvalidInputError",
     "ModelVersion",
@@ -24,6 +34,7 @@ __all__ = [
     "NotFoundError",
     "PolicyViolationError",
     "Problem",
+    "PromotionRequest",
     "ReadOnlyError",
     "StorageError",
     "VerifyReport",

@@ -113,3 +113,68 @@ class VerifyReport:
                 f"<b style='color:{color}'>{title}</b> — {self.events} events, "
                 f"{self.artifacts} artifacts, head "
                 f"<code>{self.head_seq}:{self.head_hash[:12]}</code><ul>{items}</ul></div>")
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    user: str
+    at: datetime
+    comment: str = ""
+    signed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    """One policy gate's verdict for a promotion, with the evidence it was decided on."""
+
+    gate: str
+    passed: bool
+    detail: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"<GateResult {'PASS' if self.passed else 'FAIL'} {self.gate}: {self.detail}>"
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionRequest:
+    """A request to move a version to a stage, and what happened to it."""
+
+    request_id: str
+    model: str
+    version: int
+    to: str
+    from_stage: str
+    requested_by: str
+    requested_at: datetime
+    comment: str = ""
+    emergency: bool = False
+    status: str = "open"  # open | promoted | rejected | withdrawn | stale
+    approvals: tuple[Approval, ...] = ()
+    rejections: tuple[Approval, ...] = ()
+    replaces: int | None = None
+    required: int = 0
+    gates: tuple[GateResult, ...] = ()
+    closed_at: datetime | None = None
+    ratified: bool = False
+
+    def __repr__(self) -> str:
+        who = ", ".join(a.user for a in self.approvals) or "nobody"
+        flag = " EMERGENCY" if self.emergency else ""
+        return (f"<PromotionRequest {self.model} v{self.version} {self.from_stage}->{self.to} "
+                f"[{self.status}]{flag} approvals {len(self.approvals)}/{self.required} "
+                f"({who})>")
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        gates = "".join(
+            f"<li>{'✅' if g.passed else '❌'} <b>{esc(g.gate)}</b>: {esc(g.detail)}</li>"
+            for g in self.gates)
+        approvals = ", ".join(esc(a.user) + (" 🔏" if a.signed else "")
+                              for a in self.approvals) or "none yet"
+        return (f"<div><b>{esc(self.model)}</b> v{self.version}: {esc(self.from_stage)} → "
+                f"<b>{esc(self.to)}</b> <code>{esc(self.status)}</code>"
+                f"{' <b style=color:#cf222e>EMERGENCY</b>' if self.emergency else ''}"
+                f"<div>requested by {esc(self.requested_by)}: {esc(self.comment)}</div>"
+                f"<div>approvals ({len(self.approvals)}/{self.required}): {approvals}</div>"
+                f"<ul>{gates}</ul></div>")

@@ -17,6 +17,8 @@ from ..domain.errors import ConflictError, InvalidInputError, NotFoundError
 from ..store import CommitConflict, EventLog, Location
 from ..store.eventlog import rows
 from . import flavors, lineage, reference
+from . import governance_state as _fold_handlers  # noqa: F401  (registers fold handlers)
+from .governance import Governance
 from .identity import resolve_user
 from .state import RegistryState, event_from_row, ts_text
 from .verify import verify_log
@@ -40,7 +42,7 @@ def open_registry(uri: str | os.PathLike[str] | None = None, user: str | None = 
     return Registry(location, resolve_user(user), max_staleness=max_staleness)
 
 
-class Registry(RegistryView):
+class Registry(Governance, RegistryView):
     def __init__(self, location: Location, user: str, *, max_staleness: float = 0.0) -> None:
         self._log = EventLog(location)
         if not self._log.exists():

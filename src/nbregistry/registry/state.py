@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -10,8 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..domain.canonical import GENESIS_HASH, event_hash
-from ..domain.entities import Event, ModelVersion, Problem
+from ..domain.entities import Event, ModelVersion, Problem, PromotionRequest
 from ..domain.errors import IntegrityError, NotFoundError
+from ..domain.policy import DEFAULT_POLICY_TOML, Policy, parse_policy
 
 DEFAULT_STAGE = "development"
 
@@ -53,6 +55,7 @@ class ModelState:
     aliases: dict[str, int] = field(default_factory=dict)
     stage_of: dict[int, str] = field(default_factory=dict)
     status_of: dict[int, dict[str, Any]] = field(default_factory=dict)
+    stage_stack: dict[str, list[int]] = field(default_factory=dict)
     _aliases_of: dict[int, set[str]] = field(default_factory=dict, repr=False)
     _views: dict[int, ModelVersion] = field(default_factory=dict, repr=False)
 
@@ -105,6 +108,13 @@ def handles(action: str) -> Callable[[Handler], Handler]:
     return deco
 
 
+@functools.cache
+def default_policy() -> Policy:
+    import tomllib
+
+    return parse_policy(tomllib.loads(DEFAULT_POLICY_TOML))
+
+
 @dataclass
 class RegistryState:
     seq: int = 0
@@ -114,6 +124,14 @@ class RegistryState:
     models: dict[str, ModelState] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     roles: dict[str, set[str]] = field(default_factory=dict)
+    policy: Policy = field(default_factory=default_policy)
+    requests: dict[str, PromotionRequest] = field(default_factory=dict)
+    keys: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    flagged_data: dict[tuple[str, int], str] = field(default_factory=dict)
+    reports: dict[tuple[str, int], dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def has_role(self, user: str, roles: Iterable[str]) -> bool:
+        return bool(self.roles.get(user, set()) & set(roles))
 
     def apply(self, event: Event) -> None:
         problem = link_problem(event, self.seq, self.head_hash)
@@ -166,6 +184,11 @@ def _register(state: RegistryState, event: Event) -> None:
         metrics=p.get("metrics", {}), tags=p.get("tags", {}), lineage=p.get("lineage", {}),
         card=p.get("card", {}), features=tuple(p.get("features", ())),
         reference=p.get("reference"))
+    model.stage_of[event.version] = state.policy.initial
+    data = p.get("lineage", {}).get("training_data") or {}
+    reason = state.flagged_data.get((data.get("uri", ""), data.get("version", -1)))
+    if reason is not None:
+        model.status_of.setdefault(event.version, {})["revalidation_required"] = reason
 
 
 @handles("set_alias")

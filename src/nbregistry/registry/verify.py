@@ -9,6 +9,7 @@ from ..domain.entities import Event, Problem, VerifyReport
 from ..store import EventLog, Location
 from ..store.blobs import key_for
 from ..store.eventlog import rows
+from .signing import signature_problems
 from .state import event_from_row, link_problem
 
 
@@ -38,6 +39,7 @@ def verify_log(location: Location, *, artifacts: bool = True,
             e.seq == expected_head[0] and e.hash == expected_head[1] for e in events):
         problems.append(Problem("head", f"event {expected_head[0]} no longer has the hash "
                                 f"{expected_head[1][:12]}… recorded earlier"))
+    problems += signature_problems(events)
     checked = 0
     if artifacts:
         for sha, event_seq in _artifacts(events):

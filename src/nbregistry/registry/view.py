@@ -12,13 +12,15 @@ from ..domain.entities import ModelVersion
 from ..domain.errors import NotFoundError, ReadOnlyError
 from ..store import BlobStore, Location
 from . import flavors, search
+from .queries import GovernanceQueries
 from .state import RegistryState
 
 WRITES = frozenset({"register", "set_alias", "delete_alias", "request_promotion", "approve",
-                    "reject", "withdraw", "rollback", "grant_role", "revoke_role"})
+                    "reject", "withdraw", "rollback", "grant_role", "revoke_role", "set_policy",
+                    "set_card", "flag_data", "comment", "register_key"})
 
 
-class RegistryView:
+class RegistryView(GovernanceQueries):
     """A registry as of one point of its log. ``as_of`` returns one of these; ``Registry``
     extends it with writes and keeps its state fresh."""
 

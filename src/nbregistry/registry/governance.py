@@ -53,10 +53,6 @@ class Governance:
         self._commit("set_policy", None, build)
         return parsed
 
-    @property
-    def policy(self) -> Policy:
-        return self._current().policy
-
     def grant_role(self, user: str, role: str) -> None:
         self._role_change("grant_role", user, role)
 
@@ -83,9 +79,6 @@ class Governance:
             return None, {"user": user, "role": role}
 
         self._commit(action, None, build)
-
-    def roles(self) -> dict[str, list[str]]:
-        return {u: sorted(r) for u, r in sorted(self._current().roles.items()) if r}
 
     def register_key(self, public_key: bytes | str) -> str:
         """Register your Ed25519 public key (PEM); your approvals must then be signed."""
@@ -272,18 +265,24 @@ def load_policy_document(policy: str | os.PathLike[str] | Mapping[str, Any]) -> 
     if "\n" not in text and Path(text).is_file():
         text = Path(text).read_text()
     try:
-        document = tomllib.loads(text)
+        document: Any = tomllib.loads(text)
     except tomllib.TOMLDecodeError as toml_error:
-        try:
-            import yaml
-
-            document = yaml.safe_load(text)
-        except Exception:
-            raise InvalidInputError(f"the policy is not valid TOML ({toml_error}) nor YAML",
-                                    field="policy") from toml_error
-    if not isinstance(document, dict):
-        raise InvalidInputError("the policy must be a TOML/YAML mapping", field="policy")
+        document = _yaml(text)
+        if not isinstance(document, dict):
+            raise InvalidInputError(f"the policy is not valid TOML ({toml_error}) nor a YAML "
+                                    "mapping", field="policy") from toml_error
     return dict(json.loads(canonical_json(document)))
+
+
+def _yaml(text: str) -> Any:
+    try:
+        import yaml
+    except ImportError:
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
 
 
 def _holders(state: RegistryState, role: str) -> list[str]:

@@ -10,6 +10,7 @@ import pyarrow as pa
 from ..domain import validate
 from ..domain.entities import GateResult, PromotionRequest
 from ..domain.errors import InvalidInputError, NotFoundError
+from ..domain.policy import Policy
 from . import gates
 from .state import RegistryState
 
@@ -19,6 +20,15 @@ STATUSES = ("open", "promoted", "rejected", "withdrawn", "stale", "all")
 class GovernanceQueries:
     def _current(self) -> RegistryState:
         raise NotImplementedError
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force (at this view's point in time)."""
+        return self._current().policy
+
+    def roles(self) -> dict[str, list[str]]:
+        """Who holds which roles."""
+        return {u: sorted(r) for u, r in sorted(self._current().roles.items()) if r}
 
     def check_gates(self, name: str, version: int | str, to: str) -> list[GateResult]:
         """Every gate of stage ``to`` evaluated for this version, pass or fail, with evidence."""

@@ -16,7 +16,10 @@ BASE_COLUMNS = ("name", "version", "stage", "aliases", "created_at", "created_by
 
 def matches(mv: ModelVersion, *, tags: Mapping[str, str] | None, stage: str | None,
             alias: str | None, min_metrics: Mapping[str, float] | None,
-            max_metrics: Mapping[str, float] | None, created_by: str | None) -> bool:
+            max_metrics: Mapping[str, float] | None, created_by: str | None,
+            status: str | None = None) -> bool:
+    if status is not None and not mv.status.get(status):
+        return False
     if stage is not None and mv.stage != stage:
         return False
     if alias is not None and alias not in mv.aliases:
@@ -62,6 +65,8 @@ def versions_table(versions: Sequence[ModelVersion]) -> pa.Table:
         "flavor": [mv.flavor for mv in versions],
         "tags": pa.array([sorted(mv.tags.items()) for mv in versions],
                          pa.map_(pa.string(), pa.string())),
+        "revalidation_required": pa.array(
+            [mv.status.get("revalidation_required") for mv in versions], pa.string()),
     }
     for name in metric_names:
         columns[f"metrics.{name}"] = pa.array([mv.metrics.get(name) for mv in versions],

@@ -97,16 +97,17 @@ class RegistryView(GovernanceQueries):
                stage: str | None = None, alias: str | None = None,
                min_metrics: Mapping[str, float] | None = None,
                max_metrics: Mapping[str, float] | None = None, created_by: str | None = None,
-               metric: str | None = None, ascending: bool = False,
+               status: str | None = None, metric: str | None = None, ascending: bool = False,
                limit: int | None = None) -> pa.Table:
         """Versions as an Arrow table, one row each, with ``metrics.*`` and ``params.*``
-        columns. ``metric`` orders by that metric (best first unless ``ascending``)."""
+        columns. ``metric`` orders by that metric (best first unless ``ascending``);
+        ``status="revalidation_required"`` finds versions trained on recalled data."""
         state = self._current()
         models = [state.model(validate.model_name(name))] if name else state.models.values()
         found = [mv for model in models for v in model.versions
                  if search.matches(mv := model.view(v), tags=tags, stage=stage, alias=alias,
                                    min_metrics=min_metrics, max_metrics=max_metrics,
-                                   created_by=created_by)]
+                                   created_by=created_by, status=status)]
         ordered = search.order(found, metric, ascending)
         return search.versions_table(ordered[:limit] if limit is not None else ordered)
 

@@ -15,10 +15,12 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["demo", "--path", str(target)]) == 0
     out = capsys.readouterr().out
     assert "champion alias now -> v2" in out
-    assert "<VerifyReport OK" in out
+    assert "<VerifyReport OK" in out and "may not approve production" in out
+    assert "tried to approve her own request: refused" in out
     reg = nbr.open_registry(target / "registry")
     champion = reg.get("credit_risk@champion")
-    assert champion.version == 2
+    assert champion.version == 2 and champion.stage == "production"
+    assert champion.status["approved_by"] == ["val-bob"]
     assert champion.lineage["training_data"]["format"] == "delta"
     assert champion.metrics["auc"] > reg.get("credit_risk", 1).metrics["auc"]
     model = reg.load("credit_risk@champion")

@@ -1,4 +1,4 @@
-"""``nbregistry demo``: the whole core lifecycle on a synthetic credit data set, in one folder."""
+"""``nbregistry demo``: the model lifecycle on a synthetic credit data set, in one folder."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .domain.errors import NbRegistryError
 from .registry import open_registry
 from .store import write_table
 
@@ -58,7 +59,9 @@ def run(path: str | Path = "nbregistry-demo", *, fresh: bool = True,
     features = ["income", "debt_ratio", "history_years", "utilisation", "late_payments"]
     baseline_features = ["income", "debt_ratio"]
     train, test = data.iloc[:3000], data.iloc[3000:]
-    reg = open_registry(root / "registry", user="demo-scientist")
+    admin = open_registry(root / "registry", user="risk-admin")  # the creator is admin
+    admin.grant_role("val-bob", "validator")
+    reg = open_registry(root / "registry", user="ds-alice")
     candidates = [
         ("logistic regression", make_pipeline(StandardScaler(), LogisticRegression()),
          {"model": "logistic_regression", "C": 1.0}, baseline_features),
@@ -83,9 +86,31 @@ def run(path: str | Path = "nbregistry-demo", *, fresh: bool = True,
     best = max(versions, key=lambda mv: mv.metrics["auc"])
     champion = reg.set_alias("credit_risk", "champion", best.version)
     say(f"champion alias now -> v{champion.version} (best auc {champion.metrics['auc']})")
+    _promote(root / "registry", champion.version, say)
     history = reg.history("credit_risk").to_pandas()
     say("\nhistory of credit_risk:")
     say(history[["seq", "ts", "actor", "action", "version"]].to_string(index=False))
     report = reg.verify()
+    say(f"production: v{reg.get('credit_risk', stage='production').version}; head of the log "
+        f"(record it elsewhere to detect truncation): {reg.head[0]}:{reg.head[1][:16]}…")
     say(f"\naudit check: {report!r}")
     return {"registry": reg, "versions": versions, "champion": champion, "verify": report}
+
+
+def _promote(uri: Path, version: int, say: Any) -> None:
+    """The default policy: staging needs nothing; production needs a validator who is
+    neither the registrant nor the requester, and a model card."""
+    scientist = open_registry(uri, user="ds-alice")
+    scientist.request_promotion("credit_risk", version, to="staging", comment="candidate")
+    request = scientist.request_promotion("credit_risk", version, to="production",
+                                          comment="beats the baseline on AUC")
+    say(f"ds-alice requested production: {request!r}")
+    try:
+        scientist.approve("credit_risk", version)
+    except NbRegistryError as refusal:
+        say(f"ds-alice tried to approve her own request: refused ({refusal})")
+    validator = open_registry(uri, user="val-bob")
+    done = validator.approve("credit_risk", version, comment="validation evidence reviewed")
+    say(f"val-bob approved: {done!r}")
+    for gate in done.gates:
+        say(f"  gate {gate.gate}: {'PASS' if gate.passed else 'FAIL'} ({gate.detail})")

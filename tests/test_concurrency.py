@@ -12,9 +12,9 @@ import threading
 from pathlib import Path
 
 import pytest
-import workers
 
 import nbregistry as nbr
+import workers
 
 
 def run_processes(uri: str, processes: int, iterations: int, *,
@@ -52,6 +52,27 @@ def run_processes(uri: str, processes: int, iterations: int, *,
     return got
 
 
+def open_concurrently(uri: str, threads: int) -> list[BaseException]:
+    """``threads`` threads call open_registry(uri) at once; return what they raised."""
+    barrier = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def opener() -> None:
+        try:
+            barrier.wait(timeout=60)
+            nbr.open_registry(uri, user="opener")
+        except BaseException as exc:
+            errors.append(exc)
+
+    pool = [threading.Thread(target=opener) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(60)
+    assert not any(t.is_alive() for t in pool), "an opener hung"
+    return errors
+
+
 def test_three_processes_register_and_alias(tmp_path: Path) -> None:
     uri = str(tmp_path / "registry")
     got = run_processes(uri, processes=3, iterations=5)
@@ -67,6 +88,25 @@ def test_processes_race_to_create_the_registry(tmp_path: Path) -> None:
     workers.check_register_alias_log(reg, got)
     assert reg.history().column("actor").to_pylist()[0] in {workers.worker_user(w)
                                                             for w in got}
+
+
+def test_threads_race_to_create_the_registry(tmp_path: Path) -> None:
+    """Writers opening a registry that does not exist yet race for the genesis commit:
+    exactly one genesis event (seq 1, Delta version 0) may land; the losers must open the
+    winner's log. Threads start within microseconds of each other, so the race is hit on
+    most rounds (processes hit it too, just less often)."""
+    for round_ in range(20):
+        uri = str(tmp_path / f"registry-{round_}")
+        errors = open_concurrently(uri, threads=4)
+        assert not errors, f"round {round_}: {errors[0]!r}"
+        reg = nbr.open_registry(uri, user="auditor")
+        history = reg.history()
+        assert history.column("action").to_pylist() == ["create_registry"], (
+            f"round {round_}: {history.num_rows} events")
+        assert reg.verify().ok
+        commits = sorted(p.name for p in Path(uri, "_registry", "events", "_delta_log")
+                         .glob("*.json"))
+        assert commits == [f"{0:020d}.json"], f"round {round_}: extra genesis commits {commits}"
 
 
 def test_threads_each_with_their_own_registry(tmp_path: Path) -> None:

@@ -177,3 +177,12 @@ def test_model_version_reprs(registry: nbr.Registry) -> None:
     assert "m v1" in repr(mv) and "auc=0.8" in repr(mv)
     html = mv._repr_html_()
     assert "&lt;b&gt;x&lt;/b&gt;" in html and "<script" not in html
+
+
+def test_registry_pickles_by_reopening(registry: nbr.Registry) -> None:
+    import pickle
+
+    registry.register(TinyModel(5), "m")
+    clone = pickle.loads(pickle.dumps(registry))
+    assert clone.uri == registry.uri and clone.user == registry.user
+    assert clone.load("m") == TinyModel(5)

@@ -130,9 +130,8 @@ def crash_loop(uri: str, worker: int, announce_compaction: bool = False) -> None
     """Register and alias forever (until killed). With ``announce_compaction``, print
     ``COMPACT`` (flushed) right before each real compaction so the parent can kill it
     mid-compaction."""
-    from nbregistry.store import eventlog
-
     import nbregistry as nbr
+    from nbregistry.store import eventlog
 
     if announce_compaction:
         real = eventlog.EventLog.compact

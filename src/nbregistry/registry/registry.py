@@ -57,6 +57,11 @@ class Registry(Governance, RegistryView):
         self._max_staleness = max_staleness
         self._synced_at = time.monotonic()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Storage handles don't pickle; a worker process reopens the same registry instead.
+        return (_reopen, (self._location.uri, self.user, self._location.storage_options,
+                          self._max_staleness))
+
     # -- freshness ---------------------------------------------------------------------
     def refresh(self) -> Registry:
         """Fold in events other writers committed since we last looked."""
@@ -175,6 +180,12 @@ class Registry(Governance, RegistryView):
         past = RegistryState()
         past.fold(e for e in self._current().events if e.ts <= moment)
         return RegistryView(self._location, past, self.user)
+
+
+def _reopen(uri: str, user: str, storage_options: dict[str, str], max_staleness: float
+            ) -> Registry:
+    return open_registry(uri, user, storage_options=storage_options or None,
+                         max_staleness=max_staleness)
 
 
 def _make_event(state: RegistryState, actor: str, action: str, model: str | None,

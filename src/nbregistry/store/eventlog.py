@@ -17,7 +17,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ..domain.entities import Event
-from ..domain.errors import IntegrityError, StorageError
+from ..domain.errors import ForkedProcessError, IntegrityError, StorageError
 from . import forkguard
 from .location import Location
 
@@ -86,14 +86,18 @@ class EventLog:
 
     def create(self, genesis: Event) -> bool:
         """Create the table with the genesis event as version 0; False if another won."""
-        from deltalake import write_deltalake
+        from deltalake import CommitProperties, write_deltalake
 
         def run() -> None:
+            # No retries: a loser must fail, not commit a second genesis as version 1.
             write_deltalake(self.uri, to_table([genesis]), mode="error",
-                            configuration=CONFIGURATION, storage_options=self._options())
+                            configuration=CONFIGURATION, storage_options=self._options(),
+                            commit_properties=CommitProperties(max_commit_retries=0))
 
         try:
             forkguard.guarded(run)
+        except ForkedProcessError:
+            raise
         except Exception as exc:
             if self.exists():
                 return False
@@ -106,6 +110,8 @@ class EventLog:
         try:
             self._dt = forkguard.guarded(lambda: DeltaTable(self.uri,
                                                             storage_options=self._options()))
+        except ForkedProcessError:
+            raise
         except Exception as exc:
             raise StorageError(f"cannot open the event log at {self.uri}: {exc}") from exc
 

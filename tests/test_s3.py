@@ -1,0 +1,171 @@
+"""The same registry on an object store: a real moto S3 server over HTTP on 127.0.0.1.
+
+On S3 there is no local writer lock: correctness rests on Delta's put-if-absent commit
+(conditional PUT, ``If-None-Match: *``) alone.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+import nbregistry as nbr
+import workers
+
+pytestmark = pytest.mark.slow
+
+BUCKET = "nbregistry-test"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[dict[str, str]]:
+    """A moto S3 server on a free port with one bucket; yields the storage options."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(["moto_server", "-p", str(port), "-H", "127.0.0.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{endpoint}/", timeout=1):
+                    break
+            except OSError:
+                if server.poll() is not None:
+                    pytest.fail(f"moto_server exited with code {server.returncode}")
+                if time.monotonic() > deadline:
+                    pytest.fail("moto_server did not answer within 30 s")
+                time.sleep(0.1)
+        options = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                   "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+                   "AWS_ALLOW_HTTP": "true"}
+        s3_client(options).create_bucket(Bucket=BUCKET)
+        yield options
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def s3_client(options: dict[str, str]) -> Any:
+    return boto3.client("s3", endpoint_url=options["AWS_ENDPOINT_URL"],
+                        aws_access_key_id=options["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=options["AWS_SECRET_ACCESS_KEY"],
+                        region_name=options["AWS_REGION"])
+
+
+@pytest.fixture
+def s3_uri(s3_server: dict[str, str]) -> str:
+    """A fresh registry prefix in the session bucket."""
+    return f"s3://{BUCKET}/reg-{uuid.uuid4().hex[:12]}"
+
+
+def test_round_trip(s3_server: dict[str, str], s3_uri: str) -> None:
+    reg = nbr.open_registry(s3_uri, user="alice", storage_options=s3_server)
+    assert reg.uri == s3_uri
+    first = reg.register(workers.Model(1, 0), "credit_risk", params={"depth": 3},
+                         metrics={"auc": 0.71}, tags={"team": "risk"}, description="first")
+    second = reg.register(workers.Model(1, 1), "credit_risk", metrics={"auc": 0.78})
+    assert (first.version, second.version) == (1, 2)
+    assert reg.get("credit_risk", 1).params == {"depth": 3}
+    assert reg.get("credit_risk").version == 2
+    assert reg.load("credit_risk", 1) == workers.Model(1, 0)
+
+    moved = reg.set_alias("credit_risk", "champion", 2)
+    assert "champion" in moved.aliases
+    assert reg.get("credit_risk@champion").version == 2
+    assert reg.load("credit_risk@champion") == workers.Model(1, 1)
+
+    best = reg.search("credit_risk", metric="auc")
+    assert best.column("version").to_pylist() == [2, 1]
+    assert reg.search(tags={"team": "risk"}).column("version").to_pylist() == [1]
+    assert reg.search(alias="champion").column("version").to_pylist() == [2]
+
+    report = reg.verify()
+    assert report.ok, report.problems
+    assert (report.events, report.artifacts) == (4, 2)
+
+    # Another client (fresh process state) sees the same log, head and objects.
+    other = nbr.open_registry(s3_uri, user="bob", storage_options=s3_server)
+    assert other.head == reg.head
+    assert other.load("credit_risk@champion") == workers.Model(1, 1)
+    assert nbr.verify(s3_uri, storage_options=s3_server).ok
+    # A stale reader catches up with a write made elsewhere.
+    other.set_alias("credit_risk", "champion", 1)
+    assert reg.get("credit_risk@champion").version == 1
+    assert [row["action"] for row in reg.history("credit_risk").to_pylist()] == [
+        "register", "register", "set_alias", "set_alias"]
+
+
+def test_four_processes_register_and_alias(s3_server: dict[str, str], s3_uri: str) -> None:
+    processes, iterations = 4, 10
+    nbr.open_registry(s3_uri, user="creator", storage_options=s3_server)
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    barrier = ctx.Barrier(processes)
+    procs = [ctx.Process(target=workers.process_entry,
+                         args=(results, barrier, s3_uri, w, iterations, s3_server))
+             for w in range(processes)]
+    for p in procs:
+        p.start()
+    got: dict[int, list[int]] = {}
+    errors: list[str] = []
+    try:
+        for _ in procs:
+            worker, versions, error = results.get(timeout=300)
+            if error is not None:
+                errors.append(f"worker {worker}:\n{error}")
+            else:
+                got[worker] = versions
+    finally:
+        for p in procs:
+            p.join(30)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    assert not errors, "\n".join(errors)
+    reg = nbr.open_registry(s3_uri, user="auditor", storage_options=s3_server)
+    workers.check_register_alias_log(reg, got)
+    assert reg.search(workers.MODEL).column("version").to_pylist() == list(range(1, 41))
+
+
+def test_overwritten_artifact_is_detected(s3_server: dict[str, str], s3_uri: str) -> None:
+    reg = nbr.open_registry(s3_uri, user="alice", storage_options=s3_server)
+    mv = reg.register(workers.Model(7, 0), "credit_risk", metrics={"auc": 0.7})
+    reg.register(workers.Model(7, 1), "credit_risk", metrics={"auc": 0.8})
+    assert reg.verify().ok
+
+    prefix = s3_uri.removeprefix(f"s3://{BUCKET}/")
+    key = f"{prefix}/_registry/artifacts/sha256/{mv.sha256[:2]}/{mv.sha256[2:]}"
+    client = s3_client(s3_server)
+    original = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    assert len(original) == mv.size
+    client.put_object(Bucket=BUCKET, Key=key, Body=b"not the model you registered")
+
+    report = reg.verify()
+    assert not report.ok
+    assert [(p.kind, p.seq) for p in report.problems] == [("artifact_modified", 2)]
+    assert not nbr.verify(s3_uri, storage_options=s3_server).ok
+    with pytest.raises(nbr.IntegrityError, match="modified"):
+        reg.load("credit_risk", 1)
+    with pytest.raises(nbr.IntegrityError):
+        nbr.open_registry(s3_uri, user="bob", storage_options=s3_server).load("credit_risk", 1)
+    assert reg.load("credit_risk", 2) == workers.Model(7, 1)  # untouched versions still load

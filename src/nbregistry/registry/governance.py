@@ -23,7 +23,7 @@ from ..domain.policy import Policy, parse_policy
 from . import gates, signing
 from .state import ModelState, RegistryState
 
-Build = Callable[[RegistryState], tuple[int | None, dict[str, Any]]]
+Build = Callable[[RegistryState], tuple[int | None, dict[str, Any]] | None]
 
 
 class Governance:
@@ -33,11 +33,16 @@ class Governance:
     user: str
     _state: RegistryState
 
-    def _commit(self, action: str, model: str | None, build: Build) -> Event:
+    def _commit(self, action: str, model: str | None, build: Build) -> Event | None:
         raise NotImplementedError
 
     def _current(self) -> RegistryState:
         raise NotImplementedError
+
+    def _record(self, action: str, model: str | None, build: Build) -> Event:
+        event = self._commit(action, model, build)
+        assert event is not None, "this build always records an event"
+        return event
 
     # -- policy and roles --------------------------------------------------------------
     def set_policy(self, policy: str | os.PathLike[str] | Mapping[str, Any]) -> Policy:
@@ -146,7 +151,7 @@ class Governance:
             signing.sign_into(payload, state, self.user, name, number, signing_key)
             return number, payload
 
-        event = self._commit("approve", name, build)
+        event = self._record("approve", name, build)
         return self._current().requests[event.payload["request_id"]]
 
     def reject(self, name: str, version: int | str, *, comment: str,
@@ -180,7 +185,7 @@ class Governance:
                                            "an admin may withdraw this request", rule="withdraw")
             return number, {"request_id": request.request_id, "comment": comment}
 
-        event = self._commit(action, name, build)
+        event = self._record(action, name, build)
         return self._current().requests[event.payload["request_id"]]
 
     def comment(self, name: str, version: int | str, text: str) -> None:
@@ -217,7 +222,7 @@ class Governance:
             return stack[-2], {"stage": stage, "from_version": current, "to_version": stack[-2],
                                "reason": reason}
 
-        event = self._commit("rollback", name, build)
+        event = self._record("rollback", name, build)
         assert event.version is not None
         return self._current().models[name].view(event.version)
 

@@ -26,7 +26,7 @@ from .view import RegistryView
 
 DEFAULT_URI = ".nbregistry"
 MAX_ATTEMPTS = 400
-Build = Callable[[RegistryState], tuple[int | None, dict[str, Any]]]
+Build = Callable[[RegistryState], tuple[int | None, dict[str, Any]] | None]
 
 
 def open_registry(uri: str | os.PathLike[str] | None = None, user: str | None = None, *,
@@ -79,14 +79,17 @@ class Registry(Governance, RegistryView):
         return self._state
 
     # -- the one write path ----------------------------------------------------------
-    def _commit(self, action: str, model: str | None, build: Build) -> Event:
+    def _commit(self, action: str, model: str | None, build: Build) -> Event | None:
         """Append one event built against the freshest state; retry when another writer
-        took the next log version first. ``build`` validates and may raise: then nothing
-        is written."""
+        took the next log version first. ``build`` validates and may raise (then nothing
+        is written) or return None when there is nothing to record."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
             with self._location.writer_lock():
                 self.refresh()
-                version, payload = build(self._state)
+                built = build(self._state)
+                if built is None:
+                    return None
+                version, payload = built
                 event = _make_event(self._state, self.user, action, model, version, payload)
                 try:
                     landed = self._log.append(event)
@@ -131,7 +134,7 @@ class Registry(Governance, RegistryView):
         if ref_bytes is not None:
             payload["reference"] = {"sha256": self._blobs.put(ref_bytes), "rows": ref_rows,
                                     "has_target": reference_target is not None}
-        event = self._commit("register", name,
+        event = self._record("register", name,
                              lambda state: (state.next_version(name), payload))
         assert event.version is not None
         return self._state.models[name].view(event.version)
@@ -142,15 +145,16 @@ class Registry(Governance, RegistryView):
         name, alias = validate.model_name(name), validate.alias_name(alias)
         number = validate.version_number(version)
 
-        def build(state: RegistryState) -> tuple[int | None, dict[str, Any]]:
+        def build(state: RegistryState) -> tuple[int | None, dict[str, Any]] | None:
             model = state.model(name)
             if number not in model.versions:
                 raise NotFoundError(f"model {name!r} has no version {number} (versions 1.."
                                     f"{model.latest})", model=name, ref=str(number))
+            if model.aliases.get(alias) == number:
+                return None
             return number, {"alias": alias, "previous": model.aliases.get(alias)}
 
-        if self.get(name, number).aliases.count(alias) == 0:
-            self._commit("set_alias", name, build)
+        self._commit("set_alias", name, build)
         return self._state.models[name].view(number)
 
     def delete_alias(self, name: str, alias: str) -> None:

@@ -141,15 +141,18 @@ class EventLog:
     def append(self, event: Event) -> int:
         """Commit one event at exactly version+1 and return that version, or raise
         CommitConflict. Every COMPACT_EVERY versions the writer also compacts."""
-        from deltalake import CommitProperties, write_deltalake
+        from deltalake import CommitProperties, PostCommitHookProperties, write_deltalake
         from deltalake.exceptions import CommitFailedError
 
         props = CommitProperties(max_commit_retries=0,
                                  custom_metadata={"nbregistry.seq": str(event.seq),
                                                   "nbregistry.hash": event.hash})
+        # compact() checkpoints on its own schedule; the hooks would list the whole log.
+        hooks = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
         try:
-            forkguard.guarded(lambda: write_deltalake(self._dt, to_table([event]),
-                                                      mode="append", commit_properties=props))
+            forkguard.guarded(lambda: write_deltalake(
+                self._dt, to_table([event]), mode="append", commit_properties=props,
+                post_commithook_properties=hooks))
         except CommitFailedError as exc:
             raise CommitConflict(str(exc)) from exc
         landed = self.version

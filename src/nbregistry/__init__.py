@@ -40,6 +40,7 @@ __all__ = [
     "RegistryView",
     "StorageError",
     "VerifyReport",
+    "load_ipython_extension",
     "open_registry",
     "register_flavor",
     "verify",
@@ -54,6 +55,13 @@ def __getattr__(name: str) -> Any:
 
         return getattr(registry, name)
     raise AttributeError(f"module 'nbregistry' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nbregistry``: the magics module (and IPython with it) loads only now."""
+    from .notebook.magics import load_ipython_extension as _load
+
+    _load(ipython)
 
 
 def open_registry(uri: Any = None, user: str | None = None, **options: Any) -> Registry:

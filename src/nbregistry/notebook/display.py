@@ -1,0 +1,307 @@
+"""Rich display for what magics return: HTML that reads well with no JavaScript (inline
+styles, no CDN: nbconvert, GitHub, VS Code) plus a cheap plain-text repr.
+
+Helpers take duck-typed objects (``getattr``) for governance records so this module does not
+depend on which entity fields exist yet.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ..domain.errors import PolicyViolationError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from ..domain.entities import ModelVersion, VerifyReport
+    from ..registry import RegistryView
+
+FONT = "font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;font-size:12px"
+TABLE = f"border-collapse:collapse;{FONT}"
+TH = ("text-align:left;padding:3px 8px;border-bottom:2px solid #d0d7de;background:#f6f8fa;"
+      "white-space:nowrap")
+TD = "text-align:left;padding:2px 8px;border-bottom:1px solid #eaeef2;vertical-align:top"
+STAGE_COLORS = {"production": "#1a7f37", "staging": "#9a6700", "archived": "#57606a",
+                "development": "#0969da"}
+OK, BAD = "#1a7f37", "#cf222e"
+
+
+def esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def fmt(value: Any) -> str:
+    """One cell's text: short, stable, never ``nan``/``None`` noise."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return "—" if value != value else f"{value:.4g}"
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M:%S}"
+    if isinstance(value, list | tuple):
+        return ", ".join(fmt(v) for v in value) if value else "—"
+    if isinstance(value, Mapping):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def table_html(columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
+               raw: frozenset[int] = frozenset()) -> str:
+    """A table with inline styles; cells are escaped except the column indexes in ``raw``
+    (already HTML, e.g. a stage badge)."""
+    head = "".join(f"<th style='{TH}'>{esc(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td style='{TD}'>{c if i in raw else esc(fmt(c))}</td>"
+                         for i, c in enumerate(row)) + "</tr>"
+        for row in rows)
+    return f"<table style='{TABLE}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def kv_html(items: Iterable[tuple[str, Any]]) -> str:
+    rows = "".join(f"<tr><th style='{TH};background:none;border-bottom:1px solid #eaeef2'>"
+                   f"{esc(k)}</th><td style='{TD}'>{esc(fmt(v))}</td></tr>" for k, v in items)
+    return f"<table style='{TABLE}'>{rows}</table>" if rows else _muted("none")
+
+
+def badge(text: str, color: str | None = None) -> str:
+    color = color or STAGE_COLORS.get(text, "#57606a")
+    return (f"<span style='border:1px solid {color};color:{color};border-radius:10px;"
+            f"padding:0 6px;font-size:11px;white-space:nowrap'>{esc(text)}</span>")
+
+
+def section(title: str, body: str) -> str:
+    return (f"<div style='margin:8px 0 2px 0;{FONT};font-weight:600;color:#24292f'>"
+            f"{esc(title)}</div>{body}")
+
+
+def message_html(text: str, *, ok: bool) -> str:
+    """A one-line outcome (success or refusal) for panels and magics."""
+    color = OK if ok else BAD
+    return (f"<div style='border-left:4px solid {color};padding:4px 8px;{FONT};"
+            f"color:{color}'>{esc(text)}</div>")
+
+
+def _muted(text: str) -> str:
+    return f"<span style='color:#57606a;{FONT}'>{esc(text)}</span>"
+
+
+def _text_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[fmt(c) for c in row] for row in rows]
+    widths = [min(40, max([len(c)] + [len(r[i]) for r in cells])) for i, c in enumerate(columns)]
+    line = "  ".join(f"{c:<{w}}" for c, w in zip(columns, widths, strict=True))
+    body = ["  ".join(f"{c[:w]:<{w}}" for c, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join([line.rstrip(), *(b.rstrip() for b in body)])
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"git": {"commit": "ab"}}`` → ``{"git.commit": "ab"}`` (for lineage and diffs)."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+class VersionsTable:
+    """Model versions as returned by ``reg.search`` (``.table``), displayed compactly."""
+
+    BASE = ("name", "version", "stage", "aliases", "created_at", "created_by")
+
+    def __init__(self, table: pa.Table, *, max_rows: int = 200) -> None:
+        self.table = table
+        self.max_rows = max_rows
+
+    def __len__(self) -> int:
+        return int(self.table.num_rows)
+
+    def to_pandas(self) -> pd.DataFrame:
+        frame: pd.DataFrame = self.table.to_pandas()
+        return frame
+
+    def _columns(self) -> list[str]:
+        names = self.table.column_names
+        return [c for c in self.BASE if c in names] + [c for c in names
+                                                        if c.startswith("metrics.")]
+
+    def _rows(self) -> tuple[list[str], list[list[Any]]]:
+        columns = self._columns()
+        data = self.table.select(columns).slice(0, self.max_rows).to_pylist()
+        return columns, [[row[c] for c in columns] for row in data]
+
+    def _more(self) -> str:
+        hidden = len(self) - self.max_rows
+        return f"… {hidden} more versions (use .table or .to_pandas())" if hidden > 0 else ""
+
+    def __repr__(self) -> str:
+        if not len(self):
+            return "<no model versions match>"
+        columns, rows = self._rows()
+        text = _text_table([c.removeprefix("metrics.") for c in columns], rows)
+        return text + (f"\n{self._more()}" if self._more() else "")
+
+    def _repr_html_(self) -> str:
+        if not len(self):
+            return _muted("No model versions match.")
+        columns, rows = self._rows()
+        stage = columns.index("stage")
+        for row in rows:
+            row[stage] = badge(str(row[stage]))
+        headers = [c.removeprefix("metrics.") for c in columns]
+        note = f"<div>{_muted(self._more())}</div>" if self._more() else ""
+        return table_html(headers, rows, raw=frozenset({stage})) + note
+
+
+def payload_summary(payload: Mapping[str, Any], limit: int = 120) -> str:
+    """The few payload fields a reader of the history cares about (not hashes or lineage)."""
+    skip = {"lineage", "sha256", "size", "features", "reference", "flavor", "signature",
+            "gates", "promotion", "policy", "public_key", "card", "required", "request_id"}
+    parts = [f"{k}={fmt(v)}" for k, v in payload.items()
+             if k not in skip and v not in (None, "", {}, [])]
+    if payload.get("card"):
+        parts.append("card fields: " + ", ".join(sorted(payload["card"])))
+    text = ", ".join(parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class HistoryTable:
+    """The audit trail (``reg.history``), newest rows last; with ``report`` from ``--verify``."""
+
+    COLUMNS = ("seq", "ts", "actor", "action", "model", "version")
+
+    def __init__(self, table: pa.Table, report: VerifyReport | None = None, *,
+                 max_rows: int = 200) -> None:
+        self.table = table
+        self.report = report
+        self.max_rows = max_rows
+
+    def __len__(self) -> int:
+        return int(self.table.num_rows)
+
+    def to_pandas(self) -> pd.DataFrame:
+        frame: pd.DataFrame = self.table.to_pandas()
+        return frame
+
+    def _rows(self) -> list[list[Any]]:
+        start = max(0, len(self) - self.max_rows)
+        rows = self.table.slice(start).to_pylist()
+        return [[r[c] for c in self.COLUMNS] + [payload_summary(json.loads(r["payload"]))]
+                for r in rows]
+
+    def _note(self) -> str:
+        hidden = len(self) - self.max_rows
+        return f"showing the last {self.max_rows} of {len(self)} events" if hidden > 0 else ""
+
+    def __repr__(self) -> str:
+        text = _text_table([*self.COLUMNS, "details"], self._rows())
+        head = f"{self.report!r}\n" if self.report is not None else ""
+        return head + text + (f"\n{self._note()}" if self._note() else "")
+
+    def _repr_html_(self) -> str:
+        head = self.report._repr_html_() if self.report is not None else ""
+        note = f"<div>{_muted(self._note())}</div>" if self._note() else ""
+        return head + note + table_html([*self.COLUMNS, "details"], self._rows())
+
+
+def version_card_html(mv: ModelVersion, history: pa.Table | None = None) -> str:
+    """Everything known about one version: the browser's detail pane."""
+    aliases = " ".join(badge(f"@{a}", "#8250df") for a in mv.aliases)
+    head = (f"<div style='{FONT}'><b style='font-size:14px'>{esc(mv.name)}</b> v{mv.version} "
+            f"{badge(mv.stage)} {aliases}<div style='color:#57606a'>{esc(mv.description)}"
+            f"</div></div>")
+    card = "".join(section(k.replace("_", " ").capitalize(),
+                           f"<div style='{FONT};white-space:pre-wrap'>{esc(fmt(v))}</div>")
+                   for k, v in mv.card.items()) or _muted("no model card yet (%%modelcard)")
+    parts = [head,
+             section("Metrics", kv_html(sorted(mv.metrics.items()))),
+             section("Parameters", kv_html(sorted(mv.params.items()))),
+             section("Tags", kv_html(sorted(mv.tags.items()))),
+             section("Model card", card),
+             section("Features", kv_html((f["name"], f.get("dtype")) for f in mv.features)),
+             section("Lineage", kv_html(sorted(flatten(mv.lineage).items()))),
+             section("Artifact", kv_html([("sha256", mv.sha256), ("size", mv.size),
+                                          ("flavor", mv.flavor), ("created", mv.created_at),
+                                          ("by", mv.created_by)])),
+             section("Status", kv_html(sorted(mv.status.items())))]
+    if history is not None:
+        parts.append(section("History", HistoryTable(history)._repr_html_()))
+    return "".join(parts)
+
+
+def gates_html(gates: Sequence[Any]) -> str:
+    """The policy's gates as a checklist: pass/fail, detail and the evidence behind it."""
+    if not gates:
+        return _muted("The policy defines no gates for this promotion.")
+    rows = [[f"<span style='color:{OK if g.passed else BAD};font-weight:600'>"
+             f"{'✔ pass' if g.passed else '✘ fail'}</span>", g.gate, g.detail,
+             fmt(dict(g.evidence)) if g.evidence else "—"] for g in gates]
+    return table_html(["", "gate", "detail", "evidence"], rows, raw=frozenset({0}))
+
+
+def request_html(request: Any) -> str:
+    """A promotion request: who asked for what, its status, and who approved it."""
+    status = str(request.status)
+    color = {"promoted": OK, "rejected": BAD, "open": "#9a6700"}.get(status, "#57606a")
+    approvals = [(a.user, a.at, a.comment, "yes" if a.signed else "no")
+                 for a in getattr(request, "approvals", ())]
+    flags = " " + badge("emergency", BAD) if request.emergency else ""
+    head = (f"<div style='{FONT}'><b>{esc(request.model)}</b> v{request.version}: "
+            f"{esc(request.from_stage)} → {badge(str(request.to))} {badge(status, color)}"
+            f"{flags}<div style='color:#57606a'>requested by {esc(request.requested_by)} at "
+            f"{esc(fmt(request.requested_at))}: {esc(request.comment) or '(no comment)'}"
+            "</div></div>")
+    body = (table_html(["approved by", "at", "comment", "signed"], approvals)
+            if approvals else _muted("no approvals yet"))
+    return head + body
+
+
+def request_text(request: Any) -> str:
+    approvals = ", ".join(a.user for a in getattr(request, "approvals", ())) or "none"
+    return (f"<PromotionRequest {request.model} v{request.version} {request.from_stage}->"
+            f"{request.to} [{request.status}] by {request.requested_by}; "
+            f"approvals: {approvals}>")
+
+
+def registry_html(reg: RegistryView) -> str:
+    seq, head = reg.head
+    models = reg.models()
+    names = ", ".join(esc(m) for m in models[:20]) + (" …" if len(models) > 20 else "")
+    kind = "read-only view" if type(reg).__name__ == "RegistryView" else "registry"
+    return (f"<div style='{FONT}'><b>nbregistry</b> {kind} <code>{esc(reg.uri)}</code> "
+            f"acting as <b>{esc(reg.user)}</b><div style='color:#57606a'>{len(models)} "
+            f"model(s): {names or 'none yet'}; {seq} events, head <code>{esc(head[:12])}"
+            "</code></div></div>")
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a registry error; a policy refusal says so up front."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"Refused by policy: {text}" if isinstance(exc, PolicyViolationError) else text
+
+
+class Gates:
+    """The policy's gates for one promotion, as returned by ``%promote … --check``."""
+
+    def __init__(self, gates: Sequence[Any]) -> None:
+        self.gates = list(gates)
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+    def __repr__(self) -> str:
+        if not self.gates:
+            return "<no gates for this promotion>"
+        return "\n".join(repr(g) for g in self.gates)
+
+    def _repr_html_(self) -> str:
+        return gates_html(self.gates)

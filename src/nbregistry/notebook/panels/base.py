@@ -1,0 +1,68 @@
+"""What every panel shares: the registry it acts on, a message line, a static snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import ipywidgets as widgets
+from traitlets import Bool, Unicode
+
+from ...domain.errors import NbRegistryError
+from ..display import describe_error, message_html
+
+if TYPE_CHECKING:
+    from ...registry import RegistryView
+
+T = TypeVar("T")
+# ipywidgets gives HTML widgets the 28 px line height of a form row, which spreads tables
+# apart; a hidden <style> scoped to our panels keeps them dense (no front-end build needed).
+PANEL_STYLE = ("<style>.nbr-panel .widget-html-content{line-height:1.35}"
+               ".nbr-panel .widget-html-content table{margin:2px 0}</style>")
+
+
+class Panel(widgets.VBox):  # type: ignore[misc]
+    """A VBox bound to one registry. ``status``/``failed`` mirror the last outcome as plain
+    traits so scripts and headless tests can read what the user saw."""
+
+    status = Unicode("", help="plain text of the last outcome shown in the panel")
+    failed = Bool(False, help="whether the last action was refused or failed")
+
+    def __init__(self, registry: RegistryView, children: Sequence[widgets.Widget],
+                 **kwargs: Any) -> None:
+        self.registry = registry
+        self.message = widgets.HTML()
+        style = widgets.HTML(PANEL_STYLE, layout={"display": "none"})
+        super().__init__(children=[style, *children, self.message], **kwargs)
+        self.add_class("nbr-panel")
+
+    def attempt(self, action: Callable[[], T], done: Callable[[T], str]) -> T | None:
+        """Run one registry call; show its outcome, or its refusal, as the panel message."""
+        try:
+            result = action()
+        except NbRegistryError as exc:
+            self.say(describe_error(exc), ok=False)
+            return None
+        self.say(done(result), ok=True)
+        return result
+
+    def say(self, text: str, *, ok: bool) -> None:
+        self.status, self.failed = text, not ok
+        self.message.value = message_html(text, ok=ok) if text else ""
+
+    def reread(self) -> None:
+        """Fold in what other users committed since (a view of the past never changes)."""
+        refresh = getattr(type(self.registry), "refresh", None)
+        if refresh is not None:
+            refresh(self.registry)
+
+    def snapshot_html(self) -> str:
+        """Static HTML of what the panel shows, for saved notebooks opened without a kernel
+        (nbconvert, GitHub); JupyterLab prefers the live widget view."""
+        return ""
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
+        bundle: dict[str, Any] | None = super()._repr_mimebundle_(**kwargs)
+        if bundle is not None:
+            bundle["text/html"] = self.snapshot_html() + self.message.value
+        return bundle

@@ -1,0 +1,198 @@
+"""Panels headless: build, set ``.value``, ``button.click()``, assert on registry and traits."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+import nbregistry as nbr
+from conftest import TinyModel
+from nbregistry.notebook.panels import ComparisonPanel, PromotionPanel, RegistryBrowser
+from nbregistry.notebook.panels.browser import rows_html, sort_rows
+
+CARD = {"intended_use": "retail scoring", "limitations": "synthetic data only"}
+
+
+@pytest.fixture
+def reg(registry: nbr.Registry) -> nbr.Registry:
+    """alice (admin) registered credit v1..v3 and churn v1; bob is a validator."""
+    for auc, ks in ((0.78, 0.30), (0.83, 0.35), (0.80, 0.25)):
+        registry.register(TinyModel(auc), "credit", metrics={"auc": auc, "ks": ks},
+                          params={"C": auc * 10}, tags={"team": "retail"})
+    registry.register(TinyModel(), "churn", metrics={"auc": 0.7}, description="telco churn")
+    registry.grant_role("bob", "validator")
+    return registry
+
+
+def _as(reg: nbr.Registry, user: str) -> nbr.Registry:
+    return nbr.open_registry(reg.uri, user=user)
+
+
+# -- registry browser ----------------------------------------------------------------------
+def test_browser_filters_sort_and_show_a_card(reg: nbr.Registry) -> None:
+    browser = RegistryBrowser(reg)
+    assert len(browser.rows) == 4 and "4</b> versions match" in browser.count.value
+    browser.model.value = "credit"
+    assert [r["version"] for r in browser.rows] == [1, 2, 3]
+    browser.where.value = "auc>=0.8"
+    assert [r["version"] for r in browser.rows] == [2, 3]
+    browser.sort.value = "metrics.ks"
+    browser.descending.value = True
+    assert [r["version"] for r in browser.rows] == [2, 3]
+    browser.where.value = "auc > 0.8"
+    assert browser.failed and "inclusive" in browser.status
+    browser.where.value = ""
+    assert not browser.failed
+    browser.model.value = ""
+    browser.text.value = "TELCO"
+    assert [(r["name"], r["version"]) for r in browser.rows] == [("churn", 1)]
+    browser.version.value = ("churn", 1)
+    card = browser.card.value
+    assert "telco churn" in card and "History" in card and "register" in card
+    assert "no model card yet" in card
+
+
+def test_browser_shows_stage_and_refreshes_after_other_writers(reg: nbr.Registry) -> None:
+    browser = RegistryBrowser(reg, name="credit")
+    browser.stage.value = "staging"
+    assert browser.rows == []
+    other = _as(reg, "alice")
+    other.set_card("credit", 2, CARD)
+    other.request_promotion("credit", 2, "staging")
+    other.register(TinyModel(9), "fraud", metrics={"auc": 0.9})
+    browser.refresh_button.click()
+    assert [(r["name"], r["version"], r["stage"]) for r in browser.rows] == [
+        ("credit", 2, "staging")]
+    assert "fraud" in browser.model.options[-1]
+    browser.version.value = ("credit", 2)
+    assert "retail scoring" in browser.card.value and "staging" in browser.card.value
+
+
+def test_browser_table_for_1000_versions_is_cheap() -> None:
+    rows = [{"name": f"m{i % 7}", "version": i, "stage": "development", "aliases": [],
+             "created_at": datetime(2026, 1, 1, tzinfo=UTC), "created_by": "alice",
+             "description": "", "tags": [], "metrics.auc": 0.5 + i / 4000,
+             "metrics.ks": None if i % 3 else 0.3} for i in range(1, 1001)]
+    started = time.perf_counter()
+    ordered = sort_rows(rows, "metrics.ks", descending=True)
+    html = rows_html(ordered, ["metrics.auc", "metrics.ks"])
+    ms = (time.perf_counter() - started) * 1000
+    print(f"\nbrowser table for 1,000 versions: {ms:.1f} ms, {len(html) // 1024} KiB of HTML")
+    assert html.count("<tr>") == 1001
+    assert [r["metrics.ks"] for r in ordered[-2:]] == [None, None]  # missing metric sorts last
+    assert ms < 500
+
+
+def test_browser_names_an_unknown_model(reg: nbr.Registry) -> None:
+    browser = RegistryBrowser(reg, name="nope")
+    assert browser.failed and "no model named 'nope'" in browser.status
+    assert len(browser.rows) == 4
+
+
+def test_browser_has_a_static_snapshot(reg: nbr.Registry) -> None:
+    bundle = RegistryBrowser(reg)._repr_mimebundle_()
+    assert bundle is not None
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert "credit" in bundle["text/html"] and "<script" not in bundle["text/html"]
+    assert bundle["text/plain"].startswith("<RegistryBrowser")
+
+
+# -- comparison ---------------------------------------------------------------------------------
+def test_comparison_panel_tabs_and_version_picks(reg: nbr.Registry) -> None:
+    panel = ComparisonPanel(reg, "credit", [1, 3], chart=False)
+    assert panel.tabs.titles == ("Metrics", "Parameters", "Features", "Model card", "Lineage")
+    metrics, params = panel.pages[0].value, panel.pages[1].value
+    assert "0.78" in metrics and "0.8" in metrics and "<svg" not in metrics
+    assert "7.8" in params and "identical" in panel.pages[2].value
+    panel.versions.value = (2,)
+    assert panel.failed and "at least two" in panel.status
+    panel.versions.value = (1, 2, 3)
+    assert not panel.failed and panel.comparison is not None
+    assert [mv.version for mv in panel.comparison.versions] == [1, 2, 3]
+    panel.model.value = "churn"
+    assert panel.versions.options == (("v1", 1),) and panel.failed
+    panel.chart.value = True  # still one version: nothing drawn, no crash
+
+
+def test_comparison_panel_card_diff_and_chart(reg: nbr.Registry) -> None:
+    reg.set_card("credit", 2, CARD)
+    panel = ComparisonPanel(reg, "credit", [1, 2])
+    assert "<svg" in panel.pages[0].value  # the altair chart, rendered offline
+    assert "retail scoring" in panel.pages[3].value and "(absent)" in panel.pages[3].value
+    assert "<svg" in panel.snapshot_html()
+
+
+def test_comparison_panel_unknown_model_is_a_message(reg: nbr.Registry) -> None:
+    panel = ComparisonPanel(reg, "nope", [1, 2], chart=False)
+    assert panel.failed and "no model named 'nope'" in panel.status
+
+
+# -- promotion ------------------------------------------------------------------------------------
+def test_promotion_gates_checklist_follows_the_card(reg: nbr.Registry) -> None:
+    panel = PromotionPanel(reg, "credit", 2, stage="production")
+    assert "card_fields" in panel.gates.value and "✘ fail" in panel.gates.value
+    assert "intended_use" in panel.gates.value  # the evidence: what is missing
+    reg.set_card("credit", 2, CARD)
+    panel.refresh_button.click()
+    assert "✔ pass" in panel.gates.value and "✘" not in panel.gates.value
+    assert panel.status == "Re-read the registry."
+
+
+def test_self_approval_is_refused_in_the_panel_then_bob_approves(reg: nbr.Registry) -> None:
+    reg.set_card("credit", 2, CARD)
+    reg.grant_role("alice", "validator")
+    mine = PromotionPanel(reg, "credit", 2)
+    assert mine.stage.value == "staging"  # the first move the policy allows
+    mine.request_button.click()
+    assert not mine.failed and "promoted" in mine.status
+    mine.stage.value = "production"
+    mine.reason.value = "beats v1"
+    mine.request_button.click()
+    assert mine.request is not None and mine.request.status == "open"
+    mine.approve_button.click()
+    assert mine.failed and "Refused by policy: self-approval refused" in mine.status
+    assert "self-approval" in mine.message.value and "#cf222e" in mine.message.value
+    assert reg.get("credit", 2).stage == "staging"
+
+    bobs = PromotionPanel(_as(reg, "bob"), "credit", 2)
+    assert bobs.stage.value == "production" and "acting as <b>bob</b>" in bobs.header.value
+    assert "beats v1" in bobs.request_view.value
+    bobs.comment.value = "gates pass"
+    bobs.approve_button.click()
+    assert not bobs.failed and "Approved by bob" in bobs.status
+    assert reg.get("credit", 2).stage == "production"
+    [request] = reg.requests("credit", status="promoted")[-1:]
+    assert [(a.user, a.comment) for a in request.approvals] == [("bob", "gates pass")]
+    mine.refresh_button.click()
+    assert "promoted" in mine.request_view.value and "bob" in mine.request_view.value
+
+
+def test_reject_needs_a_comment_and_a_role(reg: nbr.Registry) -> None:
+    reg.set_card("credit", 3, CARD)
+    reg.request_promotion("credit", 3, "staging")
+    reg.request_promotion("credit", 3, "production")
+    carol = PromotionPanel(_as(reg, "carol"), "credit", 3)
+    carol.comment.value = "no"
+    carol.reject_button.click()
+    assert carol.failed and "'carol' may not reject" in carol.status
+    bobs = PromotionPanel(_as(reg, "bob"), "credit", 3)
+    bobs.reject_button.click()
+    assert bobs.failed and "needs a comment" in bobs.status
+    bobs.comment.value = "ks too low for production"
+    bobs.reject_button.click()
+    assert not bobs.failed and "Rejected by bob" in bobs.status
+    assert reg.requests("credit", status="rejected")[0].version == 3
+
+
+def test_failed_gate_and_read_only_view_are_messages(reg: nbr.Registry) -> None:
+    panel = PromotionPanel(reg, "credit", 1, stage="staging")
+    panel.stage.value = "production"
+    panel.request_button.click()
+    assert panel.failed and "policy does not allow development -> production" in panel.status
+    past = PromotionPanel(reg.as_of(datetime.now(UTC)), "credit", 1, stage="staging")
+    past.request_button.click()
+    assert past.failed and "read-only view" in past.status
+    assert past._repr_mimebundle_() is not None
+    assert repr(past) == "<PromotionPanel credit v1 as alice>"

@@ -140,7 +140,9 @@ def test_gate_failure_names_gate_and_reason(users: Callable[[str], nbr.Registry]
         alice.request_promotion("credit_risk", worse, to="production")
     results = alice.check_gates("credit_risk", worse, "production")
     assert [(g.gate, g.passed) for g in results] == [
-        ("auc >= 0.7", True), ("auc >= production.auc - 0.01", False)]
+        ("auc >= 0.7", True), ("auc >= production.auc - 0.01", False), ("approvals", False)]
+    assert results[2].detail == ("0 of 2 approval(s) from validator, not the registrant or "
+                                 "requester")
     assert results[1].evidence["compared_with_version"] == good
 
 
@@ -363,3 +365,10 @@ def test_signed_approvals_are_verified(users: Callable[[str], nbr.Registry]) -> 
                               "payload": {**approve.payload, "comment": "forged"}})
     problems = signing.signature_problems([e if e is not approve else forged for e in events])
     assert [p.kind for p in problems] == ["signature"]
+
+
+def test_grant_role_is_idempotent(registry: nbr.Registry) -> None:
+    registry.grant_role("bob", "validator")
+    head = registry.head
+    registry.grant_role("bob", "validator")
+    assert registry.head == head and registry.roles() == {"alice": ["admin"], "bob": ["validator"]}

@@ -59,6 +59,7 @@ class Governance:
         return parsed
 
     def grant_role(self, user: str, role: str) -> None:
+        """Give ``user`` a role of the policy (admins only; granting a held role is a no-op)."""
         self._role_change("grant_role", user, role)
 
     def revoke_role(self, user: str, role: str) -> None:
@@ -69,10 +70,12 @@ class Governance:
         if not user:
             raise InvalidInputError("user is empty: name the person, e.g. 'bob'", field="user")
 
-        def build(state: RegistryState) -> tuple[int | None, dict[str, Any]]:
+        def build(state: RegistryState) -> tuple[int | None, dict[str, Any]] | None:
             self._require_admin(state, "grant or revoke roles")
             state.policy.check_role(role)
             held = state.roles.get(user, set())
+            if action == "grant_role" and role in held:
+                return None  # already held: nothing to record
             if action == "revoke_role":
                 if role not in held:
                     raise NotFoundError(f"user {user!r} does not hold role {role!r} (they hold: "

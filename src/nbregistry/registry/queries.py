@@ -38,7 +38,7 @@ class GovernanceQueries:
         state.policy.check_stage(to)
         if number not in model.versions:
             raise NotFoundError(f"model {name!r} has no version {number}", model=name)
-        return gates.evaluate(state, model, number, to)
+        return [*gates.evaluate(state, model, number, to), _approvals(state, name, number, to)]
 
     def requests(self, name: str | None = None, *, status: str = "open"
                  ) -> list[PromotionRequest]:
@@ -91,3 +91,19 @@ class GovernanceQueries:
                             ("stage", pa.string()), ("since", pa.timestamp("us", "UTC")),
                             ("due", pa.timestamp("us", "UTC")), ("reason", pa.string())])
         return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _approvals(state: RegistryState, name: str, number: int, to: str) -> GateResult:
+    """Not a gate the promotion evaluates (the quorum is counted by approve), but part of what
+    a reviewer needs to see on the checklist."""
+    rules = state.policy.rules(to)
+    request = next((r for r in state.requests.values() if (r.model, r.version, r.to, r.status)
+                    == (name, number, to, "open")), None)
+    have = [a.user for a in request.approvals] if request else []
+    who = f" from {'/'.join(rules.approver_roles)}" if rules.approver_roles else ""
+    excluded = f", not the {' or '.join(rules.distinct_from)}" if rules.distinct_from else ""
+    detail = (f"{len(have)} of {rules.approvals} approval(s){who}{excluded}"
+              + (f" (by {', '.join(have)})" if have else ""))
+    return GateResult("approvals", len(have) >= rules.approvals, detail,
+                      {"required": rules.approvals, "approved_by": have,
+                       "roles": list(rules.approver_roles), "open_request": bool(request)})

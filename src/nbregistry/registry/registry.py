@@ -66,9 +66,8 @@ class Registry(Governance, RegistryView):
     def refresh(self) -> Registry:
         """Fold in events other writers committed since we last looked."""
         log, state = self._log, self._state
-        if log.version != state.delta_version or log.has_newer():
-            log.refresh()
-            state.fold(event_from_row(r) for r in rows(log.read(after_seq=state.seq)))
+        if log.has_newer():
+            state.fold(event_from_row(r) for r in rows(log.read_new(after_seq=state.seq)))
             state.delta_version = log.version
         self._synced_at = time.monotonic()
         return self

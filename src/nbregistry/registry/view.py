@@ -67,9 +67,12 @@ class RegistryView(GovernanceQueries):
             model = state.model(validate.model_name(model_name))
             validate.alias_name(alias)
             if alias not in model.aliases:
+                known = sorted(model.aliases)
+                listed = ", ".join(known[:10]) + (f" … ({len(known)} in all)"
+                                                  if len(known) > 10 else "")
                 raise NotFoundError(
                     f"model {model_name!r} has no alias {alias!r} (aliases: "
-                    f"{', '.join(sorted(model.aliases)) or 'none'}); set it with "
+                    f"{listed or 'none'}); set it with "
                     f"reg.set_alias({model_name!r}, {alias!r}, version)", model=model_name,
                     ref=alias)
             return model.view(model.aliases[alias])

@@ -8,17 +8,16 @@ Delta's optimistic concurrency into compare-and-swap on the whole log: the chain
 from __future__ import annotations
 
 import contextlib
-import io
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
 from ..domain.entities import Event
 from ..domain.errors import ForkedProcessError, IntegrityError, StorageError
-from . import forkguard
+from . import commits, forkguard
 from .location import Location
 
 TABLE = "_registry/events"
@@ -73,13 +72,15 @@ class EventLog:
         self.location = location
         self.uri = location.join(TABLE)
         self._dt: Any = None
+        self._version = -1
 
     def _options(self) -> dict[str, str] | None:
         return self.location.storage_options or None
 
     @property
     def version(self) -> int:
-        return -1 if self._dt is None else int(self._dt.version())
+        """The last log version whose events this object has read or written."""
+        return self._version
 
     def exists(self) -> bool:
         return self.location.exists(f"{TABLE}/_delta_log/{0:020d}.json")
@@ -114,48 +115,57 @@ class EventLog:
             raise
         except Exception as exc:
             raise StorageError(f"cannot open the event log at {self.uri}: {exc}") from exc
+        self._version = int(self._dt.version())
 
     def has_newer(self) -> bool:
         """Cheap probe (one stat or HEAD): has anyone committed after our snapshot?"""
-        return self.location.exists(f"{TABLE}/_delta_log/{self.version + 1:020d}.json")
+        return self.location.exists(commits.log_key(TABLE, self._version + 1))
 
-    def refresh(self) -> None:
-        forkguard.guarded(self._dt.update_incremental)
+    def read_new(self, after_seq: int) -> pa.Table:
+        """Events committed after our version, read commit by commit (no listing)."""
+        tables = []
+        while True:
+            try:
+                raw = self.location.read_bytes(commits.log_key(TABLE, self._version + 1))
+            except FileNotFoundError:
+                break
+            for path in commits.added_files(raw, self.uri):
+                try:
+                    data = self.location.read_bytes(f"{TABLE}/{path}")
+                    tables.append(commits.read_parquet(data).cast(SCHEMA))
+                except (OSError, pa.ArrowException) as exc:
+                    raise IntegrityError(
+                        f"event data file {path} named by commit {self._version + 1} is "
+                        f"missing or unreadable ({exc}); run `nbregistry verify`",
+                        problems=[str(exc)]) from exc
+            self._version += 1
+        if not tables:
+            return SCHEMA.empty_table()
+        table = pa.concat_tables(tables)
+        return table.filter(pc.greater(table.column("seq"), after_seq))
 
-    def read(self, after_seq: int = 0) -> pa.Table:
-        """Events with seq > after_seq in the current snapshot (file stats prune the rest)."""
-        def run() -> pa.Table:
-            dataset = self._dt.to_pyarrow_dataset()
-            if after_seq <= 0:
-                return dataset.to_table()
-            return dataset.to_table(filter=ds.field("seq") > after_seq)
-
-        try:
-            return forkguard.guarded(run)
-        except (OSError, pa.ArrowException) as exc:
+    def read(self) -> pa.Table:
+        """Every event of the snapshot; any damaged file refuses the whole read."""
+        table, missing, rewritten = self.read_each_file()
+        if missing or rewritten:
+            names = ", ".join([*missing, *rewritten])
             raise IntegrityError(
-                f"an event data file named by the Delta log is missing or unreadable: {exc}. "
-                "The audit trail is damaged; run `nbregistry verify` and restore from backup.",
-                problems=[str(exc)]) from exc
+                f"event data files named by the Delta log are missing, unreadable or rewritten "
+                f"({names}). The audit trail is damaged; run `nbregistry verify` and restore "
+                "from backup.", problems=[*missing, *rewritten])
+        return table
 
     def append(self, event: Event) -> int:
         """Commit one event at exactly version+1 and return that version, or raise
         CommitConflict. Every COMPACT_EVERY versions the writer also compacts."""
-        from deltalake import CommitProperties, PostCommitHookProperties, write_deltalake
-        from deltalake.exceptions import CommitFailedError
-
-        props = CommitProperties(max_commit_retries=0,
-                                 custom_metadata={"nbregistry.seq": str(event.seq),
-                                                  "nbregistry.hash": event.hash})
-        # compact() checkpoints on its own schedule; the hooks would list the whole log.
-        hooks = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
-        try:
-            forkguard.guarded(lambda: write_deltalake(
-                self._dt, to_table([event]), mode="append", commit_properties=props,
-                post_commithook_properties=hooks))
-        except CommitFailedError as exc:
-            raise CommitConflict(str(exc)) from exc
-        landed = self.version
+        name, data = commits.data_file(to_table([event]))
+        self.location.put(f"{TABLE}/{name}", data)
+        landed = self._version + 1
+        body = commits.commit_body(name, len(data), event)
+        if not self.location.put_if_absent(commits.log_key(TABLE, landed), body):
+            self.location.delete(f"{TABLE}/{name}")  # never referenced: not evidence
+            raise CommitConflict(f"log version {landed} was taken by another writer")
+        self._version = landed
         if landed % COMPACT_EVERY == 0:
             self.compact()
         return landed
@@ -163,6 +173,7 @@ class EventLog:
     def compact(self) -> None:
         """Merge small files and checkpoint so reads stay flat as commits pile up."""
         def run() -> None:
+            self._dt.update_incremental()
             self._dt.optimize.compact(target_size=COMPACT_TARGET_BYTES)
             self._dt.create_checkpoint()
 
@@ -171,25 +182,21 @@ class EventLog:
             forkguard.guarded(run)
 
     def read_each_file(self) -> tuple[pa.Table, list[str], list[str]]:
-        """(rows, missing files, rewritten files) of the snapshot, reading file by file: verify
-        must report damage, not stop at the first. A file whose size no longer matches the log
-        is read directly so that its rows can still be checked."""
-        def run() -> tuple[pa.Table, list[str], list[str]]:
-            tables, missing, rewritten = [], [], []
-            for fragment in self._dt.to_pyarrow_dataset().get_fragments():
-                try:
-                    tables.append(fragment.to_table())
-                    continue
-                except (OSError, pa.ArrowException):
-                    pass
-                name = str(fragment.path).rsplit("/", 1)[-1]
-                try:
-                    raw = self.location.read_bytes(f"{TABLE}/{name}")
-                    tables.append(pq.read_table(io.BytesIO(raw)).cast(SCHEMA))
-                    rewritten.append(name)
-                except (OSError, pa.ArrowException):
-                    missing.append(name)
-            return ((pa.concat_tables(tables) if tables else SCHEMA.empty_table()), missing,
-                    rewritten)
-
-        return forkguard.guarded(run)
+        """(rows, missing files, rewritten files) of the snapshot, file by file: verify must
+        report damage, not stop at the first. Files are read as bytes (not through
+        deltalake's pyarrow dataset, whose filesystem bridge can abort the interpreter at
+        exit), and a size that differs from the Delta log marks a rewritten file."""
+        actions = forkguard.guarded(lambda: self._dt.get_add_actions(flatten=True))
+        tables, missing, rewritten = [], [], []
+        for path, size in zip(actions.column("path").to_pylist(),
+                              actions.column("size_bytes").to_pylist(), strict=True):
+            try:
+                raw = self.location.read_bytes(f"{TABLE}/{unquote(path)}")
+                tables.append(commits.read_parquet(raw).cast(SCHEMA))
+            except (OSError, pa.ArrowException):
+                missing.append(path)
+                continue
+            if len(raw) != size:
+                rewritten.append(path)
+        table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+        return table, missing, rewritten

@@ -116,6 +116,12 @@ class Location:
 
         forkguard.guarded(lambda: obstore.put(self.store, key, data))
 
+    def delete(self, key: str) -> None:
+        import obstore
+
+        with contextlib.suppress(FileNotFoundError):
+            forkguard.guarded(lambda: obstore.delete(self.store, key))
+
     def list(self, prefix: str) -> list[tuple[str, int]]:
         import obstore
 

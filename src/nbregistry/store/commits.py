@@ -1,0 +1,79 @@
+"""Delta commits written and read directly: one event = one data file + one commit file.
+
+deltalake's writer lists the whole ``_delta_log`` on every append (local object stores can't
+list from an offset), so its cost grows with the number of commits: 5 ms at 300 commits,
+15 ms at 4,000 here. An append-only table with protocol (1, 2) needs nothing that makes a
+hand-written commit hard: the data file, then ``_delta_log/<version>.json`` put-if-absent,
+which is exactly deltalake's own commit primitive. Readers, compaction and checkpoints stay
+deltalake's.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+from typing import Any
+from urllib.parse import unquote
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..domain.entities import Event
+
+LOG = "_delta_log"
+
+
+def log_key(table: str, version: int) -> str:
+    return f"{table}/{LOG}/{version:020d}.json"
+
+
+def data_file(table: pa.Table) -> tuple[str, bytes]:
+    name = f"part-00000-{uuid.uuid4()}-c000.zstd.parquet"
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return name, buffer.getvalue()
+
+
+def commit_body(name: str, size: int, event: Event) -> bytes:
+    """commitInfo + add, with the statistics readers use to skip files (seq, version, ts)."""
+    now = int(time.time() * 1000)
+    ts = event.ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{event.ts.microsecond // 1000:03d}Z"
+    bounds = {"seq": event.seq, "ts": ts, "action": event.action}
+    nulls = {"seq": 0, "ts": 0, "action": 0}
+    if event.model is not None:
+        bounds["model"] = event.model
+    if event.version is not None:
+        bounds["version"] = event.version
+    nulls["model"] = int(event.model is None)
+    nulls["version"] = int(event.version is None)
+    stats = {"numRecords": 1, "minValues": bounds, "maxValues": bounds, "nullCount": nulls}
+    info = {"timestamp": now, "operation": "WRITE", "operationParameters": {"mode": "Append"},
+            "isBlindAppend": True, "clientVersion": "nbregistry",
+            "nbregistry.seq": str(event.seq), "nbregistry.hash": event.hash}
+    add = {"path": name, "partitionValues": {}, "size": size, "modificationTime": now,
+           "dataChange": True, "stats": json.dumps(stats, separators=(",", ":"))}
+    lines = [json.dumps({"commitInfo": info}), json.dumps({"add": add})]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def added_files(raw: bytes, table_uri: str) -> list[str]:
+    """Paths (relative to the table) of the data a commit added; compaction rewrites
+    (dataChange = false) add no new rows and are skipped."""
+    paths = []
+    for line in raw.decode().splitlines():
+        if not line.strip():
+            continue
+        action: dict[str, Any] = json.loads(line)
+        add = action.get("add")
+        if add and add.get("dataChange", True):
+            path = unquote(add["path"])
+            if "://" in path or path.startswith("/"):
+                path = path.split(table_uri.rstrip("/") + "/", 1)[-1]
+            paths.append(path)
+    return paths
+
+
+def read_parquet(raw: bytes) -> pa.Table:
+    return pq.read_table(io.BytesIO(raw))

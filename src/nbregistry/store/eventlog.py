@@ -40,7 +40,7 @@ CONFIGURATION = {
     "delta.deletedFileRetentionDuration": "interval 36500 days",
 }
 COMPACT_EVERY = 50
-COMPACT_TARGET_BYTES = 16 * 1024 * 1024
+COMPACT_TARGET_BYTES = 256 * 1024  # bigger files are left alone: compaction stays O(new)
 
 
 class CommitConflict(Exception):

@@ -68,18 +68,25 @@ def _distribution_of(module: str) -> str | None:
     return names[0] if names else None
 
 
-def packages(model_module: str) -> dict[str, str]:
+@functools.lru_cache(maxsize=64)
+def _versions(model_module: str) -> tuple[tuple[str, str], ...]:
     wanted = set(KEY_PACKAGES)
     dist = _distribution_of(model_module) if model_module not in {"builtins", "__main__"} else None
     if dist:
         wanted.add(dist)
-    out = {}
+    out = []
     for name in sorted(wanted):
         try:
-            out[name] = md.version(name)
+            out.append((name, md.version(name)))
         except md.PackageNotFoundError:
             continue
-    return out
+    return tuple(out)
+
+
+def packages(model_module: str) -> dict[str, str]:
+    """Versions of the key packages and of the model's own package (cached per process:
+    metadata lookups cost more than the rest of a registration)."""
+    return dict(_versions(model_module))
 
 
 def git_state(cwd: str) -> dict[str, Any] | None:

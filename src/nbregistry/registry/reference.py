@@ -55,4 +55,4 @@ def freeze(data: Any, target: Any) -> tuple[list[dict[str, str]], bytes | None, 
 
 
 def thaw(data: bytes) -> pa.Table:
-    return pq.read_table(io.BytesIO(data))
+    return pq.ParquetFile(io.BytesIO(data)).read()

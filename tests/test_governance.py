@@ -138,7 +138,7 @@ def test_gate_failure_names_gate_and_reason(users: Callable[[str], nbr.Registry]
     users("carol").approve("credit_risk", good)
     with pytest.raises(nbr.PolicyViolationError, match=r"production.auc - 0.01"):
         alice.request_promotion("credit_risk", worse, to="production")
-    results = alice.check_gates("credit_risk", worse, "production")
+    results = alice.requirements("credit_risk", worse, "production")
     assert [(g.gate, g.passed) for g in results] == [
         ("auc >= 0.7", True), ("auc >= production.auc - 0.01", False), ("approvals", False)]
     assert results[2].detail == ("0 of 2 approval(s) from validator, not the registrant or "

@@ -38,7 +38,14 @@ class GovernanceQueries:
         state.policy.check_stage(to)
         if number not in model.versions:
             raise NotFoundError(f"model {name!r} has no version {number}", model=name)
-        return [*gates.evaluate(state, model, number, to), _approvals(state, name, number, to)]
+        return gates.evaluate(state, model, number, to)
+
+    def requirements(self, name: str, version: int | str, to: str) -> list[GateResult]:
+        """The gates plus the approval quorum (who still has to sign off): the whole
+        checklist a reviewer sees."""
+        number = validate.version_number(version)
+        return [*self.check_gates(name, number, to),
+                _approvals(self._current(), name, number, to)]
 
     def requests(self, name: str | None = None, *, status: str = "open"
                  ) -> list[PromotionRequest]:

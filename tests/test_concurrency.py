@@ -6,7 +6,6 @@ gap-free and hash-chained, every artifact present.
 
 from __future__ import annotations
 
-import multiprocessing
 import queue as queue_module
 import threading
 from pathlib import Path
@@ -15,41 +14,6 @@ import pytest
 
 import nbregistry as nbr
 import workers
-
-
-def run_processes(uri: str, processes: int, iterations: int, *,
-                  create_first: bool = True) -> dict[int, list[int]]:
-    """Start ``processes`` spawned workers together (a barrier), each doing ``iterations``
-    register + set_alias; return the versions each one got."""
-    if create_first:
-        nbr.open_registry(uri, user="creator")
-    ctx = multiprocessing.get_context("spawn")
-    results = ctx.Queue()
-    barrier = ctx.Barrier(processes)
-    procs = [ctx.Process(target=workers.process_entry,
-                         args=(results, barrier, uri, w, iterations))
-             for w in range(processes)]
-    for p in procs:
-        p.start()
-    got: dict[int, list[int]] = {}
-    errors: list[str] = []
-    try:
-        for _ in procs:
-            worker, versions, error = results.get(timeout=300)
-            if error is not None:
-                errors.append(f"worker {worker}:\n{error}")
-            else:
-                got[worker] = versions
-    finally:
-        for p in procs:
-            p.join(30)
-            if p.is_alive():
-                p.kill()
-                p.join()
-    assert not errors, "\n".join(errors)
-    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
-    assert all(len(v) == iterations for v in got.values())
-    return got
 
 
 def open_concurrently(uri: str, threads: int) -> list[BaseException]:
@@ -75,7 +39,7 @@ def open_concurrently(uri: str, threads: int) -> list[BaseException]:
 
 def test_three_processes_register_and_alias(tmp_path: Path) -> None:
     uri = str(tmp_path / "registry")
-    got = run_processes(uri, processes=3, iterations=5)
+    got = workers.run_processes(uri, processes=3, iterations=5)
     workers.check_register_alias_log(nbr.open_registry(uri, user="auditor"), got)
 
 
@@ -83,7 +47,7 @@ def test_processes_race_to_create_the_registry(tmp_path: Path) -> None:
     """Nobody created the registry beforehand: the workers race for the genesis commit too,
     and exactly one genesis event must win."""
     uri = str(tmp_path / "registry")
-    got = run_processes(uri, processes=3, iterations=2, create_first=False)
+    got = workers.run_processes(uri, processes=3, iterations=2, create_first=False)
     reg = nbr.open_registry(uri, user="auditor")
     workers.check_register_alias_log(reg, got)
     assert reg.history().column("actor").to_pylist()[0] in {workers.worker_user(w)
@@ -139,7 +103,7 @@ def test_threads_each_with_their_own_registry(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_eight_processes_times_twenty_five(tmp_path: Path) -> None:
     uri = str(tmp_path / "registry")
-    got = run_processes(uri, processes=8, iterations=25)
+    got = workers.run_processes(uri, processes=8, iterations=25)
     reg = nbr.open_registry(uri, user="auditor")
     workers.check_register_alias_log(reg, got)
     assert reg.search(workers.MODEL).num_rows == 200

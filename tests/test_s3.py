@@ -6,7 +6,6 @@ On S3 there is no local writer lock: correctness rests on Delta's put-if-absent 
 
 from __future__ import annotations
 
-import multiprocessing
 import socket
 import subprocess
 import time
@@ -117,31 +116,7 @@ def test_round_trip(s3_server: dict[str, str], s3_uri: str) -> None:
 
 def test_four_processes_register_and_alias(s3_server: dict[str, str], s3_uri: str) -> None:
     processes, iterations = 4, 10
-    nbr.open_registry(s3_uri, user="creator", storage_options=s3_server)
-    ctx = multiprocessing.get_context("spawn")
-    results = ctx.Queue()
-    barrier = ctx.Barrier(processes)
-    procs = [ctx.Process(target=workers.process_entry,
-                         args=(results, barrier, s3_uri, w, iterations, s3_server))
-             for w in range(processes)]
-    for p in procs:
-        p.start()
-    got: dict[int, list[int]] = {}
-    errors: list[str] = []
-    try:
-        for _ in procs:
-            worker, versions, error = results.get(timeout=300)
-            if error is not None:
-                errors.append(f"worker {worker}:\n{error}")
-            else:
-                got[worker] = versions
-    finally:
-        for p in procs:
-            p.join(30)
-            if p.is_alive():
-                p.kill()
-                p.join()
-    assert not errors, "\n".join(errors)
+    got = workers.run_processes(s3_uri, processes, iterations, storage_options=s3_server)
     reg = nbr.open_registry(s3_uri, user="auditor", storage_options=s3_server)
     workers.check_register_alias_log(reg, got)
     assert reg.search(workers.MODEL).column("version").to_pylist() == list(range(1, 41))

@@ -204,3 +204,42 @@ def check_register_alias_log(reg: Any, per_worker: Mapping[int, list[int]]) -> N
     assert report.ok, report.problems
     assert (report.events, report.artifacts, report.head_seq) == (2 * total + 1, total,
                                                                   2 * total + 1)
+
+
+def run_processes(uri: str, processes: int, iterations: int, *, create_first: bool = True,
+                  storage_options: dict[str, str] | None = None) -> dict[int, list[int]]:
+    """Start ``processes`` spawned workers together (a barrier), each doing ``iterations``
+    register + set_alias; return the versions each one got."""
+    import multiprocessing
+
+    import nbregistry as nbr
+
+    if create_first:
+        nbr.open_registry(uri, user="creator", storage_options=storage_options)
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    barrier = ctx.Barrier(processes)
+    procs = [ctx.Process(target=process_entry,
+                         args=(results, barrier, uri, w, iterations, storage_options))
+             for w in range(processes)]
+    for p in procs:
+        p.start()
+    got: dict[int, list[int]] = {}
+    errors: list[str] = []
+    try:
+        for _ in procs:
+            worker, versions, error = results.get(timeout=300)
+            if error is not None:
+                errors.append(f"worker {worker}:\n{error}")
+            else:
+                got[worker] = versions
+    finally:
+        for p in procs:
+            p.join(30)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    assert not errors, "\n".join(errors)
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    assert all(len(v) == iterations for v in got.values())
+    return got

@@ -21,9 +21,11 @@ def canonical_json(value: Any) -> str:
 
 def event_hash(prev_hash: str, seq: int, event_id: str, ts: str, actor: str, action: str,
                model: str | None, version: int | None, payload: str) -> str:
-    """sha256 over the previous hash and the row; a JSON array keeps field boundaries exact."""
-    body = canonical_json([prev_hash, seq, event_id, ts, actor, action, model, version, payload])
-    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+    """sha256 over a JSON array of the previous hash and the row's fields, a newline, then the
+    payload (already canonical JSON). The array cannot contain a raw newline, so the split is
+    unambiguous, and the payload is hashed as stored instead of being escaped again."""
+    header = _ENCODER.encode([prev_hash, seq, event_id, ts, actor, action, model, version])
+    return hashlib.sha256(f"{header}\n{payload}".encode()).hexdigest()
 
 
 def is_finite_number(value: Any) -> bool:

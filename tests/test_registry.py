@@ -186,3 +186,25 @@ def test_registry_pickles_by_reopening(registry: nbr.Registry) -> None:
     clone = pickle.loads(pickle.dumps(registry))
     assert clone.uri == registry.uri and clone.user == registry.user
     assert clone.load("m") == TinyModel(5)
+
+
+def test_lineage_records_git_commit_and_dirty_flag(registry: nbr.Registry, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    (repo / "train.py").write_text("print(1)\n")
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], cwd=repo, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True,
+                          capture_output=True, text=True).stdout.strip()
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("JPY_SESSION_NAME", str(repo / "train.ipynb"))
+    clean = registry.register(TinyModel(), "m")
+    assert clean.lineage["git"] == {"commit": head, "dirty": False}
+    assert clean.lineage["notebook"] == str(repo / "train.ipynb")
+    (repo / "train.py").write_text("print(2)\n")
+    assert registry.register(TinyModel(), "m").lineage["git"]["dirty"] is True

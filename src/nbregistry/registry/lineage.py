@@ -90,9 +90,11 @@ def packages(model_module: str) -> dict[str, str]:
 
 
 def git_state(cwd: str) -> dict[str, Any] | None:
-    """Commit and dirty flag of the repository around ``cwd``, in one git call."""
+    """Commit and dirty flag (uncommitted changes to tracked files) of the repository around
+    ``cwd``, in one git call; untracked files are not scanned (data folders make that slow)."""
     try:
-        result = subprocess.run(["git", "status", "--porcelain=v2", "--branch"], cwd=cwd,
+        result = subprocess.run(["git", "status", "--porcelain=v2", "--branch",
+                                 "--untracked-files=no"], cwd=cwd,
                                 capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return None

@@ -115,11 +115,12 @@ class Governance:
             model = _model(state, name)
             rules = _check_request(state, model, number, to, self.user, emergency)
             holder = model.holder(to) if to in state.policy.exclusive else None
+            urgent = emergency and rules.approvals > 0  # nothing to ratify otherwise
             payload: dict[str, Any] = {"request_id": request_id, "to": to, "comment": comment,
                                        "from": model.view(number).stage, "replaces": holder,
-                                       "emergency": emergency, "required": rules.approvals}
+                                       "emergency": urgent, "required": rules.approvals}
             results = _passing_gates(state, model, number, to)
-            if rules.approvals == 0 or emergency:
+            if rules.approvals == 0 or urgent:
                 if holder != seen_holder and to in state.policy.exclusive:
                     raise ConflictError(f"{to} of {name!r} changed while you were requesting "
                                         f"(now v{holder}); check and request again")

@@ -108,3 +108,33 @@ def test_eight_processes_times_twenty_five(tmp_path: Path) -> None:
     workers.check_register_alias_log(reg, got)
     assert reg.search(workers.MODEL).num_rows == 200
     assert reg.history().num_rows == 1 + 200 + 200
+
+
+def test_one_registry_shared_by_threads(tmp_path: Path) -> None:
+    """A panel's watcher thread and the notebook share one Registry object."""
+    reg = nbr.open_registry(str(tmp_path / "shared"), user="alice")
+    other = nbr.open_registry(str(tmp_path / "shared"), user="bob")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                reg.head  # noqa: B018 - refreshes: folds what `other` wrote
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(30):
+            other.register(workers.Model(i, i), workers.MODEL)
+            reg.set_alias(workers.MODEL, "champion", i + 1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert reg.head == other.head and reg.verify().ok

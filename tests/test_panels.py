@@ -196,3 +196,24 @@ def test_failed_gate_and_read_only_view_are_messages(reg: nbr.Registry) -> None:
     assert past.failed and "read-only view" in past.status
     assert past._repr_mimebundle_() is not None
     assert repr(past) == "<PromotionPanel credit v1 as alice>"
+
+
+def test_promotion_panel_follows_other_users_changes(reg: nbr.Registry) -> None:
+    import time
+
+    reg.set_card("credit", 2, CARD)
+    reg.request_promotion("credit", 2, to="staging")
+    reg.request_promotion("credit", 2, to="production")
+    watching = PromotionPanel(nbr.open_registry(reg.uri, user="alice"), "credit", 2,
+                              stage="production", auto_refresh=0.05)
+    try:
+        assert watching.request is not None and watching.request.status == "open"
+        _as(reg, "bob").approve("credit", 2, comment="approved elsewhere")
+        deadline = time.monotonic() + 10
+        while watching.request.status != "promoted" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert watching.request.status == "promoted"
+        assert "approved elsewhere" in watching.request_view.value
+    finally:
+        watching.close()
+    assert watching._stop.is_set()

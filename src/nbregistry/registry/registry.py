@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -54,6 +55,9 @@ class Registry(Governance, RegistryView):
         state.fold(event_from_row(r) for r in rows(self._log.read()))
         state.delta_version = self._log.version
         super().__init__(location, state, user)
+        # One Registry may be shared by threads (a panel's watcher and the notebook): folding
+        # new events and committing must not interleave.
+        self._lock = threading.RLock()
         self._max_staleness = max_staleness
         self._synced_at = time.monotonic()
 
@@ -65,11 +69,12 @@ class Registry(Governance, RegistryView):
     # -- freshness ---------------------------------------------------------------------
     def refresh(self) -> Registry:
         """Fold in events other writers committed since we last looked."""
-        log, state = self._log, self._state
-        if log.has_newer():
-            state.fold(event_from_row(r) for r in rows(log.read_new(after_seq=state.seq)))
-            state.delta_version = log.version
-        self._synced_at = time.monotonic()
+        with self._lock:
+            log, state = self._log, self._state
+            if log.has_newer():
+                state.fold(event_from_row(r) for r in rows(log.read_new(after_seq=state.seq)))
+                state.delta_version = log.version
+            self._synced_at = time.monotonic()
         return self
 
     def _current(self) -> RegistryState:
@@ -83,7 +88,7 @@ class Registry(Governance, RegistryView):
         took the next log version first. ``build`` validates and may raise (then nothing
         is written) or return None when there is nothing to record."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            with self._location.writer_lock():
+            with self._lock, self._location.writer_lock():
                 self.refresh()
                 built = build(self._state)
                 if built is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -49,6 +50,32 @@ class Panel(widgets.VBox):  # type: ignore[misc]
     def say(self, text: str, *, ok: bool) -> None:
         self.status, self.failed = text, not ok
         self.message.value = message_html(text, ok=ok) if text else ""
+
+    def watch(self, interval: float, on_change: Callable[[], None]) -> None:
+        """Call ``on_change`` (in a daemon thread) whenever the registry's head moves, i.e.
+        another notebook or user wrote; stops when the panel is closed. ipywidgets trait
+        updates from a thread are sent on the kernel's thread-safe IOPub channel."""
+        self._stop = threading.Event()
+        seen = self.registry.head
+
+        def loop() -> None:
+            nonlocal seen
+            while not self._stop.wait(interval):
+                try:
+                    head = self.registry.head
+                except NbRegistryError:
+                    continue
+                if head != seen:
+                    seen = head
+                    on_change()
+
+        threading.Thread(target=loop, name=f"nbregistry-watch-{id(self)}", daemon=True).start()
+
+    def close(self) -> None:
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
+        super().close()
 
     def reread(self) -> None:
         """Fold in what other users committed since (a view of the past never changes)."""

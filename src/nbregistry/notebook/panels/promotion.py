@@ -20,10 +20,11 @@ if TYPE_CHECKING:
     from ...registry import RegistryView
 
 
-
 class PromotionPanel(Panel):
     def __init__(self, registry: RegistryView, name: str, version: int, *,
-                 stage: str | None = None) -> None:
+                 stage: str | None = None, auto_refresh: float | None = None) -> None:
+        """``auto_refresh``: seconds between checks for other users' changes (re-rendering
+        the panel when the registry moved); None leaves it to the Refresh button."""
         self.name, self.version = name, int(version)
         self.request: PromotionRequest | None = None
         self.header = widgets.HTML()
@@ -58,6 +59,8 @@ class PromotionPanel(Panel):
         self.reject_button.on_click(lambda _: self.reject())
         self.refresh_button.on_click(lambda _: self.refresh())
         self.render()
+        if auto_refresh:
+            self.watch(auto_refresh, self.render)
 
     def __repr__(self) -> str:
         return f"<PromotionPanel {self.name} v{self.version} as {self.registry.user}>"

@@ -108,11 +108,11 @@ class Governance:
         approvals required (or ``emergency`` by an allowed role) it is promoted at once."""
         name, number = validate.model_name(name), validate.version_number(version)
         comment = validate.text(comment, what="comment")
-        seen_holder = _model(self._current(), name).holder(to)
+        seen_holder = self._current().model(name).holder(to)
         request_id = uuid.uuid4().hex
 
         def build(state: RegistryState) -> tuple[int | None, dict[str, Any]]:
-            model = _model(state, name)
+            model = state.model(name)
             rules = _check_request(state, model, number, to, self.user, emergency)
             holder = model.holder(to) if to in state.policy.exclusive else None
             urgent = emergency and rules.approvals > 0  # nothing to ratify otherwise
@@ -139,7 +139,7 @@ class Governance:
 
         def build(state: RegistryState) -> tuple[int | None, dict[str, Any]]:
             request = _find_request(state, name, number, to, for_approval=True)
-            model = _model(state, name)
+            model = state.model(name)
             _check_approver(state, model, request, self.user)
             payload: dict[str, Any] = {"request_id": request.request_id, "comment": comment}
             count = len(request.approvals) + 1
@@ -199,7 +199,7 @@ class Governance:
             raise InvalidInputError("the comment is empty", field="comment")
 
         def build(state: RegistryState) -> tuple[int | None, dict[str, Any]]:
-            _version(_model(state, name), number)
+            _version(state.model(name), number)
             return number, {"text": text}
 
         self._commit("comment", name, build)
@@ -210,7 +210,7 @@ class Governance:
         reason = validate.text(reason, what="reason")
 
         def build(state: RegistryState) -> tuple[int | None, dict[str, Any]]:
-            model = _model(state, name)
+            model = state.model(name)
             state.policy.check_stage(stage)
             rules = state.policy.rules(stage)
             if rules.approvals and not state.has_role(self.user,
@@ -239,7 +239,7 @@ class Governance:
                                     field="card")
 
         def build(state: RegistryState) -> tuple[int | None, dict[str, Any]]:
-            _version(_model(state, name), number)
+            _version(state.model(name), number)
             return number, {"card": fields}
 
         self._commit("set_card", name, build)
@@ -296,10 +296,6 @@ def _yaml(text: str) -> Any:
 
 def _holders(state: RegistryState, role: str) -> list[str]:
     return sorted(u for u, r in state.roles.items() if role in r)
-
-
-def _model(state: RegistryState, name: str) -> ModelState:
-    return state.model(name)
 
 
 def _version(model: ModelState, number: int) -> None:

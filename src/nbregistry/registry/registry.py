@@ -7,7 +7,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from ..store import CommitConflict, EventLog, Location
 from ..store.eventlog import rows
 from . import flavors, lineage, reference
 from . import governance_state as _fold_handlers  # noqa: F401  (registers fold handlers)
-from .governance import Governance
+from .governance import Build, Governance
 from .identity import resolve_user
 from .state import RegistryState, event_from_row, ts_text
 from .verify import verify_log
@@ -27,7 +27,6 @@ from .view import RegistryView
 
 DEFAULT_URI = ".nbregistry"
 MAX_ATTEMPTS = 400
-Build = Callable[[RegistryState], tuple[int | None, dict[str, Any]] | None]
 
 
 def open_registry(uri: str | os.PathLike[str] | None = None, user: str | None = None, *,

@@ -112,10 +112,9 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-class VersionsTable:
-    """Model versions as returned by ``reg.search`` (``.table``), displayed compactly."""
-
-    BASE = ("name", "version", "stage", "aliases", "created_at", "created_by")
+class ArrowDisplay:
+    """An Arrow table shown at most ``max_rows`` rows; ``.table`` and ``.to_pandas()`` give
+    all of it."""
 
     def __init__(self, table: pa.Table, *, max_rows: int = 200) -> None:
         self.table = table
@@ -127,6 +126,12 @@ class VersionsTable:
     def to_pandas(self) -> pd.DataFrame:
         frame: pd.DataFrame = self.table.to_pandas()
         return frame
+
+
+class VersionsTable(ArrowDisplay):
+    """Model versions as returned by ``reg.search`` (``.table``), displayed compactly."""
+
+    BASE = ("name", "version", "stage", "aliases", "created_at", "created_by")
 
     def _columns(self) -> list[str]:
         names = self.table.column_names
@@ -173,23 +178,15 @@ def payload_summary(payload: Mapping[str, Any], limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class HistoryTable:
+class HistoryTable(ArrowDisplay):
     """The audit trail (``reg.history``), newest rows last; with ``report`` from ``--verify``."""
 
     COLUMNS = ("seq", "ts", "actor", "action", "model", "version")
 
     def __init__(self, table: pa.Table, report: VerifyReport | None = None, *,
                  max_rows: int = 200) -> None:
-        self.table = table
+        super().__init__(table, max_rows=max_rows)
         self.report = report
-        self.max_rows = max_rows
-
-    def __len__(self) -> int:
-        return int(self.table.num_rows)
-
-    def to_pandas(self) -> pd.DataFrame:
-        frame: pd.DataFrame = self.table.to_pandas()
-        return frame
 
     def _rows(self) -> list[list[Any]]:
         start = max(0, len(self) - self.max_rows)

@@ -268,6 +268,10 @@ def test_bad_input_leaves_registry_unchanged(users: Callable[[str], nbr.Registry
          "no open promotion request"),
         (lambda: users("bob").reject("credit_risk", v1, comment="no"), nbr.NotFoundError,
          "no open promotion request"),
+        (lambda: alice.flag_data("/data/t", "7", reason="bad"),  # type: ignore[arg-type]
+         nbr.InvalidInputError, "Delta table version"),
+        (lambda: alice.flag_data("/data/t", 3, reason=" "), nbr.InvalidInputError,
+         "say why"),
     ]
     for call, error, match in cases:
         with pytest.raises(error, match=match):

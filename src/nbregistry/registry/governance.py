@@ -249,6 +249,9 @@ class Governance:
         """Recall a training-data version: every model version trained on it (now or later)
         is marked ``revalidation_required`` and can't be promoted."""
         uri = _normalized_uri(table_uri)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise InvalidInputError(f"version must be the Delta table version (an integer "
+                                    f">= 0), got {version!r}", field="version", value=version)
         reason = validate.text(reason, what="reason")
         if not reason.strip():
             raise InvalidInputError("say why the data is recalled (reason=...)", field="reason")

@@ -286,7 +286,8 @@ def test_malformed_policy_lists_every_mistake(registry: nbr.Registry) -> None:
         registry.set_policy(bad)
     message = str(info.value)
     assert "approvals must be a non-negative integer" in message
-    assert "unknown keys: bogus" in message and "'auc is great' is not understood" in message
+    assert "unknown keys: stages.production.bogus" in message
+    assert "'auc is great' is not understood" in message
 
 
 def test_policy_changes_are_audited(registry: nbr.Registry) -> None:

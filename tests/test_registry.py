@@ -113,8 +113,7 @@ def test_as_of_answers_the_past(registry: nbr.Registry) -> None:
     assert registry.as_of(between.isoformat()).get("m@champion").version == 1
     earlier = registry.as_of(between - timedelta(days=365))
     assert earlier.models() == []
-    with pytest.raises(nbr.ReadOnlyError):
-        past.register(TinyModel(), "m")
+    assert not hasattr(past, "register") and not hasattr(past, "approve")  # reads only
     with pytest.raises(nbr.InvalidInputError, match="ISO 8601"):
         registry.as_of("last tuesday")
 

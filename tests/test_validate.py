@@ -78,7 +78,7 @@ def test_unknown_alias_and_version_errors(registry: nbr.Registry) -> None:
 
 
 def test_bad_uri_and_user() -> None:
-    with pytest.raises(nbr.InvalidInputError, match="unsupported registry URI scheme"):
+    with pytest.raises(nbr.InvalidInputError, match="unsupported URI scheme"):
         nbr.open_registry("ftp://host/x")
     with pytest.raises(nbr.InvalidInputError, match="not a valid identity"):
         nbr.open_registry("/tmp/x-never-created", user="bad\x00user")

@@ -1,4 +1,4 @@
-"""nbregistry: a Jupyter-native model registry kept in Delta Lake tables.
+"""nbregistry: a Jupyter-native model registry for regulated industries, kept in Delta Lake.
 
 ``import nbregistry`` stays cheap: storage engines, IPython and widgets load on first use.
 """
@@ -9,34 +9,46 @@ from typing import TYPE_CHECKING, Any
 
 from .domain import (
     ConflictError,
+    Event,
     ForkedProcessError,
+    GateResult,
     IntegrityError,
     InvalidInputError,
+    MissingDependencyError,
     ModelVersion,
     NbRegistryError,
     NotFoundError,
     PolicyViolationError,
+    PromotionRequest,
     ReadOnlyError,
+    RegistryCreatedWarning,
     StorageError,
     VerifyReport,
 )
+from .domain.policy import Policy
 
 if TYPE_CHECKING:
-    from .registry import Flavor, Registry, RegistryView
+    from .registry import Flavor, Registry, RegistryView, open_registry, register_flavor
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [
     "ConflictError",
+    "Event",
     "Flavor",
     "ForkedProcessError",
+    "GateResult",
     "IntegrityError",
     "InvalidInputError",
+    "MissingDependencyError",
     "ModelVersion",
     "NbRegistryError",
     "NotFoundError",
+    "Policy",
     "PolicyViolationError",
+    "PromotionRequest",
     "ReadOnlyError",
     "Registry",
+    "RegistryCreatedWarning",
     "RegistryView",
     "StorageError",
     "VerifyReport",
@@ -46,6 +58,8 @@ __all__ = [
     "verify",
 ]
 
+# Resolved on first access, so that ``nbr.open_registry`` is the real function (its own
+# signature and docs) while ``import nbregistry`` loads no storage engine.
 _LAZY = {"open_registry", "register_flavor", "Registry", "RegistryView", "Flavor"}
 
 
@@ -53,33 +67,32 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         from . import registry
 
-        return getattr(registry, name)
+        value = getattr(registry, name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'nbregistry' has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext nbregistry``: the magics module (and IPython with it) loads only now."""
+    from .domain.extras import require
+
+    require("notebook", "traitlets")
     from .notebook.magics import load_ipython_extension as _load
 
     _load(ipython)
 
 
-def open_registry(uri: Any = None, user: str | None = None, **options: Any) -> Registry:
-    """Open (creating on first use) a registry; see :func:`nbregistry.registry.open_registry`."""
-    from .registry import open_registry as _open
-
-    return _open(uri, user, **options)
-
-
 def verify(uri: Any = None, *, storage_options: dict[str, str] | None = None,
-           artifacts: bool = True) -> VerifyReport:
-    """Check a registry's audit trail without opening it (works on a damaged registry)."""
-    import os
+           artifacts: bool = True, expected_head: tuple[int, str] | None = None
+           ) -> VerifyReport:
+    """Check a registry's audit trail without opening it (works on a damaged registry).
 
+    ``expected_head`` is a ``(seq, hash)`` recorded elsewhere (a report, a ticket): a log
+    cut or rewritten since then is reported."""
     from .registry import verify_log
+    from .registry.registry import _default_uri
     from .store import Location
 
-    location = Location.parse(uri or os.environ.get("NBREGISTRY_URI") or ".nbregistry",
-                              storage_options)
-    return verify_log(location, artifacts=artifacts)
-
+    location = Location.parse(_default_uri(uri), storage_options)
+    return verify_log(location, artifacts=artifacts, expected_head=expected_head)

@@ -8,11 +8,15 @@ imports altair (≈1 s), so callers import it only when they draw.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import altair as alt
+from typing import TYPE_CHECKING, Any
 
 from .domain.entities import ModelVersion
+from .domain.extras import require
+
+if TYPE_CHECKING:
+    import altair as alt
+else:
+    alt = require("notebook", "altair")
 
 PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d"]
 

@@ -28,6 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "demo":
+            from .domain.extras import require
+
+            for module in ("sklearn", "pandas"):
+                require("demo", module)
             from .demo import run
 
             return 0 if run(args.path)["verify"].ok else 1

@@ -59,7 +59,7 @@ def run(path: str | Path = "nbregistry-demo", *, fresh: bool = True,
     features = ["income", "debt_ratio", "history_years", "utilisation", "late_payments"]
     baseline_features = ["income", "debt_ratio"]
     train, test = data.iloc[:3000], data.iloc[3000:]
-    admin = open_registry(root / "registry", user="risk-admin")  # the creator is admin
+    admin = open_registry(root / "registry", user="risk-admin", create=True)  # the creator is admin
     admin.grant_role("val-bob", "validator")
     reg = open_registry(root / "registry", user="ds-alice")
     candidates = [

@@ -14,10 +14,12 @@ from .errors import (
     ForkedProcessError,
     IntegrityError,
     InvalidInputError,
+    MissingDependencyError,
     NbRegistryError,
     NotFoundError,
     PolicyViolationError,
     ReadOnlyError,
+    RegistryCreatedWarning,
     StorageError,
 )
 
@@ -29,6 +31,7 @@ __all__ = [
     "GateResult",
     "IntegrityError",
     "InvalidInputError",
+    "MissingDependencyError",
     "ModelVersion",
     "NbRegistryError",
     "NotFoundError",
@@ -36,6 +39,7 @@ __all__ = [
     "Problem",
     "PromotionRequest",
     "ReadOnlyError",
+    "RegistryCreatedWarning",
     "StorageError",
     "VerifyReport",
 ]

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .events import RequestStatus
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -93,6 +95,8 @@ class VerifyReport:
     head_seq: int
     head_hash: str
     problems: tuple[Problem, ...] = ()
+    # Not failures: what a newer nbregistry wrote that this one keeps but does not interpret.
+    notices: tuple[Problem, ...] = ()
 
     def __bool__(self) -> bool:
         return self.ok
@@ -102,6 +106,7 @@ class VerifyReport:
         lines = [f"<VerifyReport {state}: {self.events} events, {self.artifacts} artifacts, "
                  f"head seq {self.head_seq} {self.head_hash[:12]}>"]
         lines += [f"  - [{p.kind}] {p.message}" for p in self.problems[:20]]
+        lines += [f"  * note [{p.kind}] {p.message}" for p in self.notices[:20]]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -109,6 +114,8 @@ class VerifyReport:
         title = "Audit trail verified" if self.ok else "Audit trail BROKEN"
         items = "".join(f"<li><code>{html.escape(p.kind)}</code> {html.escape(p.message)}</li>"
                         for p in self.problems)
+        items += "".join(f"<li style='color:#57606a'>note <code>{html.escape(p.kind)}</code> "
+                         f"{html.escape(p.message)}</li>" for p in self.notices)
         return (f"<div style='border-left:4px solid {color};padding:4px 8px'>"
                 f"<b style='color:{color}'>{title}</b> — {self.events} events, "
                 f"{self.artifacts} artifacts, head "
@@ -149,7 +156,7 @@ class PromotionRequest:
     requested_at: datetime
     comment: str = ""
     emergency: bool = False
-    status: str = "open"  # open | promoted | rejected | withdrawn | stale
+    status: RequestStatus = "open"
     approvals: tuple[Approval, ...] = ()
     rejections: tuple[Approval, ...] = ()
     replaces: int | None = None
@@ -167,14 +174,25 @@ class PromotionRequest:
 
     def _repr_html_(self) -> str:
         esc = html.escape
+        color = {"promoted": "#1a7f37", "rejected": "#cf222e", "open": "#9a6700"}.get(
+            self.status, "#57606a")
         gates = "".join(
             f"<li>{'✅' if g.passed else '❌'} <b>{esc(g.gate)}</b>: {esc(g.detail)}</li>"
             for g in self.gates)
-        approvals = ", ".join(esc(a.user) + (" 🔏" if a.signed else "")
-                              for a in self.approvals) or "none yet"
-        return (f"<div><b>{esc(self.model)}</b> v{self.version}: {esc(self.from_stage)} → "
-                f"<b>{esc(self.to)}</b> <code>{esc(self.status)}</code>"
+        cell = "style='text-align:left;padding:2px 8px;border-bottom:1px solid #eaeef2'"
+        approvals = "".join(
+            f"<tr><td {cell}>{esc(a.user)}</td><td {cell}>{a.at:%Y-%m-%d %H:%M:%S}</td>"
+            f"<td {cell}>{esc(a.comment) or '—'}</td><td {cell}>{'yes' if a.signed else 'no'}"
+            "</td></tr>" for a in self.approvals)
+        table = (f"<table style='border-collapse:collapse'><tr><th {cell}>approved by</th>"
+                 f"<th {cell}>at</th><th {cell}>comment</th><th {cell}>signed</th></tr>"
+                 f"{approvals}</table>" if approvals else
+                 "<div style='color:#57606a'>no approvals yet</div>")
+        return (f"<div style='font-family:sans-serif;font-size:12px'><b>{esc(self.model)}</b> "
+                f"v{self.version}: {esc(self.from_stage)} → <b>{esc(self.to)}</b> "
+                f"<code style='color:{color}'>{esc(self.status)}</code>"
                 f"{' <b style=color:#cf222e>EMERGENCY</b>' if self.emergency else ''}"
-                f"<div>requested by {esc(self.requested_by)}: {esc(self.comment)}</div>"
-                f"<div>approvals ({len(self.approvals)}/{self.required}): {approvals}</div>"
+                f"<div style='color:#57606a'>requested by {esc(self.requested_by)} at "
+                f"{self.requested_at:%Y-%m-%d %H:%M:%S} UTC: {esc(self.comment) or '(no comment)'}"
+                f"</div><div>approvals ({len(self.approvals)}/{self.required})</div>{table}"
                 f"<ul>{gates}</ul></div>")

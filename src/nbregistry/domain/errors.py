@@ -58,3 +58,17 @@ class ForkedProcessError(NbRegistryError):
 
 class StorageError(NbRegistryError):
     """The registry's storage could not be read or written."""
+
+
+class RegistryCreatedWarning(UserWarning):
+    """``open_registry`` made a new, empty registry (and the caller its admin): shown so a
+    mistyped path never silently starts a second registry."""
+
+
+class MissingDependencyError(NbRegistryError, ImportError):
+    """A feature needs an optional extra that is not installed."""
+
+    def __init__(self, message: str, *, extra: str, module: str) -> None:
+        super().__init__(message)
+        self.extra = extra
+        self.module = module

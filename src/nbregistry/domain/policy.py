@@ -95,6 +95,8 @@ class Policy:
     transitions: dict[str, tuple[str, ...]]
     stage_rules: dict[str, StagePolicy] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
+    # Sections and keys this version does not know (a newer writer's), kept in ``source``.
+    unknown: tuple[str, ...] = ()
 
     def rules(self, stage: str) -> StagePolicy:
         return self.stage_rules.get(stage, StagePolicy())
@@ -113,9 +115,13 @@ class Policy:
         return role
 
 
-def parse_policy(data: dict[str, Any]) -> Policy:
-    """Build a Policy from a parsed TOML/YAML/JSON document; every mistake is reported."""
+def parse_policy(data: dict[str, Any], *, strict: bool = True) -> Policy:
+    """Build a Policy from a parsed TOML/YAML/JSON document; every mistake is reported.
+
+    ``strict=False`` is for reading the log: sections and keys this version does not know
+    (written by a newer nbregistry) are listed in ``Policy.unknown`` instead of refused."""
     errors: list[str] = []
+    unknown: list[str] = []
     roles = _strings(data.get("roles", ["admin"]), "roles", errors)
     if "admin" not in roles:
         errors.append("roles must include 'admin' (admins grant roles and change the policy)")
@@ -135,16 +141,20 @@ def parse_policy(data: dict[str, Any]) -> Policy:
     for name in [*exclusive, *transitions, *(t for ts in transitions.values() for t in ts)]:
         if name not in stages:
             errors.append(f"stage {name!r} is used in lifecycle but not listed in its stages")
-    rules = {name: _stage_rules(name, body, roles, stages, errors)
+    rules = {name: _stage_rules(name, body, roles, stages, errors, unknown)
              for name, body in dict(data.get("stages", {})).items()}
-    unknown = set(data) - {"roles", "lifecycle", "stages"}
-    if unknown:
-        errors.append(f"unknown top-level keys: {', '.join(sorted(unknown))}")
+    unknown += sorted(set(data) - KNOWN_SECTIONS)
+    if strict and unknown:
+        errors.append(f"unknown keys: {', '.join(unknown)} (known top-level keys: "
+                      f"{', '.join(sorted(KNOWN_SECTIONS))})")
     if errors:
         raise InvalidInputError("the policy is invalid:\n  - " + "\n  - ".join(errors),
                                 field="policy")
     return Policy(roles, stages, initial, frozenset(exclusive), replaced_to, transitions, rules,
-                  data)
+                  data, tuple(unknown))
+
+
+KNOWN_SECTIONS = frozenset({"roles", "lifecycle", "stages"})
 
 
 _STAGE_KEYS = {"approvals", "approver_roles", "requester_roles", "distinct_from", "metrics",
@@ -153,14 +163,12 @@ _STAGE_KEYS = {"approvals", "approver_roles", "requester_roles", "distinct_from"
 
 
 def _stage_rules(name: str, body: dict[str, Any], roles: tuple[str, ...],
-                 stages: tuple[str, ...], errors: list[str]) -> StagePolicy:
+                 stages: tuple[str, ...], errors: list[str], unknown: list[str]
+                 ) -> StagePolicy:
     where = f"stages.{name}"
     if name not in stages:
         errors.append(f"[{where}] names a stage that is not in lifecycle.stages")
-    unknown = set(body) - _STAGE_KEYS
-    if unknown:
-        errors.append(f"[{where}] has unknown keys: {', '.join(sorted(unknown))} (known: "
-                      f"{', '.join(sorted(_STAGE_KEYS))})")
+    unknown += [f"{where}.{key}" for key in sorted(set(body) - _STAGE_KEYS)]
     approvals = body.get("approvals", 0)
     if isinstance(approvals, bool) or not isinstance(approvals, int) or approvals < 0:
         errors.append(f"{where}.approvals must be a non-negative integer, got {approvals!r}")

@@ -14,6 +14,8 @@ from .errors import InvalidInputError
 MAX_NAME = 200
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,63}")
+_DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit() accepts "١٢" and "²"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def model_name(name: object, *, what: str = "model name") -> str:
@@ -42,7 +44,7 @@ def alias_name(alias: object) -> str:
 
 def version_number(version: object) -> int:
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        if isinstance(version, str) and version.isdigit() and int(version) >= 1:
+        if isinstance(version, str) and _DIGITS.fullmatch(version) and int(version) >= 1:
             return int(version)
         raise InvalidInputError(f"version must be a positive integer, got {version!r}",
                                 field="version", value=version)
@@ -117,3 +119,21 @@ def text(value: object, *, what: str, max_len: int = 100_000) -> str:
     if len(value) > max_len:
         raise InvalidInputError(f"{what} is longer than {max_len} characters", field=what)
     return value
+
+
+def user_name(value: object, *, what: str = "user") -> str:
+    """A person's account name: printable text without control characters."""
+    name = text(value, what=what, max_len=200).strip()
+    if not name:
+        raise InvalidInputError(f"{what} is empty: name the person, e.g. 'bob'", field=what)
+    if any(not ch.isprintable() for ch in name):
+        raise InvalidInputError(f"{what} {name!r} contains control characters", field=what,
+                                value=name)
+    return name
+
+
+def sha256(value: object) -> str:
+    if not isinstance(value, str) or not _SHA256.fullmatch(value.lower()):
+        raise InvalidInputError(f"sha256 must be 64 hexadecimal characters, got {value!r}",
+                                field="sha256", value=value)
+    return value.lower()

@@ -244,30 +244,6 @@ def gates_html(gates: Sequence[Any]) -> str:
     return table_html(["", "gate", "detail", "evidence"], rows, raw=frozenset({0}))
 
 
-def request_html(request: Any) -> str:
-    """A promotion request: who asked for what, its status, and who approved it."""
-    status = str(request.status)
-    color = {"promoted": OK, "rejected": BAD, "open": "#9a6700"}.get(status, "#57606a")
-    approvals = [(a.user, a.at, a.comment, "yes" if a.signed else "no")
-                 for a in getattr(request, "approvals", ())]
-    flags = " " + badge("emergency", BAD) if request.emergency else ""
-    head = (f"<div style='{FONT}'><b>{esc(request.model)}</b> v{request.version}: "
-            f"{esc(request.from_stage)} → {badge(str(request.to))} {badge(status, color)}"
-            f"{flags}<div style='color:#57606a'>requested by {esc(request.requested_by)} at "
-            f"{esc(fmt(request.requested_at))}: {esc(request.comment) or '(no comment)'}"
-            "</div></div>")
-    body = (table_html(["approved by", "at", "comment", "signed"], approvals)
-            if approvals else _muted("no approvals yet"))
-    return head + body
-
-
-def request_text(request: Any) -> str:
-    approvals = ", ".join(a.user for a in getattr(request, "approvals", ())) or "none"
-    return (f"<PromotionRequest {request.model} v{request.version} {request.from_stage}->"
-            f"{request.to} [{request.status}] by {request.requested_by}; "
-            f"approvals: {approvals}>")
-
-
 def registry_html(reg: RegistryView) -> str:
     seq, head = reg.head
     models = reg.models()

@@ -228,7 +228,7 @@ class RegistryMagics(Magics, Configurable):
         if args.panel:
             from .panels import PromotionPanel
 
-            return PromotionPanel(self.current(), args.name, args.version, stage=args.to,
+            return PromotionPanel(self.writer(), args.name, args.version, stage=args.to,
                                   auto_refresh=5.0)
         if not args.to:
             raise UsageError("--to STAGE is required, e.g. %promote m 3 --to production")

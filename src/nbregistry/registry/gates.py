@@ -13,11 +13,14 @@ OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
 
 
-def evaluate(state: RegistryState, model: ModelState, version: int, to: str
-             ) -> list[GateResult]:
+def evaluate(state: RegistryState, model: ModelState, version: int, to: str, *,
+             compare: bool = True) -> list[GateResult]:
+    """Every gate of stage ``to`` for ``version``. ``compare=False`` (a rollback) skips
+    gates relative to the stage's holder: the holder is the version being replaced."""
     rules = state.policy.rules(to)
     mv = model.view(version)
-    results = [_metric(gate, mv, model) for gate in rules.metrics]
+    results = [_metric(gate, mv, model) for gate in rules.metrics
+               if compare or gate.value is not None]
     results += _card(rules, mv)
     results += [_report(state, mv, template) for template in rules.reports]
     if "revalidation_required" in mv.status:

@@ -1,273 +1,181 @@
-"""Governance use-cases: policy, roles, promotion requests, approvals, rollback, data recall."""
+"""Governance decisions: pure functions of (state, acting user, arguments) -> event payload.
+
+Each runs inside the commit against the freshest state, so a refusal (an exception) writes
+nothing and a race is decided by the log. ``Registry`` methods are thin shells over these.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import tomllib
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..domain import validate
 from ..domain.canonical import canonical_json
-from ..domain.entities import Event, GateResult, ModelVersion, PromotionRequest
+from ..domain.entities import GateResult, PromotionRequest
 from ..domain.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
     PolicyViolationError,
 )
-from ..domain.policy import Policy, parse_policy
-from . import gates, signing
+from ..domain.policy import StagePolicy
+from . import gates
 from .state import ModelState, RegistryState
 
-Build = Callable[[RegistryState], tuple[int | None, dict[str, Any]] | None]
+Decision = tuple[int | None, dict[str, Any]]
 
 
-class Governance:
-    """Mixed into Registry: every method validates against the freshest state inside the
-    commit, so a refusal writes nothing and a race is decided by the log."""
+def require_admin(state: RegistryState, user: str, what: str) -> None:
+    if not state.has_role(user, ["admin"]):
+        raise PolicyViolationError(f"{user!r} is not an admin; only admins may {what} "
+                                   f"(admins: {', '.join(holders(state, 'admin'))})",
+                                   rule="admin")
 
-    user: str
-    _state: RegistryState
 
-    def _commit(self, action: str, model: str | None, build: Build) -> Event | None:
-        raise NotImplementedError
+def role_change(state: RegistryState, actor: str, action: str, user: str, role: str
+                ) -> Decision | None:
+    require_admin(state, actor, "grant or revoke roles")
+    state.policy.check_role(role)
+    held = state.roles.get(user, set())
+    if action == "grant_role" and role in held:
+        return None  # already held: nothing to record
+    if action == "revoke_role":
+        if role not in held:
+            raise NotFoundError(f"user {user!r} does not hold role {role!r} (they hold: "
+                                f"{', '.join(sorted(held)) or 'no roles'})")
+        if role == "admin" and holders(state, "admin") == [user]:
+            raise PolicyViolationError("cannot revoke the last admin; grant admin to "
+                                       "someone else first", rule="last_admin")
+    return None, {"user": user, "role": role}
 
-    def _current(self) -> RegistryState:
-        raise NotImplementedError
 
-    def _record(self, action: str, model: str | None, build: Build) -> Event:
-        event = self._commit(action, model, build)
-        assert event is not None, "this build always records an event"
-        return event
+def request(state: RegistryState, user: str, *, name: str, number: int, to: str,
+            comment: str, emergency: bool, request_id: str, seen_holder: int | None
+            ) -> Decision:
+    model = state.model(name)
+    rules = check_request(state, model, number, to, user, emergency)
+    holder = model.holder(to) if to in state.policy.exclusive else None
+    urgent = emergency and rules.approvals > 0  # nothing to ratify otherwise
+    payload: dict[str, Any] = {"request_id": request_id, "to": to, "comment": comment,
+                               "from": model.view(number).stage, "replaces": holder,
+                               "emergency": urgent, "required": rules.approvals}
+    results = passing_gates(state, model, number, to)
+    if rules.approvals == 0 or urgent:
+        if holder != seen_holder and to in state.policy.exclusive:
+            raise ConflictError(f"{to} of {name!r} changed while you were requesting "
+                                f"(now v{holder}); check and request again")
+        payload["promotion"] = {"replaces": holder, "gates": results}
+    return number, payload
 
-    # -- policy and roles --------------------------------------------------------------
-    def set_policy(self, policy: str | os.PathLike[str] | Mapping[str, Any]) -> Policy:
-        """Replace the policy (admins only). Accepts TOML/YAML/JSON text, a file path, or a
-        dict; the whole document is validated and every mistake is listed."""
-        document = load_policy_document(policy)
-        parsed = parse_policy(document)
 
-        def build(state: RegistryState) -> tuple[int | None, dict[str, Any]]:
-            self._require_admin(state, "change the policy")
-            return None, {"policy": document}
+def approve(state: RegistryState, user: str, *, name: str, number: int, to: str | None,
+            comment: str) -> Decision:
+    """The approval that completes the quorum promotes, after re-checking everything a
+    promotion needs *now*: the transition, the approvers' roles, the gates."""
+    found = find_request(state, name, number, to, for_approval=True)
+    model = state.model(name)
+    check_approver(state, model, found, user)
+    payload: dict[str, Any] = {"request_id": found.request_id, "comment": comment}
+    if found.status == "promoted":  # emergency: approvals ratify afterwards
+        payload["ratified"] = len(valid_approvers(state, model, found)) + 1 >= found.required
+        return number, payload
+    rules = state.policy.rules(found.to)
+    if len(valid_approvers(state, model, found)) + 1 >= max(found.required, rules.approvals):
+        check_transition(state, model, number, found.to)
+        holder = model.holder(found.to) if found.to in state.policy.exclusive else None
+        if holder != found.replaces:
+            raise ConflictError(f"{found.to} of {name!r} changed since the request "
+                                f"(now v{holder}); request again")
+        payload["promotion"] = {"replaces": holder,
+                                "gates": passing_gates(state, model, number, found.to)}
+    return number, payload
 
-        self._commit("set_policy", None, build)
-        return parsed
 
-    def grant_role(self, user: str, role: str) -> None:
-        """Give ``user`` a role of the policy (admins only; granting a held role is a no-op)."""
-        self._role_change("grant_role", user, role)
+def valid_approvers(state: RegistryState, model: ModelState, found: PromotionRequest
+                    ) -> list[str]:
+    """Earlier approvers who still qualify under the policy in force now: a revoked role
+    or a tightened segregation rule un-counts an approval (re-evaluated at completion)."""
+    out = []
+    for approval in found.approvals:
+        try:
+            check_approver(state, model, found, approval.user, again=True)
+        except PolicyViolationError:
+            continue
+        out.append(approval.user)
+    return out
 
-    def revoke_role(self, user: str, role: str) -> None:
-        self._role_change("revoke_role", user, role)
 
-    def _role_change(self, action: str, user: str, role: str) -> None:
-        user = validate.text(user, what="user", max_len=200).strip()
-        if not user:
-            raise InvalidInputError("user is empty: name the person, e.g. 'bob'", field="user")
+def close(state: RegistryState, user: str, action: str, *, name: str, number: int,
+          to: str | None, comment: str) -> Decision:
+    found = find_request(state, name, number, to)
+    rules = state.policy.rules(found.to)
+    if action == "reject" and not state.has_role(user, rules.approver_roles):
+        raise PolicyViolationError(
+            f"{user!r} may not reject: {found.to} approvals need one of the roles "
+            f"{', '.join(rules.approver_roles) or '(none configured)'}", rule="role")
+    if action == "withdraw" and user != found.requested_by and not (
+            state.has_role(user, ["admin"])):
+        raise PolicyViolationError(f"only {found.requested_by!r} (the requester) or "
+                                   "an admin may withdraw this request", rule="withdraw")
+    return number, {"request_id": found.request_id, "comment": comment}
 
-        def build(state: RegistryState) -> tuple[int | None, dict[str, Any]] | None:
-            self._require_admin(state, "grant or revoke roles")
-            state.policy.check_role(role)
-            held = state.roles.get(user, set())
-            if action == "grant_role" and role in held:
-                return None  # already held: nothing to record
-            if action == "revoke_role":
-                if role not in held:
-                    raise NotFoundError(f"user {user!r} does not hold role {role!r} (they hold: "
-                                        f"{', '.join(sorted(held)) or 'no roles'})")
-                admins = [u for u, r in state.roles.items() if "admin" in r]
-                if role == "admin" and admins == [user]:
-                    raise PolicyViolationError("cannot revoke the last admin; grant admin to "
-                                               "someone else first", rule="last_admin")
-            return None, {"user": user, "role": role}
 
-        self._commit(action, None, build)
+def rollback(state: RegistryState, user: str, *, name: str, stage: str, reason: str,
+             automatic: bool = False) -> Decision:
+    """Back to the version that held ``stage`` before; it must still pass the stage's
+    gates (a version trained on since-recalled data is not restored)."""
+    model = state.model(name)
+    state.policy.check_stage(stage)
+    rules = state.policy.rules(stage)
+    if not automatic and rules.approvals and not state.has_role(
+            user, [*rules.approver_roles, "admin"]):
+        raise PolicyViolationError(f"{user!r} may not roll back {stage}: needs "
+                                   f"one of {', '.join(rules.approver_roles)} or admin",
+                                   rule="role")
+    stack = model.stage_stack.get(stage, [])
+    current = model.holder(stage)
+    if current is None or len(stack) < 2 or stack[-1] != current:
+        raise NotFoundError(f"{name!r} has no earlier {stage} version to roll back to",
+                            model=name, ref=stage)
+    target = stack[-2]
+    results = passing_gates(state, model, target, stage, verb="be restored to")
+    return target, {"stage": stage, "from_version": current, "to_version": target,
+                    "reason": reason, "gates": results}
 
-    def register_key(self, public_key: bytes | str) -> str:
-        """Register your Ed25519 public key (PEM); your approvals must then be signed."""
-        pem, fingerprint = signing.public_key_pem(public_key)
-        self._commit("register_key", None,
-                     lambda state: (None, {"public_key": pem, "fingerprint": fingerprint}))
-        return fingerprint
 
-    def _require_admin(self, state: RegistryState, what: str) -> None:
-        if not state.has_role(self.user, ["admin"]):
-            raise PolicyViolationError(f"{self.user!r} is not an admin; only admins may {what} "
-                                       f"(admins: {', '.join(_holders(state, 'admin'))})",
-                                       rule="admin")
+def flag_data(state: RegistryState, *, uri: str, version: int, reason: str) -> Decision:
+    affected = [[m.name, v] for m in state.models.values()
+                for v, mv in m.versions.items()
+                if (mv.lineage.get("training_data") or {}).get("uri") == uri
+                and mv.lineage["training_data"].get("version") == version]
+    return None, {"uri": uri, "data_version": version, "reason": reason, "affected": affected}
 
-    # -- promotion lifecycle -----------------------------------------------------------
-    def request_promotion(self, name: str, version: int | str, to: str, *, comment: str = "",
-                          emergency: bool = False) -> PromotionRequest:
-        """Ask for ``version`` to enter stage ``to``. Gates are checked now; with no
-        approvals required (or ``emergency`` by an allowed role) it is promoted at once."""
-        name, number = validate.model_name(name), validate.version_number(version)
-        comment = validate.text(comment, what="comment")
-        seen_holder = self._current().model(name).holder(to)
-        request_id = uuid.uuid4().hex
 
-        def build(state: RegistryState) -> tuple[int | None, dict[str, Any]]:
-            model = state.model(name)
-            rules = _check_request(state, model, number, to, self.user, emergency)
-            holder = model.holder(to) if to in state.policy.exclusive else None
-            urgent = emergency and rules.approvals > 0  # nothing to ratify otherwise
-            payload: dict[str, Any] = {"request_id": request_id, "to": to, "comment": comment,
-                                       "from": model.view(number).stage, "replaces": holder,
-                                       "emergency": urgent, "required": rules.approvals}
-            results = _passing_gates(state, model, number, to)
-            if rules.approvals == 0 or urgent:
-                if holder != seen_holder and to in state.policy.exclusive:
-                    raise ConflictError(f"{to} of {name!r} changed while you were requesting "
-                                        f"(now v{holder}); check and request again")
-                payload["promotion"] = {"replaces": holder, "gates": results}
-            return number, payload
+def deploy(state: RegistryState, *, name: str, number: int, target: str, stage: str,
+           sha256: str | None, comment: str) -> Decision:
+    """A deployment must be of a version approved for ``stage`` (it holds the stage now);
+    the hash actually deployed is recorded, and a mismatch is kept as evidence."""
+    model = state.model(name)
+    mv = model.require(number)
+    state.policy.check_stage(stage)
+    if model.view(number).stage != stage:
+        raise PolicyViolationError(
+            f"{name} v{number} is in {model.view(number).stage}, not {stage}: only the "
+            f"version approved for {stage} may be deployed there (now: "
+            f"{_holder_text(model, stage)})", rule="deploy")
+    deployed = sha256 or mv.sha256
+    return number, {"target": target, "stage": stage, "sha256": deployed,
+                    "approved_sha256": mv.sha256, "matches": deployed == mv.sha256,
+                    "request_id": model.view(number).status.get("request_id"),
+                    "comment": comment}
 
-        self._commit("request_promotion", name, build)
-        return self._current().requests[request_id]
 
-    def approve(self, name: str, version: int | str, *, comment: str = "",
-                to: str | None = None, signing_key: Any = None) -> PromotionRequest:
-        """Approve the open request for this version; the approval that completes the quorum
-        promotes it (after re-checking every gate)."""
-        name, number = validate.model_name(name), validate.version_number(version)
-        comment = validate.text(comment, what="comment")
-
-        def build(state: RegistryState) -> tuple[int | None, dict[str, Any]]:
-            request = _find_request(state, name, number, to, for_approval=True)
-            model = state.model(name)
-            _check_approver(state, model, request, self.user)
-            payload: dict[str, Any] = {"request_id": request.request_id, "comment": comment}
-            count = len(request.approvals) + 1
-            if request.status == "promoted":  # emergency: approvals ratify afterwards
-                payload["ratified"] = count >= request.required
-            elif count >= request.required:
-                holder = model.holder(request.to) if request.to in state.policy.exclusive else None
-                if holder != request.replaces:
-                    raise ConflictError(f"{request.to} of {name!r} changed since the request "
-                                        f"(now v{holder}); request again")
-                payload["promotion"] = {"replaces": holder,
-                                        "gates": _passing_gates(state, model, number, request.to)}
-            signing.sign_into(payload, state, self.user, name, number, signing_key)
-            return number, payload
-
-        event = self._record("approve", name, build)
-        return self._current().requests[event.payload["request_id"]]
-
-    def reject(self, name: str, version: int | str, *, comment: str,
-               to: str | None = None) -> PromotionRequest:
-        """Reject the open request (approver roles only); a comment saying why is required."""
-        return self._close("reject", name, version, comment, to)
-
-    def withdraw(self, name: str, version: int | str, *, comment: str = "",
-                 to: str | None = None) -> PromotionRequest:
-        """Withdraw your own open request (or any, as admin)."""
-        return self._close("withdraw", name, version, comment, to)
-
-    def _close(self, action: str, name: str, version: int | str, comment: str,
-               to: str | None) -> PromotionRequest:
-        name, number = validate.model_name(name), validate.version_number(version)
-        comment = validate.text(comment, what="comment")
-        if action == "reject" and not comment.strip():
-            raise InvalidInputError("a rejection needs a comment saying why", field="comment")
-
-        def build(state: RegistryState) -> tuple[int | None, dict[str, Any]]:
-            request = _find_request(state, name, number, to)
-            rules = state.policy.rules(request.to)
-            if action == "reject" and not state.has_role(self.user, rules.approver_roles):
-                raise PolicyViolationError(
-                    f"{self.user!r} may not reject: {request.to} approvals need one of the "
-                    f"roles {', '.join(rules.approver_roles) or '(none configured)'}",
-                    rule="role")
-            if action == "withdraw" and self.user != request.requested_by and not (
-                    state.has_role(self.user, ["admin"])):
-                raise PolicyViolationError(f"only {request.requested_by!r} (the requester) or "
-                                           "an admin may withdraw this request", rule="withdraw")
-            return number, {"request_id": request.request_id, "comment": comment}
-
-        event = self._record(action, name, build)
-        return self._current().requests[event.payload["request_id"]]
-
-    def comment(self, name: str, version: int | str, text: str) -> None:
-        name, number = validate.model_name(name), validate.version_number(version)
-        text = validate.text(text, what="comment")
-        if not text.strip():
-            raise InvalidInputError("the comment is empty", field="comment")
-
-        def build(state: RegistryState) -> tuple[int | None, dict[str, Any]]:
-            _version(state.model(name), number)
-            return number, {"text": text}
-
-        self._commit("comment", name, build)
-
-    def rollback(self, name: str, *, stage: str, reason: str = "") -> ModelVersion:
-        """Return ``stage`` to the version that held it before the current one."""
-        name = validate.model_name(name)
-        reason = validate.text(reason, what="reason")
-
-        def build(state: RegistryState) -> tuple[int | None, dict[str, Any]]:
-            model = state.model(name)
-            state.policy.check_stage(stage)
-            rules = state.policy.rules(stage)
-            if rules.approvals and not state.has_role(self.user,
-                                                      [*rules.approver_roles, "admin"]):
-                raise PolicyViolationError(f"{self.user!r} may not roll back {stage}: needs "
-                                           f"one of {', '.join(rules.approver_roles)} or admin",
-                                           rule="role")
-            stack = model.stage_stack.get(stage, [])
-            current = model.holder(stage)
-            if current is None or len(stack) < 2 or stack[-1] != current:
-                raise NotFoundError(f"{name!r} has no earlier {stage} version to roll back to",
-                                    model=name, ref=stage)
-            return stack[-2], {"stage": stage, "from_version": current, "to_version": stack[-2],
-                               "reason": reason}
-
-        event = self._record("rollback", name, build)
-        assert event.version is not None
-        return self._current().models[name].view(event.version)
-
-    def set_card(self, name: str, version: int | str, card: Mapping[str, Any]) -> ModelVersion:
-        """Add or replace model-card fields of a version (kept as an event)."""
-        name, number = validate.model_name(name), validate.version_number(version)
-        fields = validate.json_mapping(card, what="card")
-        if not fields:
-            raise InvalidInputError("card is empty: pass fields such as {'limitations': ...}",
-                                    field="card")
-
-        def build(state: RegistryState) -> tuple[int | None, dict[str, Any]]:
-            _version(state.model(name), number)
-            return number, {"card": fields}
-
-        self._commit("set_card", name, build)
-        return self._current().models[name].view(number)
-
-    def flag_data(self, table_uri: str, version: int, *, reason: str) -> list[ModelVersion]:
-        """Recall a training-data version: every model version trained on it (now or later)
-        is marked ``revalidation_required`` and can't be promoted."""
-        uri = _normalized_uri(table_uri)
-        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-            raise InvalidInputError(f"version must be the Delta table version (an integer "
-                                    f">= 0), got {version!r}", field="version", value=version)
-        reason = validate.text(reason, what="reason")
-        if not reason.strip():
-            raise InvalidInputError("say why the data is recalled (reason=...)", field="reason")
-        affected: list[list[Any]] = []
-
-        def build(state: RegistryState) -> tuple[int | None, dict[str, Any]]:
-            affected[:] = [[m.name, v] for m in state.models.values()
-                           for v, mv in m.versions.items()
-                           if (mv.lineage.get("training_data") or {}).get("uri") == uri
-                           and mv.lineage["training_data"].get("version") == version]
-            return None, {"uri": uri, "data_version": version, "reason": reason,
-                          "affected": affected}
-
-        self._commit("flag_data", None, build)
-        state = self._current()
-        return [state.models[n].view(v) for n, v in affected]
+def _holder_text(model: ModelState, stage: str) -> str:
+    held = model.holder(stage)
+    return "nobody" if held is None else f"v{held}"
 
 
 def load_policy_document(policy: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
@@ -297,21 +205,12 @@ def _yaml(text: str) -> Any:
         return None
 
 
-def _holders(state: RegistryState, role: str) -> list[str]:
+def holders(state: RegistryState, role: str) -> list[str]:
     return sorted(u for u, r in state.roles.items() if role in r)
 
 
-def _version(model: ModelState, number: int) -> None:
-    if number not in model.versions:
-        raise NotFoundError(f"model {model.name!r} has no version {number} (versions 1.."
-                            f"{model.latest})", model=model.name, ref=str(number))
-
-
-def _check_request(state: RegistryState, model: ModelState, number: int, to: str, user: str,
-                   emergency: bool) -> Any:
-    _version(model, number)
+def check_transition(state: RegistryState, model: ModelState, number: int, to: str) -> None:
     policy = state.policy
-    policy.check_stage(to)
     current = model.view(number).stage
     if to == current:
         raise InvalidInputError(f"v{number} is already in {to}", field="to")
@@ -319,7 +218,14 @@ def _check_request(state: RegistryState, model: ModelState, number: int, to: str
         allowed = ", ".join(policy.transitions.get(current, ())) or "nowhere"
         raise PolicyViolationError(f"the policy does not allow {current} -> {to} (from "
                                    f"{current}: {allowed})", rule="transition")
-    rules = policy.rules(to)
+
+
+def check_request(state: RegistryState, model: ModelState, number: int, to: str, user: str,
+                  emergency: bool) -> StagePolicy:
+    model.require(number)
+    state.policy.check_stage(to)
+    check_transition(state, model, number, to)
+    rules = state.policy.rules(to)
     if rules.requester_roles and not state.has_role(user, rules.requester_roles):
         raise PolicyViolationError(f"{user!r} may not request {to}: needs one of the roles "
                                    f"{', '.join(rules.requester_roles)}", rule="role")
@@ -334,24 +240,24 @@ def _check_request(state: RegistryState, model: ModelState, number: int, to: str
     return rules
 
 
-def _passing_gates(state: RegistryState, model: ModelState, number: int, to: str
-                   ) -> list[dict[str, Any]]:
-    results = gates.evaluate(state, model, number, to)
+def passing_gates(state: RegistryState, model: ModelState, number: int, to: str, *,
+                  verb: str = "enter") -> list[dict[str, Any]]:
+    results = gates.evaluate(state, model, number, to, compare=verb == "enter")
     failed = [g for g in results if not g.passed]
     if failed:
         raise PolicyViolationError(
-            f"{model.name} v{number} cannot enter {to}: " + "; ".join(
+            f"{model.name} v{number} cannot {verb} {to}: " + "; ".join(
                 f"gate {g.gate!r} failed: {g.detail}" for g in failed), rule="gate")
-    return [_gate_dict(g) for g in results]
+    return [gate_dict(g) for g in results]
 
 
-def _gate_dict(gate: GateResult) -> dict[str, Any]:
+def gate_dict(gate: GateResult) -> dict[str, Any]:
     return {"gate": gate.gate, "passed": gate.passed, "detail": gate.detail,
             "evidence": gate.evidence}
 
 
-def _find_request(state: RegistryState, name: str, number: int, to: str | None, *,
-                  for_approval: bool = False) -> PromotionRequest:
+def find_request(state: RegistryState, name: str, number: int, to: str | None, *,
+                 for_approval: bool = False) -> PromotionRequest:
     mine = [r for r in state.requests.values() if r.model == name and r.version == number
             and (to is None or r.to == to)]
     live = [r for r in mine if r.status == "open" or (
@@ -370,27 +276,23 @@ def _find_request(state: RegistryState, name: str, number: int, to: str | None, 
                         f"with reg.request_promotion({name!r}, {number}, to=...)", model=name)
 
 
-def _check_approver(state: RegistryState, model: ModelState, request: PromotionRequest,
-                    user: str) -> None:
-    rules = state.policy.rules(request.to)
+def check_approver(state: RegistryState, model: ModelState, found: PromotionRequest,
+                   user: str, *, again: bool = False) -> None:
+    """May ``user`` approve ``found``? ``again`` re-checks an approval already given."""
+    rules = state.policy.rules(found.to)
     if not state.has_role(user, rules.approver_roles):
         raise PolicyViolationError(
-            f"{user!r} may not approve {request.to}: needs one of the roles "
+            f"{user!r} may not approve {found.to}: needs one of the roles "
             f"{', '.join(rules.approver_roles) or '(none configured)'}; an admin can "
             f"grant one with reg.grant_role({user!r}, ...)", rule="role")
-    registrant = model.versions[request.version].created_by
+    registrant = model.versions[found.version].created_by
     if "registrant" in rules.distinct_from and user == registrant:
         raise PolicyViolationError(f"self-approval refused: {user!r} registered v"
-                                   f"{request.version}; another approver must sign off",
+                                   f"{found.version}; another approver must sign off",
                                    rule="segregation")
-    if "requester" in rules.distinct_from and user == request.requested_by:
+    if "requester" in rules.distinct_from and user == found.requested_by:
         raise PolicyViolationError(f"self-approval refused: {user!r} requested this promotion; "
                                    "another approver must sign off", rule="segregation")
-    if any(a.user == user for a in request.approvals):
+    if not again and any(a.user == user for a in found.approvals):
         raise PolicyViolationError(f"{user!r} already approved this request; the quorum needs "
                                    "distinct approvers", rule="quorum")
-
-
-def _normalized_uri(uri: str) -> str:
-    text = os.fspath(uri)
-    return text if "://" in text else str(Path(text).expanduser().resolve())

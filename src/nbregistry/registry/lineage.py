@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..domain.errors import InvalidInputError
-from ..store import delta_version
+from ..store import delta_version, normalize_uri
 
 KEY_PACKAGES = ("numpy", "pandas", "scikit-learn", "pyarrow", "deltalake", "nbregistry")
 
@@ -39,10 +39,8 @@ def capture(model: Any, *, training_data: str | os.PathLike[str] | None,
 
 def training_data_ref(uri: str | os.PathLike[str],
                       storage_options: Mapping[str, str] | None) -> dict[str, Any]:
-    text = os.fspath(uri)
+    text = normalize_uri(uri)
     local = "://" not in text
-    if local:
-        text = str(Path(text).expanduser().resolve())
     version = delta_version(text, storage_options)
     if version is not None:
         return {"uri": text, "format": "delta", "version": version}

@@ -1,4 +1,5 @@
-"""The registry use-cases that write: open, register, aliases; plus freshness and time travel."""
+"""``Registry``: every write, each a thin shell over a decision in ``governance``, plus
+freshness and time travel. Reads are inherited from ``RegistryView``."""
 
 from __future__ import annotations
 
@@ -7,51 +8,86 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
 from ..domain import validate
 from ..domain.canonical import canonical_json, event_hash
-from ..domain.entities import Event, ModelVersion, VerifyReport
-from ..domain.errors import ConflictError, InvalidInputError, NotFoundError
-from ..store import CommitConflict, EventLog, Location
-from ..store.eventlog import rows
-from . import flavors, lineage, reference
-from . import governance_state as _fold_handlers  # noqa: F401  (registers fold handlers)
-from .governance import Build, Governance
+from ..domain.entities import Event, ModelVersion, PromotionRequest, VerifyReport
+from ..domain.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    RegistryCreatedWarning,
+)
+from ..domain.events import FORMAT_VERSION, check_payload
+from ..domain.policy import Policy, parse_policy
+from ..domain.timefmt import parse_time, ts_text
+from ..store import CommitConflict, EventLog, Location, normalize_uri
+from . import flavors, governance, lineage, reference, signing
+from .fold import apply, fold
 from .identity import resolve_user
-from .state import RegistryState, event_from_row, ts_text
+from .state import RegistryState, event_from_row
 from .verify import verify_log
 from .view import RegistryView
 
 DEFAULT_URI = ".nbregistry"
 MAX_ATTEMPTS = 400
+Build = Callable[[RegistryState], tuple[int | None, dict[str, Any]] | None]
 
 
 def open_registry(uri: str | os.PathLike[str] | None = None, user: str | None = None, *,
                   storage_options: Mapping[str, str] | None = None,
-                  max_staleness: float = 0.0) -> Registry:
-    """Open (creating on first use) the registry at ``uri``: a folder, or ``s3://…`` etc.
+                  max_staleness: float = 0.0, create: bool | None = None) -> Registry:
+    """Open the registry at ``uri`` (a folder, or ``s3://…``, ``gs://…``, ``az://…``).
 
-    ``uri`` defaults to ``$NBREGISTRY_URI``, else ``./.nbregistry``. Reads check for newer
-    events first unless the last check is younger than ``max_staleness`` seconds.
+    Parameters
+    ----------
+    uri : str or path, optional
+        Defaults to ``$NBREGISTRY_URI``, else ``./.nbregistry``.
+    user : str, optional
+        Who acts: else ``$NBREGISTRY_USER``, ``$JUPYTERHUB_USER``, the OS user.
+    storage_options : dict, optional
+        Object-store settings, as deltalake takes them (``AWS_ENDPOINT_URL``, ...).
+    max_staleness : float
+        Reads skip the check for newer events when the last one is younger than this many
+        seconds (0: always check; one ``stat`` or ``HEAD``).
+    create : bool, optional
+        ``None`` creates a missing registry and says so with a ``RegistryCreatedWarning``
+        (the caller becomes its admin); ``True`` creates it quietly; ``False`` raises
+        ``NotFoundError`` instead (a mistyped path never makes a new registry).
     """
-    location = Location.parse(uri or os.environ.get("NBREGISTRY_URI") or DEFAULT_URI,
-                              storage_options)
-    return Registry(location, resolve_user(user), max_staleness=max_staleness)
+    location = Location.parse(_default_uri(uri), storage_options)
+    if not isinstance(max_staleness, int | float) or not max_staleness >= 0:
+        raise InvalidInputError(f"max_staleness must be a number of seconds >= 0, got "
+                                f"{max_staleness!r}", field="max_staleness")
+    return Registry(location, resolve_user(user), max_staleness=float(max_staleness),
+                    create=create)
 
 
-class Registry(Governance, RegistryView):
-    def __init__(self, location: Location, user: str, *, max_staleness: float = 0.0) -> None:
+def _default_uri(uri: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
+    if uri is not None:
+        return uri
+    env = os.environ.get("NBREGISTRY_URI")
+    if env is not None and not env.strip():
+        raise InvalidInputError("NBREGISTRY_URI is set but empty: unset it to use "
+                                "./.nbregistry, or set it to the registry's folder or URI",
+                                field="uri")
+    return env or DEFAULT_URI
+
+
+class Registry(RegistryView):
+    """A registry you can write to; every change is one event in the hash-chained log."""
+
+    def __init__(self, location: Location, user: str, *, max_staleness: float = 0.0,
+                 create: bool | None = None) -> None:
         self._log = EventLog(location)
         if not self._log.exists():
-            genesis = _make_event(RegistryState(), user, "create_registry", None, None,
-                                  {"format": 1, "creator": user})
-            self._log.create(genesis)
+            self._create(location, user, create)
         self._log.open()
-        state = RegistryState()
-        state.fold(event_from_row(r) for r in rows(self._log.read()))
+        state = fold(RegistryState(), (event_from_row(r) for r in self._log.rows()))
         state.delta_version = self._log.version
         super().__init__(location, state, user)
         # One Registry may be shared by threads (a panel's watcher and the notebook): folding
@@ -59,6 +95,17 @@ class Registry(Governance, RegistryView):
         self._lock = threading.RLock()
         self._max_staleness = max_staleness
         self._synced_at = time.monotonic()
+
+    def _create(self, location: Location, user: str, create: bool | None) -> None:
+        if create is False:
+            raise NotFoundError(f"there is no registry at {location.uri}; check the path, or "
+                                "pass create=True to make a new one", ref=location.uri)
+        genesis = make_event(RegistryState(), user, "create_registry", None, None,
+                             {"format": FORMAT_VERSION, "creator": user})
+        if self._log.create(genesis) and create is None:
+            warnings.warn(f"created a new, empty registry at {location.uri} with {user!r} as "
+                          "its admin (pass create=True to do this quietly, create=False to "
+                          "refuse)", RegistryCreatedWarning, stacklevel=4)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Storage handles don't pickle; a worker process reopens the same registry instead.
@@ -71,7 +118,7 @@ class Registry(Governance, RegistryView):
         with self._lock:
             log, state = self._log, self._state
             if log.has_newer():
-                state.fold(event_from_row(r) for r in rows(log.read_new(after_seq=state.seq)))
+                fold(state, (event_from_row(r) for r in log.rows_after(state.seq)))
                 state.delta_version = log.version
             self._synced_at = time.monotonic()
         return self
@@ -93,20 +140,25 @@ class Registry(Governance, RegistryView):
                 if built is None:
                     return None
                 version, payload = built
-                event = _make_event(self._state, self.user, action, model, version, payload)
+                event = make_event(self._state, self.user, action, model, version, payload)
                 try:
                     landed = self._log.append(event)
                 except CommitConflict:
                     landed = None
                 if landed is not None:
-                    self._state.apply(event)
+                    apply(self._state, event)
                     self._state.delta_version = landed
                     return event
             time.sleep(random.uniform(0, min(0.25, 0.002 * 2 ** min(attempt, 7))))
         raise ConflictError(f"gave up {action!r} after {MAX_ATTEMPTS} lost commit races; "
                             "the registry is under heavy write load, try again")
 
-    # -- use-cases ---------------------------------------------------------------------
+    def _record(self, action: str, model: str | None, build: Build) -> Event:
+        event = self._commit(action, model, build)
+        assert event is not None, "this build always records an event"
+        return event
+
+    # -- models and aliases ------------------------------------------------------------
     def register(self, model: Any, name: str, *, params: Mapping[str, Any] | None = None,
                  metrics: Mapping[str, Any] | None = None,
                  tags: Mapping[str, Any] | None = None, description: str | None = None,
@@ -115,7 +167,35 @@ class Registry(Governance, RegistryView):
                  card: Mapping[str, Any] | None = None, flavor: str | None = None,
                  notebook: str | None = None,
                  data_storage_options: Mapping[str, str] | None = None) -> ModelVersion:
-        """Store ``model`` as the next version of ``name``, with its lineage."""
+        """Store ``model`` as the next version of ``name``, with its lineage.
+
+        Parameters
+        ----------
+        model : object
+            The fitted model; serialized by a flavor (``flavor=`` or the first that matches).
+        name : str
+            Letters, digits, ``_``, ``-``, ``.``; e.g. ``"credit_risk"``.
+        params, metrics, tags : dict, optional
+            Hyper-parameters (JSON values), finite float metrics, string tags.
+        description : str, optional
+        training_data : str or path, optional
+            The training Delta table (its current version is pinned in the lineage) or a
+            data file (its sha256 is recorded). ``data_storage_options`` reach object stores.
+        reference_data : DataFrame or pyarrow.Table, optional
+            The model's input features on reference (training) rows; frozen as a parquet
+            blob, it defines the feature schema that prediction logs are checked against and
+            the baseline that drift is measured from.
+        reference_target : array-like, optional
+            The actual outcome for each reference row (the performance baseline).
+        card : dict, optional
+            Model-card fields, e.g. ``{"intended_use": ..., "limitations": ...}``.
+        notebook : str, optional
+            The notebook's path for the lineage (found automatically under Jupyter).
+
+        Returns
+        -------
+        ModelVersion
+        """
         name = validate.model_name(name)
         if model is None:
             raise InvalidInputError("model is None: pass the fitted model object", field="model")
@@ -150,9 +230,7 @@ class Registry(Governance, RegistryView):
 
         def build(state: RegistryState) -> tuple[int | None, dict[str, Any]] | None:
             model = state.model(name)
-            if number not in model.versions:
-                raise NotFoundError(f"model {name!r} has no version {number} (versions 1.."
-                                    f"{model.latest})", model=name, ref=str(number))
+            model.require(number)
             if model.aliases.get(alias) == number:
                 return None
             return number, {"alias": alias, "previous": model.aliases.get(alias)}
@@ -161,6 +239,7 @@ class Registry(Governance, RegistryView):
         return self._state.models[name].view(number)
 
     def delete_alias(self, name: str, alias: str) -> None:
+        """Remove ``name@alias``."""
         name, alias = validate.model_name(name), validate.alias_name(alias)
 
         def build(state: RegistryState) -> tuple[int | None, dict[str, Any]]:
@@ -172,6 +251,165 @@ class Registry(Governance, RegistryView):
 
         self._commit("delete_alias", name, build)
 
+    def set_card(self, name: str, version: int | str, card: Mapping[str, Any]) -> ModelVersion:
+        """Add or replace model-card fields of a version (kept as an event)."""
+        name, number = validate.model_name(name), validate.version_number(version)
+        fields = validate.json_mapping(card, what="card")
+        if not fields:
+            raise InvalidInputError("card is empty: pass fields such as {'limitations': ...}",
+                                    field="card")
+        self._record("set_card", name, lambda s: (_existing(s, name, number), {"card": fields}))
+        return self._current().models[name].view(number)
+
+    def comment(self, name: str, version: int | str, text: str) -> None:
+        """Attach a comment to a version's history."""
+        name, number = validate.model_name(name), validate.version_number(version)
+        text = validate.text(text, what="comment")
+        if not text.strip():
+            raise InvalidInputError("the comment is empty", field="comment")
+        self._record("comment", name, lambda s: (_existing(s, name, number), {"text": text}))
+
+    # -- policy, roles, keys -----------------------------------------------------------
+    def set_policy(self, policy: str | os.PathLike[str] | Mapping[str, Any]) -> Policy:
+        """Replace the policy (admins only). Accepts TOML/YAML/JSON text, a file path, or a
+        dict; the whole document is validated and every mistake is listed."""
+        document = governance.load_policy_document(policy)
+        parsed = parse_policy(document)
+
+        def build(state: RegistryState) -> tuple[int | None, dict[str, Any]]:
+            governance.require_admin(state, self.user, "change the policy")
+            return None, {"policy": document}
+
+        self._record("set_policy", None, build)
+        return parsed
+
+    def grant_role(self, user: str, role: str) -> None:
+        """Give ``user`` a role of the policy (admins only; granting a held role is a no-op)."""
+        self._role_change("grant_role", user, role)
+
+    def revoke_role(self, user: str, role: str) -> None:
+        """Take a role from ``user`` (admins only; the last admin stays)."""
+        self._role_change("revoke_role", user, role)
+
+    def _role_change(self, action: str, user: str, role: str) -> None:
+        who = validate.user_name(user)
+        self._commit(action, None,
+                     lambda s: governance.role_change(s, self.user, action, who, role))
+
+    def register_key(self, public_key: bytes | str) -> str:
+        """Register your Ed25519 public key (PEM); your approvals must then be signed."""
+        pem, fingerprint = signing.public_key_pem(public_key)
+        self._record("register_key", None,
+                     lambda state: (None, {"public_key": pem, "fingerprint": fingerprint}))
+        return fingerprint
+
+    # -- promotion lifecycle -----------------------------------------------------------
+    def request_promotion(self, name: str, version: int | str, to: str, *, comment: str = "",
+                          emergency: bool = False) -> PromotionRequest:
+        """Ask for ``version`` to enter stage ``to``.
+
+        Gates are checked now. With no approvals required (or ``emergency=True`` by a role
+        the policy allows, to be ratified by approvals afterwards) it is promoted at once;
+        otherwise approvers complete it with :meth:`approve`.
+
+        Returns
+        -------
+        PromotionRequest
+        """
+        name, number = validate.model_name(name), validate.version_number(version)
+        comment = validate.text(comment, what="comment")
+        seen = self._current().model(name).holder(to)
+        request_id = uuid.uuid4().hex
+        self._record("request_promotion", name, lambda s: governance.request(
+            s, self.user, name=name, number=number, to=to, comment=comment,
+            emergency=bool(emergency), request_id=request_id, seen_holder=seen))
+        return self._current().requests[request_id]
+
+    def approve(self, name: str, version: int | str, *, comment: str = "",
+                to: str | None = None, signing_key: Any = None) -> PromotionRequest:
+        """Approve the open request for this version.
+
+        The approval that completes the quorum promotes it, after re-checking the
+        transition, every earlier approver's standing and every gate against the policy in
+        force now. ``signing_key`` (an Ed25519 private key) is required once you registered
+        a public key; ``to`` picks the request when there are several."""
+        name, number = validate.model_name(name), validate.version_number(version)
+        comment = validate.text(comment, what="comment")
+
+        def build(state: RegistryState) -> tuple[int | None, dict[str, Any]]:
+            decided = governance.approve(state, self.user, name=name, number=number, to=to,
+                                         comment=comment)
+            signing.sign_into(decided[1], state, self.user, name, number, signing_key)
+            return decided
+
+        event = self._record("approve", name, build)
+        return self._current().requests[event.payload["request_id"]]
+
+    def reject(self, name: str, version: int | str, *, comment: str,
+               to: str | None = None) -> PromotionRequest:
+        """Reject the open request (approver roles only); a comment saying why is required."""
+        return self._close("reject", name, version, comment, to)
+
+    def withdraw(self, name: str, version: int | str, *, comment: str = "",
+                 to: str | None = None) -> PromotionRequest:
+        """Withdraw your own open request (or any, as admin)."""
+        return self._close("withdraw", name, version, comment, to)
+
+    def _close(self, action: str, name: str, version: int | str, comment: str,
+               to: str | None) -> PromotionRequest:
+        name, number = validate.model_name(name), validate.version_number(version)
+        comment = validate.text(comment, what="comment")
+        if action == "reject" and not comment.strip():
+            raise InvalidInputError("a rejection needs a comment saying why", field="comment")
+        event = self._record(action, name, lambda s: governance.close(
+            s, self.user, action, name=name, number=number, to=to, comment=comment))
+        return self._current().requests[event.payload["request_id"]]
+
+    def rollback(self, name: str, *, stage: str, reason: str = "") -> ModelVersion:
+        """Return ``stage`` to the version that held it before the current one (which must
+        still pass the stage's gates)."""
+        name = validate.model_name(name)
+        reason = validate.text(reason, what="reason")
+        event = self._record("rollback", name, lambda s: governance.rollback(
+            s, self.user, name=name, stage=stage, reason=reason))
+        assert event.version is not None
+        return self._current().models[name].view(event.version)
+
+    def flag_data(self, table_uri: str, version: int, *, reason: str) -> list[ModelVersion]:
+        """Recall a training-data version: every model version trained on it (now or later)
+        is marked ``revalidation_required`` and can't be promoted or restored."""
+        uri = normalize_uri(table_uri)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise InvalidInputError(f"version must be the Delta table version (an integer "
+                                    f">= 0), got {version!r}", field="version", value=version)
+        reason = validate.text(reason, what="reason")
+        if not reason.strip():
+            raise InvalidInputError("say why the data is recalled (reason=...)", field="reason")
+        event = self._record("flag_data", None, lambda s: governance.flag_data(
+            s, uri=uri, version=version, reason=reason))
+        state = self._current()
+        return [state.models[n].view(v) for n, v in event.payload["affected"]]
+
+    def record_deployment(self, name: str, version: int | str, target: str, *,
+                          sha256: str | None = None, stage: str = "production",
+                          comment: str = "") -> Event:
+        """Record that ``version`` was deployed to ``target`` (a deployment pipeline calls
+        this, or ``nbregistry deploy``). Refused unless the version holds ``stage``;
+        ``sha256`` is the hash of what was actually deployed (default: the registered one);
+        a mismatch is recorded, and the SOX report lists it as an exception."""
+        name, number = validate.model_name(name), validate.version_number(version)
+        target = validate.text(target, what="target", max_len=500).strip()
+        if not target:
+            raise InvalidInputError("target is empty: name where it was deployed, e.g. "
+                                    "'scoring-prod-eu'", field="target")
+        if sha256 is not None:
+            sha256 = validate.sha256(sha256)
+        comment = validate.text(comment, what="comment")
+        return self._record("deploy", name, lambda s: governance.deploy(
+            s, name=name, number=number, target=target, stage=stage, sha256=sha256,
+            comment=comment))
+
+    # -- audit and time travel ---------------------------------------------------------
     def verify(self, *, artifacts: bool = True,
                expected_head: tuple[int, str] | None = None) -> VerifyReport:
         """Re-read the whole log from storage and check the chain, gaps and artifacts.
@@ -182,11 +420,16 @@ class Registry(Governance, RegistryView):
         return verify_log(self._location, artifacts=artifacts, expected_head=head)
 
     def as_of(self, when: str | datetime | date) -> RegistryView:
-        """A read-only view of the registry as it was at ``when`` (UTC if no zone given)."""
+        """A read-only view of the registry as it was at ``when`` (ISO text, a datetime or a
+        date; UTC if no zone is given): what existed, who held which stage and role."""
         moment = parse_time(when)
-        past = RegistryState()
-        past.fold(e for e in self._current().events if e.ts <= moment)
+        past = fold(RegistryState(), (e for e in self._current().events if e.ts <= moment))
         return RegistryView(self._location, past, self.user)
+
+
+def _existing(state: RegistryState, name: str, number: int) -> int:
+    state.model(name).require(number)
+    return number
 
 
 def _reopen(uri: str, user: str, storage_options: dict[str, str], max_staleness: float
@@ -195,8 +438,9 @@ def _reopen(uri: str, user: str, storage_options: dict[str, str], max_staleness:
                          max_staleness=max_staleness)
 
 
-def _make_event(state: RegistryState, actor: str, action: str, model: str | None,
-                version: int | None, payload: dict[str, Any]) -> Event:
+def make_event(state: RegistryState, actor: str, action: str, model: str | None,
+               version: int | None, payload: dict[str, Any]) -> Event:
+    check_payload(action, payload)
     payload_json = canonical_json(payload)
     ts = datetime.now(UTC)
     if state.events and ts < state.events[-1].ts:
@@ -207,18 +451,3 @@ def _make_event(state: RegistryState, actor: str, action: str, model: str | None
     return Event(seq=seq, event_id=event_id, ts=ts, actor=actor, action=action, model=model,
                  version=version, payload=payload, payload_json=payload_json,
                  prev_hash=state.head_hash, hash=digest)
-
-
-def parse_time(when: str | datetime | date) -> datetime:
-    if isinstance(when, str):
-        try:
-            when = datetime.fromisoformat(when.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise InvalidInputError(f"cannot read {when!r} as a time: use ISO 8601, e.g. "
-                                    "'2026-03-01T00:00:00Z'", field="when") from exc
-    if not isinstance(when, datetime):
-        if isinstance(when, date):
-            when = datetime(when.year, when.month, when.day)
-        else:
-            raise InvalidInputError(f"expected a time, got {type(when).__name__}", field="when")
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

@@ -5,21 +5,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from ..domain.canonical import GENESIS_HASH, event_hash
 from ..domain.entities import Event, ModelVersion, Problem, PromotionRequest
-from ..domain.errors import IntegrityError, NotFoundError
+from ..domain.errors import NotFoundError
 from ..domain.policy import DEFAULT_POLICY_TOML, Policy, parse_policy
+from ..domain.timefmt import ts_text
 
 DEFAULT_STAGE = "development"
-
-
-def ts_text(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def event_from_row(row: dict[str, Any]) -> Event:
@@ -92,20 +89,17 @@ class ModelState:
             self._aliases_of[previous].discard(alias)
             self.changed(previous)
 
+    def require(self, number: int) -> ModelVersion:
+        """The version as registered, or the one "no such version" error."""
+        if number not in self.versions:
+            span = f"versions 1..{self.latest}" if self.versions else "no versions yet"
+            raise NotFoundError(f"model {self.name!r} has no version {number} ({span})",
+                                model=self.name, ref=str(number))
+        return self.versions[number]
+
     def holder(self, stage: str) -> int | None:
         held = [v for v, s in self.stage_of.items() if s == stage]
         return max(held) if held else None
-
-
-Handler = Callable[["RegistryState", Event], None]
-HANDLERS: dict[str, Handler] = {}
-
-
-def handles(action: str) -> Callable[[Handler], Handler]:
-    def deco(fn: Handler) -> Handler:
-        HANDLERS[action] = fn
-        return fn
-    return deco
 
 
 @functools.cache
@@ -129,26 +123,14 @@ class RegistryState:
     keys: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     flagged_data: dict[tuple[str, int], str] = field(default_factory=dict)
     reports: dict[tuple[str, int], dict[str, dict[str, Any]]] = field(default_factory=dict)
+    deployments: list[Event] = field(default_factory=list)
+    format: int = 0
+    # What the fold could not use: events of a newer writer (notices) and malformed ones.
+    notices: list[Problem] = field(default_factory=list)
+    skipped: list[Problem] = field(default_factory=list)
 
     def has_role(self, user: str, roles: Iterable[str]) -> bool:
         return bool(self.roles.get(user, set()) & set(roles))
-
-    def apply(self, event: Event) -> None:
-        problem = link_problem(event, self.seq, self.head_hash)
-        if problem is not None:
-            raise IntegrityError(f"the audit trail is broken at seq {event.seq}: "
-                                 f"{problem.message}. Run `nbregistry verify` for a full "
-                                 "report and restore the log from backup.",
-                                 problems=[problem.message])
-        handler = HANDLERS.get(event.action)
-        if handler is not None:
-            handler(self, event)
-        self.events.append(event)
-        self.seq, self.head_hash = event.seq, event.hash
-
-    def fold(self, events: Iterable[Event]) -> None:
-        for event in events:
-            self.apply(event)
 
     def model(self, name: str) -> ModelState:
         try:
@@ -162,42 +144,3 @@ class RegistryState:
     def next_version(self, name: str) -> int:
         state = self.models.get(name)
         return 1 if state is None else state.latest + 1
-
-
-@handles("create_registry")
-def _create(state: RegistryState, event: Event) -> None:
-    state.creator = event.actor
-    state.roles.setdefault(event.actor, set()).add("admin")
-
-
-@handles("register")
-def _register(state: RegistryState, event: Event) -> None:
-    assert event.model is not None and event.version is not None
-    p = event.payload
-    model = state.models.get(event.model)
-    if model is None:
-        model = state.models[event.model] = ModelState(event.model, event.ts, event.actor)
-    model.versions[event.version] = ModelVersion(
-        name=event.model, version=event.version, sha256=p["sha256"], size=p["size"],
-        flavor=p["flavor"], created_at=event.ts, created_by=event.actor,
-        description=p.get("description", ""), params=p.get("params", {}),
-        metrics=p.get("metrics", {}), tags=p.get("tags", {}), lineage=p.get("lineage", {}),
-        card=p.get("card", {}), features=tuple(p.get("features", ())),
-        reference=p.get("reference"))
-    model.stage_of[event.version] = state.policy.initial
-    data = p.get("lineage", {}).get("training_data") or {}
-    reason = state.flagged_data.get((data.get("uri", ""), data.get("version", -1)))
-    if reason is not None:
-        model.status_of.setdefault(event.version, {})["revalidation_required"] = reason
-
-
-@handles("set_alias")
-def _set_alias(state: RegistryState, event: Event) -> None:
-    assert event.model is not None and event.version is not None
-    state.models[event.model].set_alias(event.payload["alias"], event.version)
-
-
-@handles("delete_alias")
-def _delete_alias(state: RegistryState, event: Event) -> None:
-    assert event.model is not None
-    state.models[event.model].delete_alias(event.payload["alias"])

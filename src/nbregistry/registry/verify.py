@@ -9,8 +9,9 @@ from ..domain.entities import Event, Problem, VerifyReport
 from ..store import EventLog, Location
 from ..store.blobs import key_for
 from ..store.eventlog import rows
+from .fold import apply
 from .signing import signature_problems
-from .state import event_from_row, link_problem
+from .state import RegistryState, event_from_row, link_problem
 
 
 def verify_log(location: Location, *, artifacts: bool = True,
@@ -27,11 +28,16 @@ def verify_log(location: Location, *, artifacts: bool = True,
                          "commit (its size differs from the Delta log)") for name in rewritten]
     events = [event_from_row(r) for r in rows(table)]
     seq, head = 0, GENESIS_HASH
+    state, folding = RegistryState(), True
     for event in events:
         broken = link_problem(event, seq, head)
         if broken is not None:
             problems.append(broken)
+            folding = False  # the state after a break means nothing
+        elif folding:
+            apply(state, event)
         seq, head = event.seq, event.hash
+    problems += state.skipped
     if expected_head is not None and expected_head[0] > seq:
         problems.append(Problem("truncated", f"the log ends at seq {seq} but seq "
                                 f"{expected_head[0]} ({expected_head[1][:12]}…) was seen"))
@@ -47,7 +53,8 @@ def verify_log(location: Location, *, artifacts: bool = True,
             damaged = _check_blob(location, sha, event_seq)
             if damaged is not None:
                 problems.append(damaged)
-    return VerifyReport(not problems, len(events), checked, seq, head, tuple(problems))
+    return VerifyReport(not problems, len(events), checked, seq, head, tuple(problems),
+                        tuple(state.notices))
 
 
 def _artifacts(events: list[Event]) -> list[tuple[str, int]]:

@@ -1,28 +1,30 @@
-"""Read-only use-cases over one registry state: get, load, search, history."""
+"""The read side of a registry: one class shared by the live registry and ``as_of`` views."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 import pyarrow as pa
 
 from ..domain import validate
-from ..domain.entities import ModelVersion
-from ..domain.errors import NotFoundError, ReadOnlyError
+from ..domain.canonical import is_finite_number
+from ..domain.entities import GateResult, ModelVersion, PromotionRequest
+from ..domain.errors import InvalidInputError, NotFoundError
+from ..domain.policy import Policy
 from ..store import BlobStore, Location
-from . import flavors, search
-from .queries import GovernanceQueries
+from . import flavors, gates, queries, search
 from .state import RegistryState
 
-WRITES = frozenset({"register", "set_alias", "delete_alias", "request_promotion", "approve",
-                    "reject", "withdraw", "rollback", "grant_role", "revoke_role", "set_policy",
-                    "set_card", "flag_data", "comment", "register_key"})
+RequestFilter = Literal["open", "promoted", "rejected", "withdrawn", "stale", "all"]
+STATUSES: tuple[RequestFilter, ...] = ("open", "promoted", "rejected", "withdrawn", "stale",
+                                       "all")
 
 
-class RegistryView(GovernanceQueries):
-    """A registry as of one point of its log. ``as_of`` returns one of these; ``Registry``
-    extends it with writes and keeps its state fresh."""
+class RegistryView:
+    """A registry as of one point of its log: every read, no write. ``as_of`` returns one;
+    :class:`~nbregistry.Registry` extends it with the writes and keeps its state fresh."""
 
     def __init__(self, location: Location, state: RegistryState, user: str) -> None:
         self._location = location
@@ -30,14 +32,9 @@ class RegistryView(GovernanceQueries):
         self._blobs = BlobStore(location)
         self.user = user
 
-    def __getattr__(self, attr: str) -> Any:
-        if attr in WRITES:
-            raise ReadOnlyError(f"{attr}() is not available on a read-only view of the past; "
-                                "call it on the registry from open_registry()")
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
-
     @property
     def uri(self) -> str:
+        """Where the registry lives (a folder path or an object-store URI)."""
         return self._location.uri
 
     def _current(self) -> RegistryState:
@@ -54,13 +51,32 @@ class RegistryView(GovernanceQueries):
         state = self._current()
         return state.seq, state.head_hash
 
+    @property
+    def policy(self) -> Policy:
+        """The policy in force (at this view's point in time)."""
+        return self._current().policy
+
     def models(self) -> list[str]:
+        """Names of the registered models, sorted."""
         return sorted(self._current().models)
 
     def get(self, name: str, version: int | str | None = None, *,
             stage: str | None = None) -> ModelVersion:
-        """``get("m", 3)``, ``get("m@champion")``, ``get("m", stage="production")``;
-        ``get("m")`` is the latest version."""
+        """One model version.
+
+        Parameters
+        ----------
+        name : str
+            The model name, or ``"name@alias"`` to resolve an alias.
+        version : int, optional
+            The version number; the latest when omitted (and no ``stage``).
+        stage : str, optional
+            The version that holds this stage, e.g. ``"production"``.
+
+        Examples
+        --------
+        ``get("m", 3)``, ``get("m@champion")``, ``get("m", stage="production")``.
+        """
         state = self._current()
         if isinstance(name, str) and "@" in name:
             model_name, alias = name.split("@", 1)
@@ -84,14 +100,14 @@ class RegistryView(GovernanceQueries):
                                     model=name, ref=stage)
             return model.view(held)
         number = model.latest if version is None else validate.version_number(version)
-        if number not in model.versions:
-            raise NotFoundError(f"model {name!r} has no version {number} (versions 1.."
-                                f"{model.latest})", model=name, ref=str(number))
+        model.require(number)
         return model.view(number)
 
     def load(self, name: str, version: int | str | None = None, *,
              stage: str | None = None) -> Any:
-        """The model object, after checking its bytes against the sha256 in the audit log."""
+        """The model object, after checking its bytes against the sha256 in the audit log.
+
+        Takes the same arguments as :meth:`get`."""
         mv = self.get(name, version, stage=stage)
         data = self._blobs.get(mv.sha256)
         return flavors.by_name(mv.flavor).load(data)
@@ -103,9 +119,31 @@ class RegistryView(GovernanceQueries):
                status: str | None = None, metric: str | None = None, ascending: bool = False,
                limit: int | None = None) -> pa.Table:
         """Versions as an Arrow table, one row each, with ``metrics.*`` and ``params.*``
-        columns. ``metric`` orders by that metric (best first unless ``ascending``);
-        ``status="revalidation_required"`` finds versions trained on recalled data."""
+        columns (``.to_pandas()`` for pandas).
+
+        Parameters
+        ----------
+        name : str, optional
+            Only this model's versions.
+        tags, stage, alias, created_by : optional
+            Exact filters.
+        min_metrics, max_metrics : dict, optional
+            Bounds such as ``{"auc": 0.75}``; a version without the metric is excluded.
+        status : str, optional
+            ``"revalidation_required"`` finds versions trained on recalled data.
+        metric : str, optional
+            Order by this metric, best (highest) first unless ``ascending``.
+        limit : int, optional
+            At most this many rows.
+        """
         state = self._current()
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 0):
+            raise InvalidInputError(f"limit must be an integer >= 0, got {limit!r}",
+                                    field="limit", value=limit)
+        bounds = {**(min_metrics or {}), **(max_metrics or {})}
+        if not all(is_finite_number(v) for v in bounds.values()):
+            raise InvalidInputError("metric bounds must be finite numbers", field="metrics")
         models = [state.model(validate.model_name(name))] if name else state.models.values()
         found = [mv for model in models for v in model.versions
                  if search.matches(mv := model.view(v), tags=tags, stage=stage, alias=alias,
@@ -115,7 +153,8 @@ class RegistryView(GovernanceQueries):
         return search.versions_table(ordered[:limit] if limit is not None else ordered)
 
     def history(self, name: str | None = None, *, version: int | None = None) -> pa.Table:
-        """Events, oldest first; for one model (and version) when given."""
+        """Events as an Arrow table (seq, ts, actor, action, model, version, payload, hash),
+        oldest first; for one model (and version) when given."""
         state = self._current()
         events = state.events
         if name is not None:
@@ -123,3 +162,57 @@ class RegistryView(GovernanceQueries):
             events = [e for e in events if e.model == name
                       and (version is None or e.version == version)]
         return search.events_table(events)
+
+    # -- governance questions -------------------------------------------------------------
+    def roles(self) -> dict[str, list[str]]:
+        """Who holds which roles."""
+        return {u: sorted(r) for u, r in sorted(self._current().roles.items()) if r}
+
+    def check_gates(self, name: str, version: int | str, to: str) -> list[GateResult]:
+        """Every gate of stage ``to`` evaluated for this version, pass or fail, with evidence."""
+        state = self._current()
+        model = state.model(validate.model_name(name))
+        number = validate.version_number(version)
+        state.policy.check_stage(to)
+        model.require(number)
+        return gates.evaluate(state, model, number, to)
+
+    def requirements(self, name: str, version: int | str, to: str) -> list[GateResult]:
+        """The gates plus the approval quorum (who still has to sign off): the whole
+        checklist a reviewer sees."""
+        number = validate.version_number(version)
+        return [*self.check_gates(name, number, to),
+                queries.approvals(self._current(), name, number, to)]
+
+    def requests(self, name: str | None = None, *, status: RequestFilter = "open"
+                 ) -> list[PromotionRequest]:
+        """Promotion requests, oldest first; ``status="all"`` for every one."""
+        if status not in STATUSES:
+            raise InvalidInputError(f"status must be one of {', '.join(STATUSES)}",
+                                    field="status", value=status)
+        state = self._current()
+        if name is not None:
+            state.model(validate.model_name(name))
+        return [r for r in state.requests.values()
+                if (name is None or r.model == name) and status in ("all", r.status)]
+
+    def stages(self, name: str) -> dict[str, list[int]]:
+        """Which versions are in each stage (exclusive stages hold at most one)."""
+        model = self._current().model(validate.model_name(name))
+        out: dict[str, list[int]] = {}
+        for version in sorted(model.versions):
+            out.setdefault(model.view(version).stage, []).append(version)
+        return out
+
+    def overdue(self, *, now: datetime | str | None = None) -> pa.Table:
+        """Versions whose approval has expired (approval_ttl_days) or whose emergency
+        promotion was not ratified within its window (as of ``now``, default: now)."""
+        return queries.overdue(self._current(), now)
+
+    def deployments(self, name: str | None = None) -> pa.Table:
+        """Recorded deployments (``record_deployment``), oldest first."""
+        state = self._current()
+        if name is not None:
+            state.model(validate.model_name(name))
+        return search.events_table([e for e in state.deployments
+                                    if name is None or e.model == name])

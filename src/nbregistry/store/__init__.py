@@ -2,7 +2,8 @@
 
 from .blobs import BlobStore
 from .eventlog import CommitConflict, EventLog
-from .location import Location
+from .location import Location, normalize_uri
 from .tables import delta_version, write_table
 
-__all__ = ["BlobStore", "CommitConflict", "EventLog", "Location", "delta_version", "write_table"]
+__all__ = ["BlobStore", "CommitConflict", "EventLog", "Location", "delta_version", "normalize_uri",
+           "write_table"]

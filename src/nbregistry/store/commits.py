@@ -58,6 +58,52 @@ def commit_body(name: str, size: int, event: Event) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+# What this writer honours: plain appends of files with statistics, nothing else.
+WRITER_VERSION = 2
+HONOURED_FEATURES = frozenset({"appendOnly", "invariants"})
+_REFUSED_PROPERTIES = {
+    "delta.enableDeletionVectors": "deletion vectors",
+    "delta.enableChangeDataFeed": "the change data feed",
+    "delta.enableInCommitTimestamps": "in-commit timestamps",
+    "delta.enableRowTracking": "row tracking",
+}
+
+
+def writer_refusal(*, reader_version: int, writer_version: int,
+                   writer_features: list[str] | None, configuration: dict[str, str | None]
+                   ) -> str | None:
+    """Why the hand-written commits may not append to a table with this protocol and
+    these properties (a change someone made to it), or None when they may."""
+    found = []
+    if writer_version > 7 or (writer_version > WRITER_VERSION and writer_version < 7):
+        found.append(f"writer version {writer_version} (this writer speaks {WRITER_VERSION})")
+    if reader_version > 1 and writer_version < 7:
+        found.append(f"reader version {reader_version}")
+    extra = sorted(set(writer_features or ()) - HONOURED_FEATURES)
+    if extra:
+        found.append(f"writer features {', '.join(extra)}")
+    for key, what in _REFUSED_PROPERTIES.items():
+        if str(configuration.get(key, "false")).lower() == "true":
+            found.append(f"{what} ({key} = true)")
+    mapping = str(configuration.get("delta.columnMapping.mode") or "none").lower()
+    if mapping != "none":
+        found.append(f"column mapping (delta.columnMapping.mode = {mapping})")
+    if str(configuration.get("delta.appendOnly", "false")).lower() != "true":
+        found.append("delta.appendOnly was turned off")
+    return "; ".join(found) or None
+
+
+def protocol_changes(raw: bytes) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The protocol and metaData actions of one commit, if it has them."""
+    protocol = metadata = None
+    for line in raw.decode().splitlines():
+        if '"protocol"' in line or '"metaData"' in line:
+            action: dict[str, Any] = json.loads(line)
+            protocol = action.get("protocol", protocol)
+            metadata = action.get("metaData", metadata)
+    return protocol, metadata
+
+
 def added_files(raw: bytes, table_uri: str) -> list[str]:
     """Paths (relative to the table) of the data a commit added; compaction rewrites
     (dataChange = false) add no new rows and are skipped."""

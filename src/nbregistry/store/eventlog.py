@@ -7,7 +7,7 @@ Delta's optimistic concurrency into compare-and-swap on the whole log: the chain
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote
@@ -67,12 +67,16 @@ def rows(table: pa.Table) -> list[dict[str, Any]]:
     return sorted(table.to_pylist(), key=lambda r: r["seq"])
 
 
+log = logging.getLogger("nbregistry")
+
+
 class EventLog:
     def __init__(self, location: Location) -> None:
         self.location = location
         self.uri = location.join(TABLE)
         self._dt: Any = None
         self._version = -1
+        self._refusal: str | None = None
 
     def _options(self) -> dict[str, str] | None:
         return self.location.storage_options or None
@@ -95,6 +99,7 @@ class EventLog:
                             configuration=CONFIGURATION, storage_options=self._options(),
                             commit_properties=CommitProperties(max_commit_retries=0))
 
+        self.location.require_put_if_absent()
         try:
             forkguard.guarded(run)
         except ForkedProcessError:
@@ -116,6 +121,25 @@ class EventLog:
         except Exception as exc:
             raise StorageError(f"cannot open the event log at {self.uri}: {exc}") from exc
         self._version = int(self._dt.version())
+        protocol = self._dt.protocol()
+        self._refusal = commits.writer_refusal(
+            reader_version=protocol.min_reader_version,
+            writer_version=protocol.min_writer_version,
+            writer_features=protocol.writer_features,
+            configuration=self._dt.metadata().configuration)
+
+    @property
+    def writable(self) -> str | None:
+        """None when appends are safe; else what changed in the table that forbids them."""
+        return self._refusal
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every event of the snapshot, sorted by seq."""
+        return rows(self.read())
+
+    def rows_after(self, seq: int) -> list[dict[str, Any]]:
+        """Events committed since our version, sorted by seq."""
+        return rows(self.read_new(after_seq=seq))
 
     def has_newer(self) -> bool:
         """Cheap probe (one stat or HEAD): has anyone committed after our snapshot?"""
@@ -129,6 +153,7 @@ class EventLog:
                 raw = self.location.read_bytes(commits.log_key(TABLE, self._version + 1))
             except FileNotFoundError:
                 break
+            self._note_protocol(raw)
             for path in commits.added_files(raw, self.uri):
                 try:
                     data = self.location.read_bytes(f"{TABLE}/{path}")
@@ -144,6 +169,18 @@ class EventLog:
         table = pa.concat_tables(tables)
         return table.filter(pc.greater(table.column("seq"), after_seq))
 
+    def _note_protocol(self, raw: bytes) -> None:
+        protocol, metadata = commits.protocol_changes(raw)
+        if protocol is None and metadata is None:
+            return
+        self._dt.update_incremental()  # a rare event: let deltalake apply it properly
+        current = self._dt.protocol()
+        self._refusal = commits.writer_refusal(
+            reader_version=current.min_reader_version,
+            writer_version=current.min_writer_version,
+            writer_features=current.writer_features,
+            configuration=self._dt.metadata().configuration)
+
     def read(self) -> pa.Table:
         """Every event of the snapshot; any damaged file refuses the whole read."""
         table, missing, rewritten = self.read_each_file()
@@ -158,6 +195,12 @@ class EventLog:
     def append(self, event: Event) -> int:
         """Commit one event at exactly version+1 and return that version, or raise
         CommitConflict. Every COMPACT_EVERY versions the writer also compacts."""
+        if self._refusal is not None:
+            raise StorageError(f"refusing to append to the event log at {self.uri}: the table "
+                               f"was changed in ways this writer does not honour "
+                               f"({self._refusal}). Reading still works; restore the table's "
+                               "protocol and properties (or its backup) to write again.")
+        self.location.require_put_if_absent()
         name, data = commits.data_file(to_table([event]))
         self.location.put(f"{TABLE}/{name}", data)
         landed = self._version + 1
@@ -177,9 +220,15 @@ class EventLog:
             self._dt.optimize.compact(target_size=COMPACT_TARGET_BYTES)
             self._dt.create_checkpoint()
 
-        # Best effort: if it fails (a racing compaction), a later writer compacts again.
-        with contextlib.suppress(Exception):
+        # Best effort: if it fails (say, a racing compaction) a later writer compacts again,
+        # and nothing is lost; but say so, since reads slow down until one succeeds.
+        try:
             forkguard.guarded(run)
+        except ForkedProcessError:
+            raise
+        except Exception as exc:
+            log.warning("compaction of the event log at %s failed (a later writer will "
+                        "retry): %s", self.uri, exc)
 
     def read_each_file(self) -> tuple[pa.Table, list[str], list[str]]:
         """(rows, missing files, rewritten files) of the snapshot, file by file: verify must

@@ -3,18 +3,60 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlparse
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlparse
 
-from ..domain.errors import InvalidInputError, StorageError
+from ..domain.errors import InvalidInputError, NbRegistryError, StorageError
 from . import forkguard
 
 REMOTE_SCHEMES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "azure"}
+T = TypeVar("T")
+_PROBED: set[str] = set()  # locations whose put-if-absent was seen to refuse an overwrite
+
+
+def normalize_uri(uri: str | os.PathLike[str]) -> str:
+    """The one spelling of a location: object-store URIs as given (no trailing slash);
+    local paths (plain or ``file://``) absolute, ``~`` expanded, symlinks resolved."""
+    text = os.fspath(uri)
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInputError("the path or URI is empty: pass a folder path or 's3://…'")
+    scheme = urlparse(text).scheme.lower()
+    if scheme in REMOTE_SCHEMES:
+        return text.rstrip("/")
+    if scheme == "file":
+        text = unquote(urlparse(text).path)
+    elif scheme and len(scheme) > 1:
+        raise InvalidInputError(
+            f"unsupported URI scheme {scheme!r}: use a local path or one of "
+            f"{', '.join(sorted(REMOTE_SCHEMES))}")
+    return str(Path(text).expanduser().resolve())
+
+
+def _storage_error(action: str, where: str, exc: BaseException) -> StorageError:
+    text = str(exc)
+    hint = ("the disk is full" if "os error 28" in text or getattr(exc, "errno", 0) == errno.ENOSPC
+            else "you may not write there" if "os error 13" in text or "ermission" in text
+            else "check the path, the credentials and that the store is reachable")
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return StorageError(f"cannot {action} {where}: {first} ({hint})")
+
+
+def _guard(action: str, where: str, fn: Callable[[], T]) -> T:
+    """Run a storage call; anything but "not found" becomes a StorageError that says what
+    failed where (object-store errors are not all OSErrors)."""
+    try:
+        return forkguard.guarded(fn)
+    except (NbRegistryError, FileNotFoundError):
+        raise
+    except Exception as exc:
+        raise _storage_error(action, where, exc) from exc
 
 
 def _obstore_config(storage_options: Mapping[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
@@ -43,19 +85,10 @@ class Location:
     @classmethod
     def parse(cls, uri: str | os.PathLike[str], storage_options: Mapping[str, str] | None
               ) -> Location:
-        text = os.fspath(uri)
-        if not text or not text.strip():
-            raise InvalidInputError("registry URI is empty: pass a folder path or 's3://…'")
-        scheme = urlparse(text).scheme.lower()
-        if scheme in REMOTE_SCHEMES:
-            return cls(text.rstrip("/"), dict(storage_options or {}))
-        if scheme == "file":
-            text = urlparse(text).path
-        elif scheme and len(scheme) > 1:
-            raise InvalidInputError(
-                f"unsupported registry URI scheme {scheme!r}: use a local path or one of "
-                f"{', '.join(sorted(REMOTE_SCHEMES))}")
-        return cls(str(Path(text).expanduser().resolve()), dict(storage_options or {}))
+        if not isinstance(uri, str | os.PathLike):
+            raise InvalidInputError(f"the registry URI must be a path or a string, got "
+                                    f"{type(uri).__name__}", field="uri")
+        return cls(normalize_uri(uri), dict(storage_options or {}))
 
     @property
     def is_local(self) -> bool:
@@ -70,13 +103,16 @@ class Location:
             forkguard.check()
             from obstore.store import from_url
 
-            if self.is_local:
-                Path(self.uri).mkdir(parents=True, exist_ok=True)
-                self._store = from_url(Path(self.uri).as_uri())
-            else:
-                config, client = _obstore_config(self.storage_options)
-                options: dict[str, Any] = {"config": config, "client_options": client}
-                self._store = from_url(self.uri, **options)
+            try:
+                if self.is_local:
+                    Path(self.uri).mkdir(parents=True, exist_ok=True)
+                    self._store = from_url(Path(self.uri).as_uri())
+                else:
+                    config, client = _obstore_config(self.storage_options)
+                    options: dict[str, Any] = {"config": config, "client_options": client}
+                    self._store = from_url(self.uri, **options)
+            except Exception as exc:
+                raise _storage_error("open", self.uri, exc) from exc
         return self._store
 
     def exists(self, key: str) -> bool:
@@ -85,7 +121,7 @@ class Location:
         import obstore
 
         try:
-            forkguard.guarded(lambda: obstore.head(self.store, key))
+            _guard("reach", self.join(key), lambda: obstore.head(self.store, key))
         except FileNotFoundError:
             return False
         return True
@@ -93,34 +129,33 @@ class Location:
     def read_bytes(self, key: str) -> bytes:
         import obstore
 
-        try:
-            return bytes(forkguard.guarded(lambda: obstore.get(self.store, key).bytes()))
-        except FileNotFoundError:
-            raise
-        except OSError as exc:
-            raise StorageError(f"cannot read {self.join(key)}: {exc}") from exc
+        return bytes(_guard("read", self.join(key),
+                            lambda: obstore.get(self.store, key).bytes()))
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Write atomically; False when the key already exists (content-addressed callers)."""
         import obstore
         from obstore.exceptions import AlreadyExistsError
 
-        try:
-            forkguard.guarded(lambda: obstore.put(self.store, key, data, mode="create"))
-        except AlreadyExistsError:
-            return False
-        return True
+        def run() -> bool:
+            try:
+                obstore.put(self.store, key, data, mode="create")
+            except (AlreadyExistsError, FileExistsError):
+                return False
+            return True
+
+        return _guard("write", self.join(key), run)
 
     def put(self, key: str, data: bytes) -> None:
         import obstore
 
-        forkguard.guarded(lambda: obstore.put(self.store, key, data))
+        _guard("write", self.join(key), lambda: obstore.put(self.store, key, data))
 
     def delete(self, key: str) -> None:
         import obstore
 
         with contextlib.suppress(FileNotFoundError):
-            forkguard.guarded(lambda: obstore.delete(self.store, key))
+            _guard("delete", self.join(key), lambda: obstore.delete(self.store, key))
 
     def list(self, prefix: str) -> list[tuple[str, int]]:
         import obstore
@@ -129,7 +164,25 @@ class Location:
             return [(m["path"], int(m["size"])) for batch in obstore.list(self.store, prefix)
                     for m in batch]
 
-        return forkguard.guarded(run)
+        return _guard("list", self.join(prefix), run)
+
+    def require_put_if_absent(self) -> None:
+        """Refuse to write where a "create" silently overwrites: compare-and-swap on the
+        Delta log is what keeps the chain from forking. Probed once per location and
+        process (two creates of one fresh key: the second must fail)."""
+        if self.uri in _PROBED:
+            return
+        key = f"_registry/.probe/{uuid.uuid4().hex}"
+        first = self.put_if_absent(key, b"1")
+        second = self.put_if_absent(key, b"2")
+        self.delete(key)
+        if not first or second:
+            raise StorageError(
+                f"the store at {self.uri} does not honour put-if-absent (a second create of "
+                "the same key succeeded): concurrent writers could fork the audit chain, so "
+                "nbregistry will not write here. Use a store with conditional writes (S3, "
+                "GCS, Azure, a local or NFSv4 file system).")
+        _PROBED.add(self.uri)
 
     @contextlib.contextmanager
     def writer_lock(self) -> Iterator[None]:
@@ -142,8 +195,13 @@ class Location:
             yield
             return
         path = Path(self.uri, "_registry", ".writer.lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+b") as handle:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # O_NOFOLLOW: a lock file planted as a symlink must not make us open its target.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise _storage_error("lock", str(path), exc) from exc
+        with os.fdopen(fd, "r+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

@@ -3,9 +3,13 @@
 Widgets only collect input and show results; every decision is the registry's.
 """
 
-from .base import Panel
-from .browser import RegistryBrowser
-from .compare import ComparisonPanel
-from .promotion import PromotionPanel
+from ...domain.extras import require
+
+require("notebook", "ipywidgets")
+
+from .base import Panel  # noqa: E402
+from .browser import RegistryBrowser  # noqa: E402
+from .compare import ComparisonPanel  # noqa: E402
+from .promotion import PromotionPanel  # noqa: E402
 
 __all__ = ["ComparisonPanel", "Panel", "PromotionPanel", "RegistryBrowser"]

@@ -11,20 +11,28 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
-from ...domain.errors import NbRegistryError
-from ..display import FONT, badge, describe_error, esc, gates_html, request_html, section
+from ...domain.errors import NbRegistryError, ReadOnlyError
+from ..display import FONT, badge, describe_error, esc, gates_html, section
 from .base import Panel
 
 if TYPE_CHECKING:
     from ...domain.entities import PromotionRequest
-    from ...registry import RegistryView
+    from ...registry import Registry
 
 
 class PromotionPanel(Panel):
-    def __init__(self, registry: RegistryView, name: str, version: int, *,
+    registry: Registry  # requests and approvals write
+
+    def __init__(self, registry: Registry, name: str, version: int, *,
                  stage: str | None = None, auto_refresh: float | None = None) -> None:
         """``auto_refresh``: seconds between checks for other users' changes (re-rendering
         the panel when the registry moved); None leaves it to the Refresh button."""
+        from ...registry import Registry
+
+        if not isinstance(registry, Registry):
+            raise ReadOnlyError("the promotion panel writes requests and approvals: open it "
+                                "on the registry from open_registry(), not on a read-only "
+                                "as_of view")
         self.name, self.version = name, int(version)
         self.request: PromotionRequest | None = None
         self.header = widgets.HTML()
@@ -127,7 +135,7 @@ class PromotionPanel(Panel):
                 f"v{self.version} {badge(mv.stage)} — acting as <b>{esc(reg.user)}</b> "
                 f"({esc(roles)})</div>")
             self.gates.value = gates_html(gates)
-            self.request_view.value = (request_html(self.request) if self.request else
+            self.request_view.value = (self.request._repr_html_() if self.request else
                                        f"<i style='{FONT}'>no promotion request yet</i>")
 
     def snapshot_html(self) -> str:

@@ -1,0 +1,289 @@
+"""The declared shape of every event's payload, shared by the writers and the fold.
+
+A registry is evidence kept for years and opened by older and newer versions of nbregistry
+than the one that wrote it. So writes are strict (:func:`check_payload`: every required key,
+no unknown key, the declared types) while reads are lenient (:func:`read_problem`: an extra
+field is ignored, an unknown action is kept and reported as written by a newer nbregistry,
+a malformed payload is skipped and reported, and none of them stops a registry opening).
+"""
+
+# No `from __future__ import annotations`: TypedDict reads NotRequired[...] at runtime.
+import types
+import typing
+from typing import Any, Literal, NotRequired, TypedDict
+
+from .errors import InvalidInputError
+
+# Version of the event format (hash rule, column set, payload conventions), recorded in the
+# genesis event. A reader seeing a higher number reports it and reads what it understands.
+FORMAT_VERSION = 1
+
+RequestStatus = Literal["open", "promoted", "rejected", "withdrawn", "stale"]
+
+
+class CreateRegistry(TypedDict):
+    format: int
+    creator: str
+
+
+class ReferenceRef(TypedDict):
+    sha256: str
+    rows: int
+    has_target: bool
+
+
+class Register(TypedDict):
+    sha256: str
+    size: int
+    flavor: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    description: str
+    card: dict[str, Any]
+    lineage: dict[str, Any]
+    features: list[dict[str, str]]
+    reference: NotRequired[ReferenceRef]
+
+
+class SetAlias(TypedDict):
+    alias: str
+    previous: int | None
+
+
+class DeleteAlias(TypedDict):
+    alias: str
+
+
+class SetPolicy(TypedDict):
+    policy: dict[str, Any]
+
+
+class RoleChange(TypedDict):
+    user: str
+    role: str
+
+
+class RegisterKey(TypedDict):
+    public_key: str
+    fingerprint: str
+    user: NotRequired[str]             # whose key (enrolment by an admin); default: the actor
+    endorsement: NotRequired[str]      # signature by the previous key (a self-rotation)
+
+
+class GateRecord(TypedDict):
+    gate: str
+    passed: bool
+    detail: str
+    evidence: dict[str, Any]
+
+
+class Promotion(TypedDict):
+    replaces: int | None
+    gates: list[GateRecord]
+
+
+RequestPromotion = TypedDict("RequestPromotion", {
+    "request_id": str, "to": str, "from": str, "comment": str, "replaces": int | None,
+    "emergency": bool, "required": int, "promotion": NotRequired[Promotion]})
+
+
+class Approve(TypedDict):
+    request_id: str
+    comment: str
+    ratified: NotRequired[bool]
+    promotion: NotRequired[Promotion]
+    signature: NotRequired[str]
+    key_fingerprint: NotRequired[str]
+
+
+class CloseRequest(TypedDict):
+    request_id: str
+    comment: str
+
+
+class Comment(TypedDict):
+    text: str
+
+
+class Rollback(TypedDict):
+    stage: str
+    from_version: int
+    to_version: int
+    reason: str
+    automatic: NotRequired[bool]       # applied by monitoring policy, not by a person
+    alert_seq: NotRequired[int]
+    gates: NotRequired[list[GateRecord]]
+
+
+class SetCard(TypedDict):
+    card: dict[str, Any]
+
+
+class FlagData(TypedDict):
+    uri: str
+    data_version: int
+    reason: str
+    affected: list[list[Any]]
+
+
+class Report(TypedDict):
+    template: str
+    parameters: dict[str, Any]
+    tables: dict[str, int]
+    head: list[Any]
+    outputs: dict[str, str]
+    sha256: str
+    output_dir: str
+
+
+class Deploy(TypedDict):
+    target: str
+    stage: str
+    sha256: str
+    approved_sha256: str
+    matches: bool
+    request_id: str | None
+    comment: str
+
+
+class SetBaseline(TypedDict):
+    sha256: str
+    source: dict[str, Any]
+
+
+class Alert(TypedDict):
+    kind: str
+    metric: str
+    feature: str | None
+    value: float
+    status: str
+    band: dict[str, Any]
+    window: list[str]
+    action: str | None
+
+
+class Seal(TypedDict):
+    tables: dict[str, dict[str, Any]]
+
+
+class RetrainRequested(TypedDict):
+    reason: str
+    alert_seq: int | None
+
+
+SHAPES: dict[str, type] = {
+    "create_registry": CreateRegistry,
+    "register": Register,
+    "set_alias": SetAlias,
+    "delete_alias": DeleteAlias,
+    "set_policy": SetPolicy,
+    "grant_role": RoleChange,
+    "revoke_role": RoleChange,
+    "register_key": RegisterKey,
+    "request_promotion": RequestPromotion,
+    "approve": Approve,
+    "reject": CloseRequest,
+    "withdraw": CloseRequest,
+    "comment": Comment,
+    "rollback": Rollback,
+    "set_card": SetCard,
+    "flag_data": FlagData,
+    "report": Report,
+    "deploy": Deploy,
+    "set_baseline": SetBaseline,
+    "alert": Alert,
+    "seal": Seal,
+    "retrain_requested": RetrainRequested,
+}
+ACTIONS = frozenset(SHAPES)
+
+
+def check_payload(action: str, payload: dict[str, Any]) -> None:
+    """Strict check for writers: the declared keys, no others, the declared types."""
+    shape = SHAPES.get(action)
+    if shape is None:
+        raise InvalidInputError(f"unknown event action {action!r}; declare its payload shape "
+                                "in nbregistry.domain.events.SHAPES", field="action")
+    problems = _problems(shape, payload, "payload", strict=True)
+    if problems:
+        raise InvalidInputError(f"the {action!r} event payload does not match its declared "
+                                "shape: " + "; ".join(problems), field="payload")
+
+
+def read_problem(action: str, payload: Any) -> str | None:
+    """Lenient check for readers: None when the fold can apply it (extra keys are fine)."""
+    shape = SHAPES.get(action)
+    if shape is None:
+        return None
+    problems = _problems(shape, payload, "payload", strict=False)
+    return "; ".join(problems) or None
+
+
+def _problems(shape: type, value: Any, where: str, *, strict: bool) -> list[str]:
+    if not isinstance(value, dict):
+        return [f"{where} must be an object, got {type(value).__name__}"]
+    hints = _hints(shape)
+    required: frozenset[str] = getattr(shape, "__required_keys__", frozenset())
+    problems = [f"{where}.{key} is missing" for key in required if key not in value]
+    if strict:
+        problems += [f"{where}.{key} is not a declared field" for key in value
+                     if key not in hints]
+    for key, hint in hints.items():
+        if key in value:
+            problems += _type_problems(hint, value[key], f"{where}.{key}", strict=strict)
+    return problems
+
+
+def _hints(shape: type) -> dict[str, Any]:
+    cached: dict[str, Any] | None = _HINTS.get(shape)
+    if cached is None:
+        cached = _HINTS[shape] = {
+            k: _strip_required(v) for k, v in typing.get_type_hints(shape).items()}
+    return cached
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _strip_required(hint: Any) -> Any:
+    while typing.get_origin(hint) in (NotRequired, typing.Required):
+        hint = typing.get_args(hint)[0]
+    return hint
+
+
+def _type_problems(hint: Any, value: Any, where: str, *, strict: bool) -> list[str]:
+    if hint is Any:
+        return []
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if any(not _type_problems(o, value, where, strict=strict) for o in options):
+            return []
+        return [f"{where} has type {type(value).__name__}, expected {_name(hint)}"]
+    if hint is type(None):
+        return [] if value is None else [f"{where} must be null"]
+    if isinstance(hint, type) and issubclass(hint, dict) and hasattr(hint, "__required_keys__"):
+        return _problems(hint, value, where, strict=strict)
+    base = origin or hint
+    if base is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif base is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, base)
+    if not ok:
+        return [f"{where} has type {type(value).__name__}, expected {_name(hint)}"]
+    if base is list and typing.get_args(hint):
+        (item,) = typing.get_args(hint)
+        return [p for i, v in enumerate(value)
+                for p in _type_problems(item, v, f"{where}[{i}]", strict=strict)]
+    if base is dict and typing.get_args(hint):
+        _, item = typing.get_args(hint)
+        return [p for k, v in value.items()
+                for p in _type_problems(item, v, f"{where}.{k}", strict=strict)]
+    return []
+
+
+def _name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

@@ -37,6 +37,9 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_console_script_is_installed() -> None:
-    out = subprocess.run([sys.executable, "-m", "nbregistry.cli", "--help"], capture_output=True,
-                         text=True, check=True).stdout
+    """The ``nbregistry`` command that ``pip install`` put next to this interpreter."""
+    script = Path(sys.executable).parent / "nbregistry"
+    assert script.exists(), f"{script} missing: pip install -e . creates it"
+    out = subprocess.run([str(script), "--help"], capture_output=True, text=True,
+                         check=True).stdout
     assert "demo" in out and "verify" in out

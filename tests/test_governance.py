@@ -377,3 +377,91 @@ def test_grant_role_is_idempotent(registry: nbr.Registry) -> None:
     head = registry.head
     registry.grant_role("bob", "validator")
     assert registry.head == head and registry.roles() == {"alice": ["admin"], "bob": ["validator"]}
+
+
+def test_approve_rechecks_the_transition(users: Callable[[str], nbr.Registry]) -> None:
+    """A request for a version archived meanwhile must not promote it to production."""
+    alice, bob = users("alice"), users("bob")
+    v1 = register(alice)
+    alice.request_promotion("credit_risk", v1, to="staging")
+    alice.request_promotion("credit_risk", v1, to="production")
+    alice.set_policy(alice.policy.source | {"stages": {
+        **alice.policy.source["stages"], "archived": {"approvals": 0}}})
+    alice.request_promotion("credit_risk", v1, to="archived")
+    with pytest.raises(nbr.PolicyViolationError, match="archived -> production"):
+        bob.approve("credit_risk", v1, to="production")
+    assert alice.get("credit_risk", v1).stage == "archived"
+
+
+def test_rollback_passes_the_gates(users: Callable[[str], nbr.Registry],
+                                   tmp_path: object) -> None:
+    alice = users("alice")
+    data = f"{tmp_path}/train"
+    import pyarrow as pa
+
+    from nbregistry.store import write_table
+    write_table(data, pa.table({"x": [1, 2]}))
+    v1 = alice.register(TinyModel(1), "credit_risk", metrics={"auc": 0.8}, card=CARD,
+                        training_data=data).version
+    to_production(users, v1)
+    v2 = register(alice, 0.82)
+    to_production(users, v2)
+    alice.flag_data(f"file://{data}", 0, reason="label leak found")
+    with pytest.raises(nbr.PolicyViolationError, match="data_recall"):
+        users("bob").rollback("credit_risk", stage="production", reason="v2 misbehaves")
+    assert alice.get("credit_risk", stage="production").version == v2
+
+
+def test_quorum_is_reevaluated_when_it_completes(users: Callable[[str], nbr.Registry]) -> None:
+    alice = users("alice")
+    alice.set_policy(QUORUM_2)
+    alice.grant_role("erin", "validator")
+    v1 = register(alice)
+    alice.request_promotion("credit_risk", v1, to="production")
+    users("bob").approve("credit_risk", v1)
+    alice.revoke_role("bob", "validator")  # bob's approval no longer counts
+    request = users("carol").approve("credit_risk", v1)
+    assert request.status == "open" and alice.get("credit_risk", v1).stage == "development"
+    done = users("erin").approve("credit_risk", v1)
+    assert done.status == "promoted"
+
+
+def test_a_tightened_quorum_applies_to_open_requests(
+        users: Callable[[str], nbr.Registry]) -> None:
+    alice = users("alice")
+    v1 = register(alice)
+    alice.request_promotion("credit_risk", v1, to="staging")
+    alice.request_promotion("credit_risk", v1, to="production")  # 1 approval required
+    source = alice.policy.source
+    alice.set_policy(source | {"stages": {**source["stages"], "production": {
+        **source["stages"]["production"], "approvals": 2}}})
+    assert users("bob").approve("credit_risk", v1).status == "open"
+    assert users("carol").approve("credit_risk", v1).status == "promoted"
+
+
+def test_flag_data_matches_however_the_path_was_spelled(registry: nbr.Registry,
+                                                        tmp_path: object) -> None:
+    import pyarrow as pa
+
+    from nbregistry.store import write_table
+    data = f"{tmp_path}/t"
+    write_table(data, pa.table({"x": [1]}))
+    registry.register(TinyModel(), "m", training_data=f"file://{data}")
+    flagged = registry.flag_data(f"{tmp_path}/./t", 0, reason="bad rows")
+    assert [(mv.name, mv.version) for mv in flagged] == [("m", 1)]
+
+
+def test_deployments_must_be_of_the_approved_version(users: Callable[[str], nbr.Registry]
+                                                    ) -> None:
+    alice = users("alice")
+    v1 = register(alice)
+    with pytest.raises(nbr.PolicyViolationError, match="only the version approved"):
+        alice.record_deployment("credit_risk", v1, "scoring-eu")
+    to_production(users, v1)
+    ok = alice.record_deployment("credit_risk", v1, "scoring-eu")
+    assert ok.payload["matches"] and ok.payload["request_id"]
+    odd = alice.record_deployment("credit_risk", v1, "scoring-us", sha256="ab" * 32)
+    assert not odd.payload["matches"]
+    assert alice.deployments("credit_risk").column("seq").to_pylist() == [ok.seq, odd.seq]
+    with pytest.raises(nbr.InvalidInputError, match="64 hexadecimal"):
+        alice.record_deployment("credit_risk", v1, "x", sha256="nothex")

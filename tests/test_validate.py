@@ -139,3 +139,52 @@ def test_register_property(registry: nbr.Registry, name: str, auc: float) -> Non
         return
     assert registry.get(name, mv.version).metrics == {"auc": auc}
     assert registry.head[0] == before[0] + 1
+
+
+def test_odd_inputs_found_by_probing_are_refused(registry: nbr.Registry, tmp_path: object,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    registry.register(TinyModel(1), "m", metrics={"auc": 0.7})
+    registry.register(TinyModel(2), "m", metrics={"auc": 0.8})
+    before = registry.head
+    for digits in ("١", "²", "𝟙"):
+        with pytest.raises(nbr.InvalidInputError, match="positive integer"):
+            registry.get("m", digits)
+    with pytest.raises(nbr.InvalidInputError, match="control characters"):
+        registry.grant_role("bob\x00", "validator")
+    with pytest.raises(nbr.InvalidInputError, match="limit"):
+        registry.search("m", limit=-1)
+    assert registry.search("m", limit=0).num_rows == 0
+    with pytest.raises(nbr.InvalidInputError, match="finite"):
+        registry.search("m", min_metrics={"auc": math.nan})
+    with pytest.raises(nbr.InvalidInputError, match="time"):
+        registry.as_of(12345)  # type: ignore[arg-type]
+    with pytest.raises(nbr.InvalidInputError, match="time"):
+        registry.overdue(now="soon")
+    with pytest.raises(nbr.InvalidInputError, match="max_staleness"):
+        nbr.open_registry(registry.uri, max_staleness=math.nan)
+    monkeypatch.setenv("NBREGISTRY_URI", "  ")
+    with pytest.raises(nbr.InvalidInputError, match="NBREGISTRY_URI is set but empty"):
+        nbr.open_registry()
+    with pytest.raises(nbr.InvalidInputError, match="empty"):
+        nbr.open_registry("")
+    with pytest.raises(nbr.NotFoundError, match="no registry at"):
+        nbr.open_registry(f"{tmp_path}/typo", create=False)
+    with pytest.warns(nbr.RegistryCreatedWarning, match="admin"):
+        nbr.open_registry(f"{tmp_path}/new")
+    assert registry.head == before
+
+
+def test_a_planted_lock_symlink_is_not_followed(registry: nbr.Registry, tmp_path: object) -> None:
+    import os
+
+    victim = f"{tmp_path}/victim"
+    with open(victim, "w") as handle:
+        handle.write("precious")
+    lock = f"{registry.uri}/_registry/.writer.lock"
+    if os.path.exists(lock):
+        os.remove(lock)
+    os.symlink(victim, lock)
+    with pytest.raises(nbr.StorageError, match="cannot lock"):
+        registry.register(TinyModel(), "m")
+    with open(victim) as handle:
+        assert handle.read() == "precious"

@@ -196,7 +196,6 @@ SHAPES: dict[str, type] = {
     "seal": Seal,
     "retrain_requested": RetrainRequested,
 }
-ACTIONS = frozenset(SHAPES)
 
 
 def check_payload(action: str, payload: dict[str, Any]) -> None:

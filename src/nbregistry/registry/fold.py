@@ -272,6 +272,27 @@ def _deploy(state: RegistryState, event: Event) -> None:
     state.deployments.append(event)
 
 
+def _alert(state: RegistryState, event: Event) -> None:
+    _numbered(state, event)
+    state.alerts.append(event)
+
+
+def _seal(state: RegistryState, event: Event) -> None:
+    for table, seal in event.payload["tables"].items():
+        state.seals[table] = (event.seq, seal)
+
+
+def _retrain(state: RegistryState, event: Event) -> None:
+    model, version = _numbered(state, event)
+    model.status_of.setdefault(version, {})["retrain_requested"] = event.payload["reason"]
+    model.changed(version)
+
+
+def _baseline(state: RegistryState, event: Event) -> None:
+    model, version = _numbered(state, event)
+    state.baselines[(model.name, version)] = {**event.payload, "seq": event.seq}
+
+
 def _noted(state: RegistryState, event: Event) -> None:
     """Events that change no state the registry folds (comments; kept in the history)."""
 
@@ -295,4 +316,8 @@ HANDLERS: dict[str, Handler] = {
     "flag_data": _flag_data,
     "report": _report,
     "deploy": _deploy,
+    "set_baseline": _baseline,
+    "alert": _alert,
+    "seal": _seal,
+    "retrain_requested": _retrain,
 }

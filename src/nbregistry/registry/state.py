@@ -124,6 +124,9 @@ class RegistryState:
     flagged_data: dict[tuple[str, int], str] = field(default_factory=dict)
     reports: dict[tuple[str, int], dict[str, dict[str, Any]]] = field(default_factory=dict)
     deployments: list[Event] = field(default_factory=list)
+    alerts: list[Event] = field(default_factory=list)
+    seals: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)  # table: seq, seal
+    baselines: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     format: int = 0
     # What the fold could not use: events of a newer writer (notices) and malformed ones.
     notices: list[Problem] = field(default_factory=list)

@@ -128,11 +128,6 @@ class EventLog:
             writer_features=protocol.writer_features,
             configuration=self._dt.metadata().configuration)
 
-    @property
-    def writable(self) -> str | None:
-        """None when appends are safe; else what changed in the table that forbids them."""
-        return self._refusal
-
     def rows(self) -> list[dict[str, Any]]:
         """Every event of the snapshot, sorted by seq."""
         return rows(self.read())

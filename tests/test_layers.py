@@ -52,3 +52,39 @@ def test_no_module_over_500_lines() -> None:
     long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 500}
     assert long == {}
+
+
+BLOCK = ("import sys\nclass Block:\n    def find_spec(self, name, path=None, target=None):\n"
+         "        if name.split('.')[0] in BLOCKED:\n"
+         "            raise ImportError(f'{name} is not installed (blocked by the test)')\n"
+         "sys.meta_path.insert(0, Block())\n")
+
+
+def test_the_core_install_is_lean() -> None:
+    import importlib.metadata as md
+
+    requires = md.requires("nbregistry") or []
+    core = sorted(re.split(r"[<>=!~; \[]", r)[0] for r in requires if "extra ==" not in r)
+    assert core == ["cryptography", "deltalake", "joblib", "obstore", "pyarrow", "tqdm"]
+    lab = [r for r in requires if r.startswith("jupyterlab")]
+    assert lab and all("extra == 'dev'" in r for r in lab)  # only the browser tests need it
+
+
+def test_a_scoring_process_needs_only_the_core(tmp_path: Path) -> None:
+    """Open, register, resolve the alias and load, as a serving process does, with every
+    optional package made unimportable (pyarrow would otherwise pull in pandas if present)."""
+    code = ("BLOCKED = {'pandas', 'duckdb', 'IPython', 'ipywidgets', 'altair', 'papermill', "
+            "'sklearn', 'scipy', 'polars', 'traitlets', 'nbformat'}\n" + BLOCK +
+            f"import nbregistry as nbr\nreg = nbr.open_registry({str(tmp_path)!r}, user='svc', "
+            "create=True)\nreg.register({'w': 1}, 'm')\nreg.set_alias('m', 'c', 1)\n"
+            "assert reg.load('m@c') == {'w': 1} and reg.verify().ok\nprint('ok')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_a_missing_extra_names_it() -> None:
+    code = ("BLOCKED = {'altair'}\n" + BLOCK + "try:\n    import nbregistry.charts\n"
+            "except Exception as e:\n    print(type(e).__name__, e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.startswith("MissingDependencyError") and "nbregistry[notebook]" in out

@@ -31,6 +31,7 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    nbr.open_registry(tmp_path / "r", create=True)
     assert main(["history", "ghost", "--uri", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("nbregistry: no model named 'ghost'") and "Traceback" not in err
@@ -43,3 +44,29 @@ def test_console_script_is_installed() -> None:
     out = subprocess.run([str(script), "--help"], capture_output=True, text=True,
                          check=True).stdout
     assert "demo" in out and "verify" in out
+
+
+def test_read_commands_never_create_a_registry(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "--uri", str(tmp_path / "typo")]) == 2
+    assert "no registry at" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
+
+
+def test_deploy_and_verify_with_a_head(tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    uri = str(tmp_path / "r")
+    alice = nbr.open_registry(uri, user="alice")
+    alice.set_policy({"roles": ["admin"], "lifecycle": {
+        "stages": ["dev", "prod"], "transitions": {"dev": ["prod"]}}})
+    mv = alice.register({"w": 1}, "m")
+    assert main(["deploy", "m", "1", "--target", "eu", "--uri", uri, "--stage", "prod"]) == 2
+    assert "only the version approved for prod" in capsys.readouterr().err
+    alice.request_promotion("m", 1, to="prod")
+    assert main(["deploy", "m", "1", "--target", "eu", "--uri", uri, "--stage", "prod",
+                 "--sha256", mv.sha256]) == 0
+    assert "matches the approved artifact" in capsys.readouterr().out
+    seq, digest = alice.refresh().head
+    assert main(["verify", "--uri", uri, "--expected-head", f"{seq}:{digest}"]) == 0
+    assert main(["verify", "--uri", uri, "--expected-head", f"{seq + 5}:{digest}"]) == 1
+    assert "truncated" in capsys.readouterr().out

@@ -119,3 +119,24 @@ def test_a_newer_event_format_is_a_notice() -> None:
                                          {"format": 99, "creator": "x"}, genesis_json,
                                          "0" * 64, digest)])
     assert state.format == 99 and "format 99" in state.notices[0].message
+
+
+def test_a_backdated_event_ends_the_past_and_is_reported(registry_uri: str) -> None:
+    from datetime import timedelta
+
+    reg = nbr.open_registry(registry_uri, user="alice")
+    reg.register(TinyModel(1), "m")
+    moment = datetime.now(UTC)
+    state = reg._state
+    payload = {"alias": "old", "previous": None}
+    ts = state.events[-1].ts - timedelta(days=30)
+    digest = event_hash(state.head_hash, state.seq + 1, "e", ts_text(ts), "mallory",
+                        "set_alias", "m", 1, canonical_json(payload))
+    event = Event(state.seq + 1, "e", ts, "mallory", "set_alias", "m", 1, payload,
+                  canonical_json(payload), state.head_hash, digest)
+    reg._log.append(event)
+    fresh = nbr.open_registry(registry_uri, user="alice")
+    assert fresh.as_of(moment).get("m").version == 1  # no crash
+    assert fresh.as_of(moment - timedelta(days=1)).models() == []
+    report = fresh.verify()
+    assert [p.kind for p in report.problems] == ["clock"] and "backdated" in str(report)

@@ -3,6 +3,7 @@ freshness and time travel. Reads are inherited from ``RegistryView``."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import threading
@@ -423,7 +424,10 @@ class Registry(RegistryView):
         """A read-only view of the registry as it was at ``when`` (ISO text, a datetime or a
         date; UTC if no zone is given): what existed, who held which stage and role."""
         moment = parse_time(when)
-        past = fold(RegistryState(), (e for e in self._current().events if e.ts <= moment))
+        # The log's time is non-decreasing, so the past is a prefix; a backdated event (a
+        # bad clock, or forged) ends the prefix rather than breaking the fold.
+        past = fold(RegistryState(), itertools.takewhile(lambda e: e.ts <= moment,
+                                                         self._current().events))
         return RegistryView(self._location, past, self.user)
 
 

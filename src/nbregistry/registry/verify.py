@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 
 from ..domain.canonical import GENESIS_HASH
 from ..domain.entities import Event, Problem, VerifyReport
+from ..domain.timefmt import ts_text
 from ..store import EventLog, Location
 from ..store.blobs import key_for
 from ..store.eventlog import rows
@@ -29,6 +31,7 @@ def verify_log(location: Location, *, artifacts: bool = True,
     events = [event_from_row(r) for r in rows(table)]
     seq, head = 0, GENESIS_HASH
     state, folding = RegistryState(), True
+    last_ts: datetime | None = None
     for event in events:
         broken = link_problem(event, seq, head)
         if broken is not None:
@@ -36,7 +39,11 @@ def verify_log(location: Location, *, artifacts: bool = True,
             folding = False  # the state after a break means nothing
         elif folding:
             apply(state, event)
-        seq, head = event.seq, event.hash
+        if last_ts is not None and event.ts < last_ts:
+            problems.append(Problem("clock", f"event {event.seq} is dated {ts_text(event.ts)}, "
+                                    f"before the event preceding it ({ts_text(last_ts)}): "
+                                    "backdated", event.seq))
+        seq, head, last_ts = event.seq, event.hash, max(event.ts, last_ts or event.ts)
     problems += state.skipped
     if expected_head is not None and expected_head[0] > seq:
         problems.append(Problem("truncated", f"the log ends at seq {seq} but seq "

@@ -140,3 +140,18 @@ def test_a_backdated_event_ends_the_past_and_is_reported(registry_uri: str) -> N
     assert fresh.as_of(moment - timedelta(days=1)).models() == []
     report = fresh.verify()
     assert [p.kind for p in report.problems] == ["clock"] and "backdated" in str(report)
+
+
+def test_a_key_written_straight_into_the_log_by_a_non_admin_is_not_trusted(
+        registry_uri: str) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from nbregistry.registry.signing import public_key_pem
+
+    reg = nbr.open_registry(registry_uri, user="alice")
+    pem, fingerprint = public_key_pem(Ed25519PrivateKey.generate().public_key())
+    append_raw(reg, "register_key", {"public_key": pem, "fingerprint": fingerprint,
+                                     "user": "bob"}, actor="mallory")
+    fresh = nbr.open_registry(registry_uri, user="alice")
+    assert "bob" not in fresh._state.keys
+    assert [p.kind for p in fresh.verify().problems] == ["malformed"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -343,24 +344,28 @@ def test_data_recall_flags_versions(users: Callable[[str], nbr.Registry], tmp_pa
         alice.request_promotion("credit_risk", trained.version, to="staging")
 
 
-def test_signed_approvals_are_verified(users: Callable[[str], nbr.Registry]) -> None:
+def _keypair() -> tuple[Any, bytes]:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    key = Ed25519PrivateKey.generate()
+    return key, key.public_key().public_bytes(serialization.Encoding.PEM,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def test_signed_approvals_are_verified(users: Callable[[str], nbr.Registry]) -> None:
     from nbregistry.registry import signing
 
-    key = Ed25519PrivateKey.generate()
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    key, pem = _keypair()
     bob, alice = users("bob"), users("alice")
-    assert len(bob.register_key(pem)) == 16
+    assert len(alice.register_key(pem, user="bob")) == 16  # enrolled by an admin
     v1 = register(alice)
     alice.request_promotion("credit_risk", v1, to="staging")
     alice.request_promotion("credit_risk", v1, to="production")
     with pytest.raises(nbr.PolicyViolationError, match="must be signed"):
         bob.approve("credit_risk", v1)
     with pytest.raises(nbr.PolicyViolationError, match="does not match"):
-        bob.approve("credit_risk", v1, signing_key=Ed25519PrivateKey.generate())
+        bob.approve("credit_risk", v1, signing_key=_keypair()[0])
     done = bob.approve("credit_risk", v1, signing_key=key)
     assert done.approvals[0].signed
     assert alice.verify().ok
@@ -370,6 +375,34 @@ def test_signed_approvals_are_verified(users: Callable[[str], nbr.Registry]) -> 
                               "payload": {**approve.payload, "comment": "forged"}})
     problems = signing.signature_problems([e if e is not approve else forged for e in events])
     assert [p.kind for p in problems] == ["signature"]
+
+
+def test_keys_cannot_be_squatted_or_swapped(users: Callable[[str], nbr.Registry]) -> None:
+    """Anyone could register "bob"'s key and approve as bob; now only an admin enrols a
+    first key, a rotation needs the old key, and pinned keys catch a swapped log."""
+    alice, bob, mallory = users("alice"), users("bob"), users("mallory")
+    bob_key, bob_pem = _keypair()
+    _evil_key, evil_pem = _keypair()
+    with pytest.raises(nbr.PolicyViolationError, match="only an admin"):
+        mallory.register_key(evil_pem, user="bob")
+    with pytest.raises(nbr.PolicyViolationError, match="enrolled by an admin"):
+        bob.register_key(bob_pem)  # even for oneself: the first key comes from an admin
+    alice.register_key(bob_pem, user="bob")
+    with pytest.raises(nbr.PolicyViolationError, match="must be signed"):
+        bob.register_key(evil_pem)  # a rotation is signed by the current key
+    new_key, new_pem = _keypair()
+    signed_bob = nbr.open_registry(bob.uri, user="bob", signing_key=bob_key)
+    signed_bob.register_key(new_pem)
+    with pytest.raises(nbr.PolicyViolationError, match="does not match"):
+        signed_bob.comment("credit_risk", register(alice), "old key is retired")
+    nbr.open_registry(bob.uri, user="bob", signing_key=new_key).comment(
+        "credit_risk", 1, "signed with the new key")
+    assert alice.verify().ok
+    pinned = {"bob": [bob_pem.decode(), new_pem.decode()]}
+    assert alice.verify(trusted_keys=pinned).ok
+    wrong = alice.verify(trusted_keys={"bob": evil_pem.decode()})
+    assert {p.kind for p in wrong.problems} == {"pinned_key"}
+    assert not alice.verify(trusted_keys={"alice": evil_pem.decode()}).ok  # unsigned alice
 
 
 def test_grant_role_is_idempotent(registry: nbr.Registry) -> None:

@@ -84,15 +84,17 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def verify(uri: Any = None, *, storage_options: dict[str, str] | None = None,
-           artifacts: bool = True, expected_head: tuple[int, str] | None = None
-           ) -> VerifyReport:
+           artifacts: bool = True, expected_head: tuple[int, str] | None = None,
+           trusted_keys: dict[str, Any] | None = None) -> VerifyReport:
     """Check a registry's audit trail without opening it (works on a damaged registry).
 
     ``expected_head`` is a ``(seq, hash)`` recorded elsewhere (a report, a ticket): a log
-    cut or rewritten since then is reported."""
+    cut or rewritten since then is reported. ``trusted_keys`` pins users' public keys
+    outside the registry (see ``Registry.verify``)."""
     from .registry import verify_log
     from .registry.registry import _default_uri
     from .store import Location
 
     location = Location.parse(_default_uri(uri), storage_options)
-    return verify_log(location, artifacts=artifacts, expected_head=expected_head)
+    return verify_log(location, artifacts=artifacts, expected_head=expected_head,
+                      trusted_keys=trusted_keys)

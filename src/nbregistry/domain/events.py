@@ -67,8 +67,7 @@ class RoleChange(TypedDict):
 class RegisterKey(TypedDict):
     public_key: str
     fingerprint: str
-    user: NotRequired[str]             # whose key (enrolment by an admin); default: the actor
-    endorsement: NotRequired[str]      # signature by the previous key (a self-rotation)
+    user: NotRequired[str]             # whose key (enrolled by an admin); default: the actor
 
 
 class GateRecord(TypedDict):
@@ -93,8 +92,6 @@ class Approve(TypedDict):
     comment: str
     ratified: NotRequired[bool]
     promotion: NotRequired[Promotion]
-    signature: NotRequired[str]
-    key_fingerprint: NotRequired[str]
 
 
 class CloseRequest(TypedDict):
@@ -199,12 +196,14 @@ SHAPES: dict[str, type] = {
 
 
 def check_payload(action: str, payload: dict[str, Any]) -> None:
-    """Strict check for writers: the declared keys, no others, the declared types."""
+    """Strict check for writers: the declared keys, no others, the declared types. Any event
+    may also carry its actor's ``signature`` and ``key_fingerprint``."""
     shape = SHAPES.get(action)
     if shape is None:
         raise InvalidInputError(f"unknown event action {action!r}; declare its payload shape "
                                 "in nbregistry.domain.events.SHAPES", field="action")
-    problems = _problems(shape, payload, "payload", strict=True)
+    unsigned = {k: v for k, v in payload.items() if k not in ("signature", "key_fingerprint")}
+    problems = _problems(shape, unsigned, "payload", strict=True)
     if problems:
         raise InvalidInputError(f"the {action!r} event payload does not match its declared "
                                 "shape: " + "; ".join(problems), field="payload")

@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from ..domain.entities import Approval, Event, GateResult, ModelVersion, Problem, PromotionRequest
-from ..domain.errors import IntegrityError, InvalidInputError
+from ..domain.errors import IntegrityError, InvalidInputError, PolicyViolationError
 from ..domain.events import FORMAT_VERSION, read_problem
 from ..domain.policy import parse_policy
 from ..domain.timefmt import ts_text
+from . import signing
 from .state import ModelState, RegistryState, link_problem
 
 Handler = Callable[[RegistryState, Event], None]
@@ -138,7 +139,12 @@ def _revoke(state: RegistryState, event: Event) -> None:
 
 
 def _register_key(state: RegistryState, event: Event) -> None:
-    state.keys.setdefault(event.actor, []).append((event.seq, event.payload["public_key"]))
+    user = event.payload.get("user", event.actor)
+    try:
+        signing.enrolment(state, event.actor, user)
+    except PolicyViolationError as exc:
+        raise Skip(str(exc)) from None
+    state.keys.setdefault(user, []).append((event.seq, event.payload["public_key"]))
 
 
 def _open_request(state: RegistryState, event: Event) -> None:

@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -41,7 +41,8 @@ Build = Callable[[RegistryState], tuple[int | None, dict[str, Any]] | None]
 
 def open_registry(uri: str | os.PathLike[str] | None = None, user: str | None = None, *,
                   storage_options: Mapping[str, str] | None = None,
-                  max_staleness: float = 0.0, create: bool | None = None) -> Registry:
+                  max_staleness: float = 0.0, create: bool | None = None,
+                  signing_key: Any = None) -> Registry:
     """Open the registry at ``uri`` (a folder, or ``s3://…``, ``gs://…``, ``az://…``).
 
     Parameters
@@ -59,13 +60,16 @@ def open_registry(uri: str | os.PathLike[str] | None = None, user: str | None = 
         ``None`` creates a missing registry and says so with a ``RegistryCreatedWarning``
         (the caller becomes its admin); ``True`` creates it quietly; ``False`` raises
         ``NotFoundError`` instead (a mistyped path never makes a new registry).
+    signing_key : Ed25519 private key, optional
+        Signs every event you write; required once an admin enrolled your public key.
     """
     location = Location.parse(_default_uri(uri), storage_options)
     if not isinstance(max_staleness, int | float) or not max_staleness >= 0:
         raise InvalidInputError(f"max_staleness must be a number of seconds >= 0, got "
                                 f"{max_staleness!r}", field="max_staleness")
     return Registry(location, resolve_user(user), max_staleness=float(max_staleness),
-                    create=create)
+                    create=create,
+                    signing_key=None if signing_key is None else signing.private_key(signing_key))
 
 
 def _default_uri(uri: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
@@ -83,8 +87,9 @@ class Registry(RegistryView):
     """A registry you can write to; every change is one event in the hash-chained log."""
 
     def __init__(self, location: Location, user: str, *, max_staleness: float = 0.0,
-                 create: bool | None = None) -> None:
+                 create: bool | None = None, signing_key: Any = None) -> None:
         self._log = EventLog(location)
+        self._signing_key = signing_key
         if not self._log.exists():
             self._create(location, user, create)
         self._log.open()
@@ -130,10 +135,12 @@ class Registry(RegistryView):
         return self._state
 
     # -- the one write path ----------------------------------------------------------
-    def _commit(self, action: str, model: str | None, build: Build) -> Event | None:
+    def _commit(self, action: str, model: str | None, build: Build, *,
+                signing_key: Any = None) -> Event | None:
         """Append one event built against the freshest state; retry when another writer
         took the next log version first. ``build`` validates and may raise (then nothing
-        is written) or return None when there is nothing to record."""
+        is written) or return None when there is nothing to record. The event is signed
+        when the user has an enrolled key."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
             with self._lock, self._location.writer_lock():
                 self.refresh()
@@ -141,7 +148,11 @@ class Registry(RegistryView):
                 if built is None:
                     return None
                 version, payload = built
-                event = make_event(self._state, self.user, action, model, version, payload)
+                key = signing_key or self._signing_key
+                if action == "register_key" and not self._state.keys.get(self.user):
+                    key = None  # enrolling a first key: nothing to sign with yet
+                event = make_event(self._state, self.user, action, model, version, payload,
+                                   signer=signing.signer(self._state, self.user, key))
                 try:
                     landed = self._log.append(event)
                 except CommitConflict:
@@ -154,8 +165,9 @@ class Registry(RegistryView):
         raise ConflictError(f"gave up {action!r} after {MAX_ATTEMPTS} lost commit races; "
                             "the registry is under heavy write load, try again")
 
-    def _record(self, action: str, model: str | None, build: Build) -> Event:
-        event = self._commit(action, model, build)
+    def _record(self, action: str, model: str | None, build: Build, *,
+                signing_key: Any = None) -> Event:
+        event = self._commit(action, model, build, signing_key=signing_key)
         assert event is not None, "this build always records an event"
         return event
 
@@ -297,11 +309,21 @@ class Registry(RegistryView):
         self._commit(action, None,
                      lambda s: governance.role_change(s, self.user, action, who, role))
 
-    def register_key(self, public_key: bytes | str) -> str:
-        """Register your Ed25519 public key (PEM); your approvals must then be signed."""
+    def register_key(self, public_key: bytes | str, *, user: str | None = None) -> str:
+        """Enrol an Ed25519 public key (PEM) for ``user`` (default: you); from then on every
+        event that user writes must be signed with the matching private key.
+
+        A user's first key is enrolled by an admin; a rotation is made by the user
+        (signed with their current key, so open the registry with ``signing_key=``) or by
+        an admin. Returns the key's fingerprint."""
         pem, fingerprint = signing.public_key_pem(public_key)
-        self._record("register_key", None,
-                     lambda state: (None, {"public_key": pem, "fingerprint": fingerprint}))
+        target = validate.user_name(user) if user is not None else self.user
+
+        def build(state: RegistryState) -> tuple[int | None, dict[str, Any]]:
+            signing.enrolment(state, self.user, target)
+            return None, {"public_key": pem, "fingerprint": fingerprint, "user": target}
+
+        self._record("register_key", None, build)
         return fingerprint
 
     # -- promotion lifecycle -----------------------------------------------------------
@@ -337,13 +359,9 @@ class Registry(RegistryView):
         name, number = validate.model_name(name), validate.version_number(version)
         comment = validate.text(comment, what="comment")
 
-        def build(state: RegistryState) -> tuple[int | None, dict[str, Any]]:
-            decided = governance.approve(state, self.user, name=name, number=number, to=to,
-                                         comment=comment)
-            signing.sign_into(decided[1], state, self.user, name, number, signing_key)
-            return decided
-
-        event = self._record("approve", name, build)
+        event = self._record("approve", name, lambda s: governance.approve(
+            s, self.user, name=name, number=number, to=to, comment=comment),
+            signing_key=None if signing_key is None else signing.private_key(signing_key))
         return self._current().requests[event.payload["request_id"]]
 
     def reject(self, name: str, version: int | str, *, comment: str,
@@ -412,13 +430,23 @@ class Registry(RegistryView):
 
     # -- audit and time travel ---------------------------------------------------------
     def verify(self, *, artifacts: bool = True,
-               expected_head: tuple[int, str] | None = None) -> VerifyReport:
-        """Re-read the whole log from storage and check the chain, gaps and artifacts.
+               expected_head: tuple[int, str] | None = None,
+               trusted_keys: Mapping[str, str | Sequence[str]] | None = None) -> VerifyReport:
+        """Re-read the whole log from storage and check the chain, gaps, signatures and
+        artifacts; the report says what each check proves.
 
-        The log's tail is only provable against a head recorded elsewhere: pass
-        ``expected_head`` (an earlier ``reg.head``) to detect truncation."""
+        Parameters
+        ----------
+        expected_head : (seq, hash), optional
+            A head recorded elsewhere (default: the one this object saw last): a log cut
+            or rewritten since then is reported.
+        trusted_keys : dict, optional
+            ``{user: public PEM or [PEMs]}`` pinned outside the registry: signatures are
+            checked against these instead of the keys the log itself names.
+        """
         head = expected_head or (self._state.seq, self._state.head_hash)
-        return verify_log(self._location, artifacts=artifacts, expected_head=head)
+        return verify_log(self._location, artifacts=artifacts, expected_head=head,
+                          trusted_keys=trusted_keys)
 
     def as_of(self, when: str | datetime | date) -> RegistryView:
         """A read-only view of the registry as it was at ``when`` (ISO text, a datetime or a
@@ -439,17 +467,23 @@ def _existing(state: RegistryState, name: str, number: int) -> int:
 def _reopen(uri: str, user: str, storage_options: dict[str, str], max_staleness: float
             ) -> Registry:
     return open_registry(uri, user, storage_options=storage_options or None,
-                         max_staleness=max_staleness)
+                         max_staleness=max_staleness)  # a signing key is not pickled
 
 
 def make_event(state: RegistryState, actor: str, action: str, model: str | None,
-               version: int | None, payload: dict[str, Any]) -> Event:
+               version: int | None, payload: dict[str, Any], *, signer: Any = None) -> Event:
     check_payload(action, payload)
-    payload_json = canonical_json(payload)
     ts = datetime.now(UTC)
     if state.events and ts < state.events[-1].ts:
         ts = state.events[-1].ts  # keep the log's time non-decreasing across clock skew
     seq, event_id = state.seq + 1, uuid.uuid4().hex
+    if signer is not None:
+        data = signing.message(prev_hash=state.head_hash, seq=seq, event_id=event_id,
+                               ts=ts_text(ts), actor=actor, action=action, model=model,
+                               version=version, payload=payload)
+        signature, fingerprint = signing.sign(signer, data)
+        payload = {**payload, "signature": signature, "key_fingerprint": fingerprint}
+    payload_json = canonical_json(payload)
     digest = event_hash(state.head_hash, seq, event_id, ts_text(ts), actor, action, model,
                         version, payload_json)
     return Event(seq=seq, event_id=event_id, ts=ts, actor=actor, action=action, model=model,

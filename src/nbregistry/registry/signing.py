@@ -1,17 +1,30 @@
-"""Signed approvals (Ed25519). An unsigned log proves *which account* acted, as far as the
-storage's access control can be trusted; a signature proves the holder of a private key
-approved this exact request at this exact place in the chain."""
+"""Signed events (Ed25519) and how keys are enrolled.
+
+An unsigned log proves *which account* acted only as far as the storage's access control can
+be trusted. Once a user's key is enrolled, every event they write carries a signature over
+the event itself (its place in the chain, time, action and payload), so it proves the holder
+of the private key made it. Trust in the keys:
+
+- a user's first key is enrolled by an admin (``register_key(pem, user=...)``); nobody can
+  register a key for someone else, or squat a name, without being an admin;
+- a rotation is made by the user themself, and signed with their current key, or by an admin;
+- keys come from the log, so a rewritten log could swap them: ``verify(trusted_keys=...)``
+  checks every signature against keys pinned outside the registry instead.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..domain.canonical import canonical_json
 from ..domain.entities import Event, Problem
 from ..domain.errors import InvalidInputError, PolicyViolationError
+from ..domain.timefmt import ts_text
 from .state import RegistryState
+
+SIGNATURE_FIELDS = ("signature", "key_fingerprint")
 
 
 def _serialization() -> Any:
@@ -40,7 +53,8 @@ def public_key_pem(key: bytes | str | Any) -> tuple[str, str]:
     return pem, hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _private_key(key: Any) -> Any:
+def private_key(key: Any) -> Any:
+    """An Ed25519 private key from PEM text/bytes or a key object."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     if isinstance(key, str):
@@ -57,62 +71,110 @@ def _private_key(key: Any) -> Any:
     return key
 
 
-def message(*, actor: str, model: str | None, version: int | None, request_id: str,
-            comment: str, seq: int, prev_hash: str) -> bytes:
-    return canonical_json({"action": "approve", "actor": actor, "model": model,
-                           "version": version, "request_id": request_id, "comment": comment,
-                           "seq": seq, "prev_hash": prev_hash}).encode()
+def message(event: Event | None = None, *, prev_hash: str = "", seq: int = 0,
+            event_id: str = "", ts: str = "", actor: str = "", action: str = "",
+            model: str | None = None, version: int | None = None,
+            payload: Mapping[str, Any] | None = None) -> bytes:
+    """What a signature covers: the event's place in the chain, its time, who, what, and the
+    payload without the signature fields."""
+    if event is not None:
+        prev_hash, seq, event_id, ts = event.prev_hash, event.seq, event.event_id, ts_text(
+            event.ts)
+        actor, action, model, version = event.actor, event.action, event.model, event.version
+        payload = event.payload
+    body = {k: v for k, v in (payload or {}).items() if k not in SIGNATURE_FIELDS}
+    return canonical_json(["nbregistry-event-v1", prev_hash, seq, event_id, ts, actor, action,
+                           model, version, body]).encode()
 
 
-def sign_into(payload: dict[str, Any], state: RegistryState, user: str, model: str,
-              version: int, signing_key: Any) -> None:
+def signer(state: RegistryState, user: str, key: Any) -> Any:
+    """The private key ``user``'s next event must be signed with, or None when they have no
+    enrolled key. Refuses a missing or wrong key."""
     keys = state.keys.get(user)
     if not keys:
-        if signing_key is not None:
-            raise InvalidInputError("register your public key first with "
-                                    "reg.register_key(public_pem)", field="signing_key")
-        return
-    if signing_key is None:
-        raise PolicyViolationError(f"{user!r} registered a signing key, so their approvals must "
-                                   "be signed: pass signing_key=...", rule="signature")
-    key = _private_key(signing_key)
-    pem, fingerprint = public_key_pem(key.public_key())
+        if key is not None:
+            raise InvalidInputError(f"{user!r} has no enrolled public key, so there is nothing "
+                                    "to check a signature against: an admin enrols it with "
+                                    f"reg.register_key(public_pem, user={user!r})",
+                                    field="signing_key")
+        return None
+    if key is None:
+        raise PolicyViolationError(f"{user!r} has an enrolled signing key, so their events "
+                                   "must be signed: pass signing_key=... to open_registry "
+                                   "(or to approve)", rule="signature")
+    key = private_key(key)
+    pem, _ = public_key_pem(key.public_key())
     if pem != keys[-1][1]:
-        raise PolicyViolationError("signing_key does not match your registered public key",
-                                   rule="signature")
-    data = message(actor=user, model=model, version=version, request_id=payload["request_id"],
-                   comment=payload["comment"], seq=state.seq + 1, prev_hash=state.head_hash)
-    payload["signature"] = key.sign(data).hex()
-    payload["key_fingerprint"] = fingerprint
+        raise PolicyViolationError(f"signing_key does not match {user!r}'s enrolled public "
+                                   "key (rotate it with reg.register_key)", rule="signature")
+    return key
 
 
-def signature_problems(events: Iterable[Event]) -> list[Problem]:
+def sign(key: Any, data: bytes) -> tuple[str, str]:
+    """(signature hex, fingerprint) of ``data``."""
+    _, fingerprint = public_key_pem(key.public_key())
+    return key.sign(data).hex(), fingerprint
+
+
+def enrolment(state: RegistryState, actor: str, user: str) -> None:
+    """May ``actor`` register a key for ``user``? A first key needs an admin; a rotation
+    is the user's own (signed by their current key) or an admin's."""
+    if state.has_role(actor, ["admin"]):
+        return
+    if actor != user:
+        raise PolicyViolationError(f"only an admin may register a key for {user!r}",
+                                   rule="key_enrolment")
+    if not state.keys.get(user):
+        raise PolicyViolationError(f"{user!r} has no enrolled key yet: a first key must be "
+                                   f"enrolled by an admin (reg.register_key(pem, "
+                                   f"user={user!r})), so nobody can claim a name",
+                                   rule="key_enrolment")
+
+
+def signature_problems(events: Iterable[Event], *,
+                       trusted_keys: Mapping[str, str | Sequence[str]] | None = None
+                       ) -> list[Problem]:
+    """Every event by a user with an enrolled key must carry a valid signature by that key
+    (and, for users in ``trusted_keys``, by one of the keys pinned there)."""
     from cryptography.exceptions import InvalidSignature
 
+    pinned = {user: {public_key_pem(k)[0] for k in ([keys] if isinstance(keys, str) else keys)}
+              for user, keys in (trusted_keys or {}).items()}
     keys: dict[str, str] = {}
     problems = []
     for event in events:
-        if event.action == "register_key":
-            keys[event.actor] = event.payload["public_key"]
-        elif event.action == "approve":
-            pem, signature = keys.get(event.actor), event.payload.get("signature")
-            if pem is None:
-                if signature is not None:
-                    problems.append(Problem("signature", f"event {event.seq} carries a "
-                                            "signature but its actor has no key", event.seq))
-                continue
+        pem, signature = keys.get(event.actor), event.payload.get("signature")
+        if pem is None and event.actor in pinned:
+            pem = next(iter(pinned[event.actor])) if signature is not None else None
             if signature is None:
-                problems.append(Problem("signature", f"approval {event.seq} by {event.actor} "
-                                        "is unsigned although they registered a key", event.seq))
+                problems.append(Problem("signature", f"event {event.seq} by {event.actor} is "
+                                        "unsigned, but their key is pinned", event.seq))
                 continue
-            data = message(actor=event.actor, model=event.model, version=event.version,
-                           request_id=event.payload["request_id"],
-                           comment=event.payload.get("comment", ""), seq=event.seq,
-                           prev_hash=event.prev_hash)
-            try:
-                _serialization().load_pem_public_key(pem.encode()).verify(
-                    bytes.fromhex(signature), data)
-            except (InvalidSignature, ValueError):
-                problems.append(Problem("signature", f"approval {event.seq} by {event.actor} "
-                                        "has an invalid signature", event.seq))
+        if pem is not None and signature is None:
+            problems.append(Problem("signature", f"event {event.seq} ({event.action}) by "
+                                    f"{event.actor} is unsigned although they have an "
+                                    "enrolled key", event.seq))
+        elif pem is None and signature is not None:
+            problems.append(Problem("signature", f"event {event.seq} carries a signature but "
+                                    "its actor has no enrolled key", event.seq))
+        elif pem is not None:
+            candidates = pinned.get(event.actor, {pem})
+            if pem not in candidates:
+                problems.append(Problem("pinned_key", f"event {event.seq} by {event.actor} is "
+                                        "signed with a key that is not among the keys pinned "
+                                        "for them (swapped in the log?)", event.seq))
+            elif not _valid(pem, signature, message(event), InvalidSignature):
+                problems.append(Problem("signature", f"event {event.seq} ({event.action}) by "
+                                        f"{event.actor} has an invalid signature", event.seq))
+        if event.action == "register_key":
+            keys[event.payload.get("user", event.actor)] = event.payload["public_key"]
     return problems
+
+
+def _valid(pem: str, signature: Any, data: bytes, invalid: type[Exception]) -> bool:
+    try:
+        _serialization().load_pem_public_key(pem.encode()).verify(bytes.fromhex(signature),
+                                                                  data)
+    except (invalid, ValueError, TypeError):
+        return False
+    return True

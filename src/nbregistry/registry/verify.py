@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from ..domain.canonical import GENESIS_HASH
@@ -17,7 +18,8 @@ from .state import RegistryState, event_from_row, link_problem
 
 
 def verify_log(location: Location, *, artifacts: bool = True,
-               expected_head: tuple[int, str] | None = None) -> VerifyReport:
+               expected_head: tuple[int, str] | None = None,
+               trusted_keys: Mapping[str, str | Sequence[str]] | None = None) -> VerifyReport:
     log = EventLog(location)
     if not log.exists():
         absent = Problem("missing", f"no event log at {log.uri}")
@@ -52,7 +54,7 @@ def verify_log(location: Location, *, artifacts: bool = True,
             e.seq == expected_head[0] and e.hash == expected_head[1] for e in events):
         problems.append(Problem("head", f"event {expected_head[0]} no longer has the hash "
                                 f"{expected_head[1][:12]}… recorded earlier"))
-    problems += signature_problems(events)
+    problems += signature_problems(events, trusted_keys=trusted_keys)
     checked = 0
     if artifacts:
         for sha, event_seq in _artifacts(events):

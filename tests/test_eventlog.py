@@ -64,7 +64,7 @@ def test_a_store_that_overwrites_on_create_is_refused(registry_uri: str,
         return True
 
     monkeypatch.setattr(Location, "put_if_absent", overwriting)
-    monkeypatch.setattr(location_module, "_PROBED", set())
+    monkeypatch.setattr(location_module, "_PROBED", {})
     with pytest.raises(nbr.StorageError, match="does not honour put-if-absent"):
         nbr.open_registry(registry_uri, user="alice")
     assert not (Location.parse(registry_uri, None).exists(
@@ -81,7 +81,7 @@ def test_put_if_absent_is_probed_once_per_location(registry_uri: str,
         return real(self, key, data)
 
     monkeypatch.setattr(Location, "put_if_absent", counting)
-    monkeypatch.setattr(location_module, "_PROBED", set())
+    monkeypatch.setattr(location_module, "_PROBED", {})
     reg = nbr.open_registry(registry_uri, user="alice")
     for i in range(3):
         reg.register(TinyModel(i), "m")

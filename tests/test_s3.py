@@ -144,3 +144,31 @@ def test_overwritten_artifact_is_detected(s3_server: dict[str, str], s3_uri: str
     with pytest.raises(nbr.IntegrityError):
         nbr.open_registry(s3_uri, user="bob", storage_options=s3_server).load("credit_risk", 1)
     assert reg.load("credit_risk", 2) == workers.Model(7, 1)  # untouched versions still load
+
+
+def test_heads_published_to_a_worm_bucket_survive_an_attacker(s3_server: dict[str, str],
+                                                              tmp_path: Any) -> None:
+    """The witness sits in a bucket under S3 Object Lock (COMPLIANCE retention): the
+    registry publishes heads with put-if-absent, and nobody can delete or overwrite them."""
+    import botocore.exceptions
+
+    client = s3_client(s3_server)
+    bucket = f"witness-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    client.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled",
+        "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}}})
+    witness = f"s3://{bucket}/heads"
+    uri = str(tmp_path / "reg")
+    options = s3_server  # the witness adds the checksum Object Lock requires
+    reg = nbr.open_registry(uri, user="alice", witness=witness,
+                            witness_storage_options=options)
+    reg.grant_role("bob", "validator")
+    reg.register(workers.Model(1, 0), "credit_risk")
+    listed = client.list_object_versions(Bucket=bucket)["Versions"]
+    assert listed, "no head was published"
+    with pytest.raises(botocore.exceptions.ClientError, match="AccessDenied"):
+        client.delete_object(Bucket=bucket, Key=listed[0]["Key"],
+                             VersionId=listed[0]["VersionId"])
+    report = reg.verify(witness=witness, witness_storage_options=options)
+    assert report.ok and any(c.name == "witness" and c.ok for c in report.checks)

@@ -188,3 +188,16 @@ def test_a_planted_lock_symlink_is_not_followed(registry: nbr.Registry, tmp_path
         registry.register(TinyModel(), "m")
     with open(victim) as handle:
         assert handle.read() == "precious"
+
+
+def test_sizes_are_capped_so_the_log_stays_fast(registry: nbr.Registry) -> None:
+    before = registry.head
+    big = "x" * 10_000_000
+    for kwargs in ({"tags": {"blob": big}}, {"params": {"p": big}}, {"card": {"c": big}},
+                   {"description": big}, {"tags": {f"t{i}": i for i in range(500)}}):
+        with pytest.raises(nbr.InvalidInputError, match=r"limit|too long"):
+            registry.register(TinyModel(), "m", **kwargs)  # type: ignore[arg-type]
+    registry.register(TinyModel(), "m")
+    with pytest.raises(nbr.InvalidInputError, match="limit"):
+        registry.comment("m", 1, big)
+    assert registry.head[0] == before[0] + 1

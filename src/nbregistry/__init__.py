@@ -85,16 +85,24 @@ def load_ipython_extension(ipython: Any) -> None:
 
 def verify(uri: Any = None, *, storage_options: dict[str, str] | None = None,
            artifacts: bool = True, expected_head: tuple[int, str] | None = None,
-           trusted_keys: dict[str, Any] | None = None) -> VerifyReport:
+           trusted_keys: dict[str, Any] | None = None, witness: Any = None,
+           witness_storage_options: dict[str, str] | None = None) -> VerifyReport:
     """Check a registry's audit trail without opening it (works on a damaged registry).
 
     ``expected_head`` is a ``(seq, hash)`` recorded elsewhere (a report, a ticket): a log
     cut or rewritten since then is reported. ``trusted_keys`` pins users' public keys
-    outside the registry (see ``Registry.verify``)."""
+    outside the registry; ``witness`` is where heads were published (default
+    ``$NBREGISTRY_WITNESS``). See ``Registry.verify``."""
+    import os
+
     from .registry import verify_log
     from .registry.registry import _default_uri
+    from .registry.witness import location as witness_location
     from .store import Location
 
     location = Location.parse(_default_uri(uri), storage_options)
+    witness = witness or os.environ.get("NBREGISTRY_WITNESS") or None
     return verify_log(location, artifacts=artifacts, expected_head=expected_head,
-                      trusted_keys=trusted_keys)
+                      trusted_keys=trusted_keys,
+                      witness=None if witness is None else witness_location(
+                          witness, witness_storage_options))

@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--expected-head", default=None, metavar="SEQ:HASH",
                              help="a head recorded elsewhere (a report, a ticket): detects a "
                                   "cut or rewritten log")
+            cmd.add_argument("--witness", default=None, help="where heads were published "
+                             "(default $NBREGISTRY_WITNESS)")
     deploy = sub.add_parser("deploy", help="record a deployment (refused unless approved)")
     deploy.add_argument("model")
     deploy.add_argument("version")
@@ -60,7 +62,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "verify":
         from . import verify
 
-        report = verify(args.uri, expected_head=_head(args.expected_head))
+        report = verify(args.uri, expected_head=_head(args.expected_head),
+                        witness=args.witness)
         print(repr(report))
         return 0 if report.ok else 1
     from .registry import open_registry

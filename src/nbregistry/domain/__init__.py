@@ -2,6 +2,7 @@
 
 from .entities import (
     Approval,
+    Check,
     Event,
     GateResult,
     ModelVersion,
@@ -25,6 +26,7 @@ from .errors import (
 
 __all__ = [
     "Approval",
+    "Check",
     "ConflictError",
     "Event",
     "ForkedProcessError",

@@ -86,6 +86,15 @@ class Problem:
 
 
 @dataclass(frozen=True, slots=True)
+class Check:
+    """One check ``verify`` ran, whether it passed, and what passing proves (and not)."""
+
+    name: str
+    ok: bool
+    proves: str
+
+
+@dataclass(frozen=True, slots=True)
 class VerifyReport:
     """Result of ``Registry.verify()``; ``ok`` is true only when no problem was found."""
 
@@ -97,6 +106,7 @@ class VerifyReport:
     problems: tuple[Problem, ...] = ()
     # Not failures: what a newer nbregistry wrote that this one keeps but does not interpret.
     notices: tuple[Problem, ...] = ()
+    checks: tuple[Check, ...] = ()
 
     def __bool__(self) -> bool:
         return self.ok
@@ -105,6 +115,7 @@ class VerifyReport:
         state = "OK" if self.ok else f"{len(self.problems)} PROBLEM(S)"
         lines = [f"<VerifyReport {state}: {self.events} events, {self.artifacts} artifacts, "
                  f"head seq {self.head_seq} {self.head_hash[:12]}>"]
+        lines += [f"  {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.proves}" for c in self.checks]
         lines += [f"  - [{p.kind}] {p.message}" for p in self.problems[:20]]
         lines += [f"  * note [{p.kind}] {p.message}" for p in self.notices[:20]]
         return "\n".join(lines)
@@ -116,6 +127,9 @@ class VerifyReport:
                         for p in self.problems)
         items += "".join(f"<li style='color:#57606a'>note <code>{html.escape(p.kind)}</code> "
                          f"{html.escape(p.message)}</li>" for p in self.notices)
+        items += "".join(f"<li>{'✔' if c.ok else '✘'} <b>{html.escape(c.name)}</b>: "
+                         f"<span style='color:#57606a'>{html.escape(c.proves)}</span></li>"
+                         for c in self.checks)
         return (f"<div style='border-left:4px solid {color};padding:4px 8px'>"
                 f"<b style='color:{color}'>{title}</b> — {self.events} events, "
                 f"{self.artifacts} artifacts, head "

@@ -12,6 +12,11 @@ from .canonical import canonical_json
 from .errors import InvalidInputError
 
 MAX_NAME = 200
+# The log is read by every open: big things belong in artifacts, not in events.
+MAX_TEXT = 10_000           # a description, comment or reason
+MAX_MAPPING_BYTES = 64_000  # params or a card, as canonical JSON
+MAX_TAGS, MAX_TAG_VALUE, MAX_METRICS = 200, 1_000, 1_000
+MAX_PAYLOAD_BYTES = 256_000  # any one event
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,63}")
 _DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit() accepts "١٢" and "²"
@@ -55,19 +60,30 @@ def json_mapping(value: Mapping[str, Any] | None, *, what: str) -> dict[str, Any
     """A JSON-serializable dict with string keys; returned as a plain JSON round-trip copy."""
     checked = json_mapping_keys(value, what=what)
     try:
-        return dict(json.loads(canonical_json(checked)))
+        text = canonical_json(checked)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(
             f"{what} must be JSON-serializable (str, int, float, bool, None, lists and dicts; "
             f"no NaN or infinity): {exc}. Convert the value, e.g. str(x) or float(x).",
             field=what, value=value) from exc
+    size = len(text.encode())
+    if size > MAX_MAPPING_BYTES:
+        raise InvalidInputError(f"{what} is {size:,} bytes as JSON, over the "
+                                f"{MAX_MAPPING_BYTES:,}-byte limit: keep large things (data, "
+                                "reports, plots) in files or artifacts and record their path "
+                                "or hash here", field=what)
+    return dict(json.loads(text))
 
 
 def metrics_mapping(value: Mapping[str, Any] | None) -> dict[str, float]:
     """Metrics are finite numbers. NaN and infinity are refused rather than silently stored,
     because a NaN metric passes no threshold and breaks ordering in search."""
     out: dict[str, float] = {}
-    for key, raw in json_mapping_keys(value, what="metrics").items():
+    checked = json_mapping_keys(value, what="metrics")
+    if len(checked) > MAX_METRICS:
+        raise InvalidInputError(f"{len(checked)} metrics is over the limit of {MAX_METRICS}",
+                                field="metrics")
+    for key, raw in checked.items():
         number = _to_float(raw)
         if number is None or not math.isfinite(number):
             raise InvalidInputError(
@@ -80,10 +96,18 @@ def metrics_mapping(value: Mapping[str, Any] | None) -> dict[str, float]:
 
 def tags_mapping(value: Mapping[str, Any] | None) -> dict[str, str]:
     out: dict[str, str] = {}
-    for key, raw in json_mapping_keys(value, what="tags").items():
+    checked = json_mapping_keys(value, what="tags")
+    if len(checked) > MAX_TAGS:
+        raise InvalidInputError(f"{len(checked)} tags is over the limit of {MAX_TAGS}",
+                                field="tags")
+    for key, raw in checked.items():
         if not isinstance(raw, str | int | float | bool):
             raise InvalidInputError(f"tag {key!r} must be a string (or a number), got "
                                     f"{type(raw).__name__}", field="tags", value=raw)
+        if len(key) > MAX_NAME or len(str(raw)) > MAX_TAG_VALUE:
+            raise InvalidInputError(f"tag {key[:40]!r} is too long (keys up to {MAX_NAME}, "
+                                    f"values up to {MAX_TAG_VALUE} characters); keep long text "
+                                    "in the description or the card", field="tags")
         out[key] = str(raw)
     return out
 
@@ -110,14 +134,16 @@ def _to_float(raw: Any) -> float | None:
         return None
 
 
-def text(value: object, *, what: str, max_len: int = 100_000) -> str:
+def text(value: object, *, what: str, max_len: int = MAX_TEXT) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
         raise InvalidInputError(f"{what} must be a string, got {type(value).__name__}",
                                 field=what, value=value)
     if len(value) > max_len:
-        raise InvalidInputError(f"{what} is longer than {max_len} characters", field=what)
+        raise InvalidInputError(f"{what} is {len(value):,} characters, over the limit of "
+                                f"{max_len:,}; put long text in a file or an artifact",
+                                field=what)
     return value
 
 

@@ -19,7 +19,8 @@ from ..domain.events import FORMAT_VERSION, read_problem
 from ..domain.policy import parse_policy
 from ..domain.timefmt import ts_text
 from . import signing
-from .state import ModelState, RegistryState, link_problem
+from .chain import link_problem
+from .state import ModelState, RegistryState
 
 Handler = Callable[[RegistryState, Event], None]
 
@@ -120,7 +121,15 @@ def _delete_alias(state: RegistryState, event: Event) -> None:
     _model(state, event).delete_alias(event.payload["alias"])
 
 
+def _admin(state: RegistryState, event: Event) -> None:
+    """Only admins change roles and the policy: an event written past the writer's check
+    (straight into storage) by anyone else does not take effect."""
+    if not state.has_role(event.actor, ["admin"]):
+        raise Skip(f"{event.actor!r} was not an admin")
+
+
 def _set_policy(state: RegistryState, event: Event) -> None:
+    _admin(state, event)
     policy = parse_policy(event.payload["policy"], strict=False)
     if policy.unknown:
         state.notices.append(Problem("newer_writer", f"the policy of event {event.seq} has "
@@ -131,10 +140,12 @@ def _set_policy(state: RegistryState, event: Event) -> None:
 
 
 def _grant(state: RegistryState, event: Event) -> None:
+    _admin(state, event)
     state.roles.setdefault(event.payload["user"], set()).add(event.payload["role"])
 
 
 def _revoke(state: RegistryState, event: Event) -> None:
+    _admin(state, event)
     state.roles.get(event.payload["user"], set()).discard(event.payload["role"])
 
 

@@ -11,11 +11,10 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from ..domain import validate
-from ..domain.canonical import canonical_json, event_hash
 from ..domain.entities import Event, ModelVersion, PromotionRequest, VerifyReport
 from ..domain.errors import (
     ConflictError,
@@ -23,14 +22,16 @@ from ..domain.errors import (
     NotFoundError,
     RegistryCreatedWarning,
 )
-from ..domain.events import FORMAT_VERSION, check_payload
+from ..domain.events import FORMAT_VERSION
 from ..domain.policy import Policy, parse_policy
-from ..domain.timefmt import parse_time, ts_text
+from ..domain.timefmt import parse_time
 from ..store import CommitConflict, EventLog, Location, normalize_uri
-from . import flavors, governance, lineage, reference, signing
+from . import governance, registration, signing
+from . import witness as witnesses
+from .chain import event_from_row, make_event
 from .fold import apply, fold
 from .identity import resolve_user
-from .state import RegistryState, event_from_row
+from .state import RegistryState
 from .verify import verify_log
 from .view import RegistryView
 
@@ -42,7 +43,8 @@ Build = Callable[[RegistryState], tuple[int | None, dict[str, Any]] | None]
 def open_registry(uri: str | os.PathLike[str] | None = None, user: str | None = None, *,
                   storage_options: Mapping[str, str] | None = None,
                   max_staleness: float = 0.0, create: bool | None = None,
-                  signing_key: Any = None) -> Registry:
+                  signing_key: Any = None, witness: str | os.PathLike[str] | None = None,
+                  witness_storage_options: Mapping[str, str] | None = None) -> Registry:
     """Open the registry at ``uri`` (a folder, or ``s3://…``, ``gs://…``, ``az://…``).
 
     Parameters
@@ -62,14 +64,21 @@ def open_registry(uri: str | os.PathLike[str] | None = None, user: str | None = 
         ``NotFoundError`` instead (a mistyped path never makes a new registry).
     signing_key : Ed25519 private key, optional
         Signs every event you write; required once an admin enrolled your public key.
+    witness : str or path, optional
+        Where heads of the log are published (default ``$NBREGISTRY_WITNESS``): a folder or
+        bucket the registry's writers cannot rewrite (S3 Object Lock), checked by
+        ``verify``. ``witness_storage_options`` reach it.
     """
     location = Location.parse(_default_uri(uri), storage_options)
     if not isinstance(max_staleness, int | float) or not max_staleness >= 0:
         raise InvalidInputError(f"max_staleness must be a number of seconds >= 0, got "
                                 f"{max_staleness!r}", field="max_staleness")
+    witness = witness if witness is not None else os.environ.get("NBREGISTRY_WITNESS") or None
     return Registry(location, resolve_user(user), max_staleness=float(max_staleness),
                     create=create,
-                    signing_key=None if signing_key is None else signing.private_key(signing_key))
+                    signing_key=None if signing_key is None else signing.private_key(signing_key),
+                    witness=None if witness is None else witnesses.location(
+                        witness, witness_storage_options))
 
 
 def _default_uri(uri: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
@@ -87,9 +96,11 @@ class Registry(RegistryView):
     """A registry you can write to; every change is one event in the hash-chained log."""
 
     def __init__(self, location: Location, user: str, *, max_staleness: float = 0.0,
-                 create: bool | None = None, signing_key: Any = None) -> None:
+                 create: bool | None = None, signing_key: Any = None,
+                 witness: Location | None = None) -> None:
         self._log = EventLog(location)
         self._signing_key = signing_key
+        self._witness = witness
         if not self._log.exists():
             self._create(location, user, create)
         self._log.open()
@@ -101,6 +112,7 @@ class Registry(RegistryView):
         self._lock = threading.RLock()
         self._max_staleness = max_staleness
         self._synced_at = time.monotonic()
+        self._published = state.seq
 
     def _create(self, location: Location, user: str, create: bool | None) -> None:
         if create is False:
@@ -160,10 +172,17 @@ class Registry(RegistryView):
                 if landed is not None:
                     apply(self._state, event)
                     self._state.delta_version = landed
+                    self._witness_head(event)
                     return event
             time.sleep(random.uniform(0, min(0.25, 0.002 * 2 ** min(attempt, 7))))
         raise ConflictError(f"gave up {action!r} after {MAX_ATTEMPTS} lost commit races; "
                             "the registry is under heavy write load, try again")
+
+    def _witness_head(self, event: Event) -> None:
+        if (self._witness is not None and witnesses.due(event, self._published)
+                and witnesses.publish(self._witness, self._state.events[0].hash, event,
+                                    self.uri)):
+            self._published = event.seq
 
     def _record(self, action: str, model: str | None, build: Build, *,
                 signing_key: Any = None) -> Event:
@@ -210,26 +229,11 @@ class Registry(RegistryView):
         ModelVersion
         """
         name = validate.model_name(name)
-        if model is None:
-            raise InvalidInputError("model is None: pass the fitted model object", field="model")
-        payload: dict[str, Any] = {
-            "params": validate.json_mapping(params, what="params"),
-            "metrics": validate.metrics_mapping(metrics),
-            "tags": validate.tags_mapping(tags),
-            "description": validate.text(description, what="description"),
-            "card": validate.json_mapping(card, what="card"),
-        }
-        features, ref_bytes, ref_rows = reference.freeze(reference_data, reference_target)
-        payload["lineage"] = lineage.capture(model, training_data=training_data,
-                                             storage_options=data_storage_options,
-                                             notebook=notebook)
-        payload["flavor"], data = flavors.dump(model, flavor)
-        # Blobs first: an event must never name a blob that is not there yet.
-        payload["sha256"], payload["size"] = self._blobs.put(data), len(data)
-        payload["features"] = features
-        if ref_bytes is not None:
-            payload["reference"] = {"sha256": self._blobs.put(ref_bytes), "rows": ref_rows,
-                                    "has_target": reference_target is not None}
+        payload = registration.payload(
+            model, self._blobs, params=params, metrics=metrics, tags=tags,
+            description=description, training_data=training_data,
+            reference_data=reference_data, reference_target=reference_target, card=card,
+            flavor=flavor, notebook=notebook, data_storage_options=data_storage_options)
         event = self._record("register", name,
                              lambda state: (state.next_version(name), payload))
         assert event.version is not None
@@ -431,7 +435,9 @@ class Registry(RegistryView):
     # -- audit and time travel ---------------------------------------------------------
     def verify(self, *, artifacts: bool = True,
                expected_head: tuple[int, str] | None = None,
-               trusted_keys: Mapping[str, str | Sequence[str]] | None = None) -> VerifyReport:
+               trusted_keys: Mapping[str, str | Sequence[str]] | None = None,
+               witness: str | os.PathLike[str] | None = None,
+               witness_storage_options: Mapping[str, str] | None = None) -> VerifyReport:
         """Re-read the whole log from storage and check the chain, gaps, signatures and
         artifacts; the report says what each check proves.
 
@@ -443,10 +449,15 @@ class Registry(RegistryView):
         trusted_keys : dict, optional
             ``{user: public PEM or [PEMs]}`` pinned outside the registry: signatures are
             checked against these instead of the keys the log itself names.
+        witness : str or path, optional
+            The witness location (default: the one this registry publishes to): every head
+            published there must still be in the log.
         """
         head = expected_head or (self._state.seq, self._state.head_hash)
+        where = (self._witness if witness is None
+                 else witnesses.location(witness, witness_storage_options))
         return verify_log(self._location, artifacts=artifacts, expected_head=head,
-                          trusted_keys=trusted_keys)
+                          trusted_keys=trusted_keys, witness=where)
 
     def as_of(self, when: str | datetime | date) -> RegistryView:
         """A read-only view of the registry as it was at ``when`` (ISO text, a datetime or a
@@ -467,25 +478,4 @@ def _existing(state: RegistryState, name: str, number: int) -> int:
 def _reopen(uri: str, user: str, storage_options: dict[str, str], max_staleness: float
             ) -> Registry:
     return open_registry(uri, user, storage_options=storage_options or None,
-                         max_staleness=max_staleness)  # a signing key is not pickled
-
-
-def make_event(state: RegistryState, actor: str, action: str, model: str | None,
-               version: int | None, payload: dict[str, Any], *, signer: Any = None) -> Event:
-    check_payload(action, payload)
-    ts = datetime.now(UTC)
-    if state.events and ts < state.events[-1].ts:
-        ts = state.events[-1].ts  # keep the log's time non-decreasing across clock skew
-    seq, event_id = state.seq + 1, uuid.uuid4().hex
-    if signer is not None:
-        data = signing.message(prev_hash=state.head_hash, seq=seq, event_id=event_id,
-                               ts=ts_text(ts), actor=actor, action=action, model=model,
-                               version=version, payload=payload)
-        signature, fingerprint = signing.sign(signer, data)
-        payload = {**payload, "signature": signature, "key_fingerprint": fingerprint}
-    payload_json = canonical_json(payload)
-    digest = event_hash(state.head_hash, seq, event_id, ts_text(ts), actor, action, model,
-                        version, payload_json)
-    return Event(seq=seq, event_id=event_id, ts=ts, actor=actor, action=action, model=model,
-                 version=version, payload=payload, payload_json=payload_json,
-                 prev_hash=state.head_hash, hash=digest)
+                         max_staleness=max_staleness)  # a signing key is never pickled

@@ -4,43 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..domain.canonical import GENESIS_HASH, event_hash
+from ..domain.canonical import GENESIS_HASH
 from ..domain.entities import Event, ModelVersion, Problem, PromotionRequest
 from ..domain.errors import NotFoundError
 from ..domain.policy import DEFAULT_POLICY_TOML, Policy, parse_policy
-from ..domain.timefmt import ts_text
 
 DEFAULT_STAGE = "development"
-
-
-def event_from_row(row: dict[str, Any]) -> Event:
-    return Event(seq=row["seq"], event_id=row["event_id"], ts=row["ts"], actor=row["actor"],
-                 action=row["action"], model=row["model"], version=row["version"],
-                 payload=json.loads(row["payload"]), payload_json=row["payload"],
-                 prev_hash=row["prev_hash"], hash=row["hash"])
-
-
-def link_problem(event: Event, seq: int, head_hash: str) -> Problem | None:
-    """Why ``event`` cannot follow a log whose head is (seq, head_hash), or None."""
-    if event.seq != seq + 1:
-        kind = "duplicate" if event.seq <= seq else "gap"
-        return Problem(kind, f"expected event seq {seq + 1}, found {event.seq}", event.seq)
-    if event.prev_hash != head_hash:
-        return Problem("chain", f"event {event.seq} does not link to the previous hash",
-                       event.seq)
-    expected = event_hash(event.prev_hash, event.seq, event.event_id, ts_text(event.ts),
-                          event.actor, event.action, event.model, event.version,
-                          event.payload_json)
-    if expected != event.hash:
-        return Problem("hash", f"event {event.seq} ({event.action} by {event.actor}) was "
-                       "altered: its content no longer matches its hash", event.seq)
-    return None
 
 
 @dataclass

@@ -1,25 +1,53 @@
-"""The audit-trail check: every link, every gap, every artifact, read fresh from storage."""
+"""The audit-trail check, read fresh from storage: each check says what passing it proves."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ..domain.canonical import GENESIS_HASH
-from ..domain.entities import Event, Problem, VerifyReport
+from ..domain.entities import Check, Event, Problem, VerifyReport
 from ..domain.timefmt import ts_text
 from ..store import EventLog, Location
 from ..store.blobs import key_for
 from ..store.eventlog import rows
+from . import witness as witnesses
+from .chain import event_from_row, link_problem
 from .fold import apply
 from .signing import signature_problems
-from .state import RegistryState, event_from_row, link_problem
+from .state import RegistryState
+
+CLOCK_TOLERANCE = timedelta(minutes=5)
+# What each check proves when it passes, in an auditor's terms (docs/design.md repeats it).
+PROVES = {
+    "chain": "no event was altered, reordered, dropped or inserted unless every later hash "
+             "was recomputed too (anyone who can write the registry can do that; the "
+             "witness, a recorded head or signatures close the gap)",
+    "events": "every event is well-formed and names what exists",
+    "artifacts": "every model and reference blob an event names is present and unmodified",
+    "signatures": "events by users with an enrolled key were signed with that key (keys as "
+                  "the log enrols them)",
+    "pinned_keys": "those signatures were made with keys pinned outside the registry, so a "
+                   "rewritten log cannot swap keys",
+    "expected_head": "the log still holds the head recorded elsewhere: nothing before it was "
+                     "cut or rewritten",
+    "witness": "the log still holds every head published to the witness: nothing before the "
+               "last published head was cut or rewritten",
+    "clock": "event times agree with the storage's own clock (within 5 minutes) and never "
+             "go backwards",
+}
+KINDS = {"missing_file": "chain", "rewritten_file": "chain", "gap": "chain",
+         "duplicate": "chain", "hash": "chain", "malformed": "events",
+         "artifact_missing": "artifacts", "artifact_modified": "artifacts",
+         "signature": "signatures", "pinned_key": "pinned_keys", "head": "expected_head",
+         "clock": "clock", "truncated": "expected_head"}
 
 
 def verify_log(location: Location, *, artifacts: bool = True,
                expected_head: tuple[int, str] | None = None,
-               trusted_keys: Mapping[str, str | Sequence[str]] | None = None) -> VerifyReport:
+               trusted_keys: Mapping[str, str | Sequence[str]] | None = None,
+               witness: Location | None = None) -> VerifyReport:
     log = EventLog(location)
     if not log.exists():
         absent = Problem("missing", f"no event log at {log.uri}")
@@ -31,14 +59,46 @@ def verify_log(location: Location, *, artifacts: bool = True,
     problems += [Problem("rewritten_file", f"event data file {name} was rewritten after its "
                          "commit (its size differs from the Delta log)") for name in rewritten]
     events = [event_from_row(r) for r in rows(table)]
+    state, chain_problems = _fold_checked(events)
+    problems += chain_problems + state.skipped
+    seq, head = (events[-1].seq, events[-1].hash) if events else (0, GENESIS_HASH)
+    run = {"chain", "events", "signatures", "clock"}
+    if expected_head is not None:
+        run.add("expected_head")
+        problems += _head_problems(events, seq, expected_head)
+    problems += signature_problems(events, trusted_keys=trusted_keys)
+    if trusted_keys:
+        run.add("pinned_keys")
+    problems += _clock_problems(events, log.commit_times())
+    if witness is not None and events:
+        run.add("witness")
+        problems += witnesses.check(witness, events[0].hash, {e.seq: e.hash for e in events})
+    checked = 0
+    if artifacts:
+        run.add("artifacts")
+        for sha, event_seq in _artifacts(events):
+            checked += 1
+            damaged = _check_blob(location, sha, event_seq)
+            if damaged is not None:
+                problems.append(damaged)
+    failed = {KINDS.get(p.kind, p.kind) for p in problems}
+    checks = tuple(Check(name, name not in failed, PROVES[name]) for name in PROVES
+                   if name in run)
+    return VerifyReport(not problems, len(events), checked, seq, head, tuple(problems),
+                        tuple(state.notices), checks)
+
+
+def _fold_checked(events: list[Event]) -> tuple[RegistryState, list[Problem]]:
+    """Fold as far as the chain holds (a state after a break means nothing); report every
+    broken link and every backdated event."""
     seq, head = 0, GENESIS_HASH
-    state, folding = RegistryState(), True
+    state, folding, problems = RegistryState(), True, []
     last_ts: datetime | None = None
     for event in events:
         broken = link_problem(event, seq, head)
         if broken is not None:
             problems.append(broken)
-            folding = False  # the state after a break means nothing
+            folding = False
         elif folding:
             apply(state, event)
         if last_ts is not None and event.ts < last_ts:
@@ -46,24 +106,31 @@ def verify_log(location: Location, *, artifacts: bool = True,
                                     f"before the event preceding it ({ts_text(last_ts)}): "
                                     "backdated", event.seq))
         seq, head, last_ts = event.seq, event.hash, max(event.ts, last_ts or event.ts)
-    problems += state.skipped
-    if expected_head is not None and expected_head[0] > seq:
-        problems.append(Problem("truncated", f"the log ends at seq {seq} but seq "
-                                f"{expected_head[0]} ({expected_head[1][:12]}…) was seen"))
-    elif expected_head is not None and not any(
-            e.seq == expected_head[0] and e.hash == expected_head[1] for e in events):
-        problems.append(Problem("head", f"event {expected_head[0]} no longer has the hash "
-                                f"{expected_head[1][:12]}… recorded earlier"))
-    problems += signature_problems(events, trusted_keys=trusted_keys)
-    checked = 0
-    if artifacts:
-        for sha, event_seq in _artifacts(events):
-            checked += 1
-            damaged = _check_blob(location, sha, event_seq)
-            if damaged is not None:
-                problems.append(damaged)
-    return VerifyReport(not problems, len(events), checked, seq, head, tuple(problems),
-                        tuple(state.notices))
+    return state, problems
+
+
+def _head_problems(events: list[Event], seq: int, expected: tuple[int, str]) -> list[Problem]:
+    if expected[0] > seq:
+        return [Problem("truncated", f"the log ends at seq {seq} but seq {expected[0]} "
+                        f"({expected[1][:12]}…) was seen")]
+    if not any(e.seq == expected[0] and e.hash == expected[1] for e in events):
+        return [Problem("head", f"event {expected[0]} no longer has the hash "
+                        f"{expected[1][:12]}… recorded earlier")]
+    return []
+
+
+def _clock_problems(events: list[Event], written: Mapping[int, datetime]) -> list[Problem]:
+    """An event dated more than the tolerance away from when the storage wrote it: a writer
+    with a wrong clock (or a forged time). A log copied from a backup gets new file times,
+    so compare a restored copy against the backup's own metadata."""
+    problems = []
+    for event in events:
+        stored = written.get(event.seq)
+        if stored is not None and abs(event.ts - stored) > CLOCK_TOLERANCE:
+            problems.append(Problem("clock", f"event {event.seq} ({event.action} by "
+                                    f"{event.actor}) is dated {ts_text(event.ts)} but the "
+                                    f"storage wrote it at {ts_text(stored)}", event.seq))
+    return problems
 
 
 def _artifacts(events: list[Event]) -> list[tuple[str, int]]:

@@ -46,7 +46,7 @@ class BlobStore:
     def all(self) -> dict[str, int]:
         """Every stored blob's hash and size."""
         out = {}
-        for path, size in self.location.list(PREFIX):
+        for path, size, _ in self.location.list(PREFIX):
             parts = path.split("/")
             out[parts[-2] + parts[-1]] = size
         return out

@@ -104,6 +104,16 @@ def protocol_changes(raw: bytes) -> tuple[dict[str, Any] | None, dict[str, Any] 
     return protocol, metadata
 
 
+def event_seq(raw: bytes) -> int | None:
+    """The seq of the event a hand-written commit holds (None for compaction commits)."""
+    first = raw.split(b"\n", 1)[0]
+    if b"nbregistry.seq" not in first:
+        return None
+    info: dict[str, Any] = json.loads(first).get("commitInfo", {})
+    value = info.get("nbregistry.seq")
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
 def added_files(raw: bytes, table_uri: str) -> list[str]:
     """Paths (relative to the table) of the data a commit added; compaction rewrites
     (dataChange = false) add no new rows and are skipped."""

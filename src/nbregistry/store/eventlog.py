@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -163,6 +164,19 @@ class EventLog:
             return SCHEMA.empty_table()
         table = pa.concat_tables(tables)
         return table.filter(pc.greater(table.column("seq"), after_seq))
+
+    def commit_times(self) -> dict[int, datetime]:
+        """seq -> when the storage wrote the commit holding that event (its own clock): one
+        listing plus a read of each commit file."""
+        times: dict[int, datetime] = {}
+        for key, _, modified in self.location.list(f"{TABLE}/{commits.LOG}/"):
+            name = key.rsplit("/", 1)[-1]
+            if not (name.endswith(".json") and name[:-5].isdigit()):
+                continue
+            seq = 1 if int(name[:-5]) == 0 else commits.event_seq(self.location.read_bytes(key))
+            if seq is not None:
+                times[seq] = modified
+        return times
 
     def _note_protocol(self, raw: bytes) -> None:
         protocol, metadata = commits.protocol_changes(raw)

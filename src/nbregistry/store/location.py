@@ -6,9 +6,11 @@ import contextlib
 import errno
 import fcntl
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
@@ -18,7 +20,9 @@ from . import forkguard
 
 REMOTE_SCHEMES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "azure"}
 T = TypeVar("T")
-_PROBED: set[str] = set()  # locations whose put-if-absent was seen to refuse an overwrite
+_PROBED: dict[str, float] = {}  # location -> when its put-if-absent and clock were checked
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+RECHECK_SECONDS = 3600.0
 
 
 def normalize_uri(uri: str | os.PathLike[str]) -> str:
@@ -69,6 +73,10 @@ def _obstore_config(storage_options: Mapping[str, str]) -> tuple[dict[str, str],
             client["allow_http"] = str(value).lower() == "true"
         elif low == "aws_endpoint_url":
             config["aws_endpoint"] = value
+        elif low == "aws_checksum_algorithm":
+            # S3 Object Lock refuses a PUT without a checksum: send one, and say which.
+            config[low] = str(value).lower()
+            client["default_headers"] = {"x-amz-sdk-checksum-algorithm": str(value).upper()}
         elif low.startswith(("aws_", "google_", "azure_")):
             config[low] = value
     return config, client
@@ -157,32 +165,52 @@ class Location:
         with contextlib.suppress(FileNotFoundError):
             _guard("delete", self.join(key), lambda: obstore.delete(self.store, key))
 
-    def list(self, prefix: str) -> list[tuple[str, int]]:
+    def list(self, prefix: str) -> list[tuple[str, int, datetime]]:
+        """(key, size, last modified by the storage's clock) of every object under prefix."""
         import obstore
 
-        def run() -> list[tuple[str, int]]:
-            return [(m["path"], int(m["size"])) for batch in obstore.list(self.store, prefix)
-                    for m in batch]
+        def run() -> list[tuple[str, int, datetime]]:
+            return [(m["path"], int(m["size"]), m["last_modified"])
+                    for batch in obstore.list(self.store, prefix) for m in batch]
 
         return _guard("list", self.join(prefix), run)
 
+    def modified(self, key: str) -> datetime:
+        """When the storage says ``key`` was last written (its own clock)."""
+        import obstore
+
+        meta = _guard("reach", self.join(key), lambda: obstore.head(self.store, key))
+        return meta["last_modified"]
+
     def require_put_if_absent(self) -> None:
-        """Refuse to write where a "create" silently overwrites: compare-and-swap on the
-        Delta log is what keeps the chain from forking. Probed once per location and
-        process (two creates of one fresh key: the second must fail)."""
-        if self.uri in _PROBED:
+        """Refuse to write where a "create" silently overwrites (compare-and-swap on the
+        Delta log is what keeps the chain from forking) or where this machine's clock
+        disagrees with the storage's by more than MAX_CLOCK_SKEW (event times would lie).
+        Probed once per location and process, the clock again every hour."""
+        checked = _PROBED.get(self.uri)
+        if checked is not None and time.monotonic() - checked < RECHECK_SECONDS:
             return
         key = f"_registry/.probe/{uuid.uuid4().hex}"
         first = self.put_if_absent(key, b"1")
+        local = datetime.now(UTC)
         second = self.put_if_absent(key, b"2")
+        storage = self.modified(key)
         self.delete(key)
+        skew = local - storage
+        if abs(skew) > MAX_CLOCK_SKEW:
+            ahead = "ahead of" if skew > timedelta(0) else "behind"
+            raise StorageError(
+                f"this machine's clock is {abs(skew).total_seconds():.0f} s {ahead} the "
+                f"storage's at {self.uri} (more than {MAX_CLOCK_SKEW.total_seconds():.0f} s): "
+                "event times would be wrong, so nbregistry will not write. Fix the clock "
+                "(NTP) and try again.")
         if not first or second:
             raise StorageError(
                 f"the store at {self.uri} does not honour put-if-absent (a second create of "
                 "the same key succeeded): concurrent writers could fork the audit chain, so "
                 "nbregistry will not write here. Use a store with conditional writes (S3, "
                 "GCS, Azure, a local or NFSv4 file system).")
-        _PROBED.add(self.uri)
+        _PROBED[self.uri] = time.monotonic()
 
     @contextlib.contextmanager
     def writer_lock(self) -> Iterator[None]:

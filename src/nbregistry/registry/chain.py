@@ -1,0 +1,66 @@
+"""The hash chain: building the next event, reading one back, checking a link."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from ..domain import validate
+from ..domain.canonical import canonical_json, event_hash
+from ..domain.entities import Event, Problem
+from ..domain.errors import InvalidInputError
+from ..domain.events import check_payload
+from ..domain.timefmt import ts_text
+from . import signing
+from .state import RegistryState
+
+
+def make_event(state: RegistryState, actor: str, action: str, model: str | None,
+               version: int | None, payload: dict[str, Any], *, signer: Any = None) -> Event:
+    check_payload(action, payload)
+    ts = datetime.now(UTC)
+    if state.events and ts < state.events[-1].ts:
+        ts = state.events[-1].ts  # keep the log's time non-decreasing across clock skew
+    seq, event_id = state.seq + 1, uuid.uuid4().hex
+    if signer is not None:
+        data = signing.message(prev_hash=state.head_hash, seq=seq, event_id=event_id,
+                               ts=ts_text(ts), actor=actor, action=action, model=model,
+                               version=version, payload=payload)
+        signature, fingerprint = signing.sign(signer, data)
+        payload = {**payload, "signature": signature, "key_fingerprint": fingerprint}
+    payload_json = canonical_json(payload)
+    if len(payload_json) > validate.MAX_PAYLOAD_BYTES:
+        raise InvalidInputError(f"the {action} event would be {len(payload_json):,} bytes, "
+                                f"over the {validate.MAX_PAYLOAD_BYTES:,}-byte limit for one "
+                                "event: keep large things in artifacts", field="payload")
+    digest = event_hash(state.head_hash, seq, event_id, ts_text(ts), actor, action, model,
+                        version, payload_json)
+    return Event(seq=seq, event_id=event_id, ts=ts, actor=actor, action=action, model=model,
+                 version=version, payload=payload, payload_json=payload_json,
+                 prev_hash=state.head_hash, hash=digest)
+
+
+def event_from_row(row: dict[str, Any]) -> Event:
+    return Event(seq=row["seq"], event_id=row["event_id"], ts=row["ts"], actor=row["actor"],
+                 action=row["action"], model=row["model"], version=row["version"],
+                 payload=json.loads(row["payload"]), payload_json=row["payload"],
+                 prev_hash=row["prev_hash"], hash=row["hash"])
+
+
+def link_problem(event: Event, seq: int, head_hash: str) -> Problem | None:
+    """Why ``event`` cannot follow a log whose head is (seq, head_hash), or None."""
+    if event.seq != seq + 1:
+        kind = "duplicate" if event.seq <= seq else "gap"
+        return Problem(kind, f"expected event seq {seq + 1}, found {event.seq}", event.seq)
+    if event.prev_hash != head_hash:
+        return Problem("chain", f"event {event.seq} does not link to the previous hash",
+                       event.seq)
+    expected = event_hash(event.prev_hash, event.seq, event.event_id, ts_text(event.ts),
+                          event.actor, event.action, event.model, event.version,
+                          event.payload_json)
+    if expected != event.hash:
+        return Problem("hash", f"event {event.seq} ({event.action} by {event.actor}) was "
+                       "altered: its content no longer matches its hash", event.seq)
+    return None

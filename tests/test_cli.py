@@ -23,7 +23,7 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert champion.status["approved_by"] == ["val-bob"]
     assert champion.lineage["training_data"]["format"] == "delta"
     assert champion.metrics["auc"] > reg.get("credit_risk", 1).metrics["auc"]
-    model = reg.load("credit_risk@champion")
+    model = reg.load("credit_risk@champion", trusted=["sklearn.tree._tree.Tree"])  # skops
     assert hasattr(model, "predict_proba")
     assert main(["verify", "--uri", str(target / "registry")]) == 0
     assert main(["history", "credit_risk", "--uri", str(target / "registry")]) == 0

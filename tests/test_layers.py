@@ -77,7 +77,7 @@ def test_a_scoring_process_needs_only_the_core(tmp_path: Path) -> None:
             "'sklearn', 'scipy', 'polars', 'traitlets', 'nbformat'}\n" + BLOCK +
             f"import nbregistry as nbr\nreg = nbr.open_registry({str(tmp_path)!r}, user='svc', "
             "create=True)\nreg.register({'w': 1}, 'm')\nreg.set_alias('m', 'c', 1)\n"
-            "assert reg.load('m@c') == {'w': 1} and reg.verify().ok\nprint('ok')\n")
+            "assert reg.load('m@c', trusted=True) == {'w': 1} and reg.verify().ok\nprint('ok')\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "ok", result.stderr
 

@@ -31,7 +31,7 @@ def test_register_records_everything(registry: nbr.Registry) -> None:
     assert got.created_by == "alice"
     assert len(got.sha256) == 64 and got.size > 0
     assert got.lineage["python"] and "pyarrow" in got.lineage["packages"]
-    assert registry.load("credit_risk", 1) == TinyModel(2)
+    assert registry.load("credit_risk", 1, trusted=True) == TinyModel(2)
 
 
 def test_aliases_move_and_resolve(registry: nbr.Registry) -> None:
@@ -43,7 +43,7 @@ def test_aliases_move_and_resolve(registry: nbr.Registry) -> None:
     assert registry.get("m@champion").version == 3
     assert registry.get("m", 1).aliases == ()
     assert registry.get("m", 3).aliases == ("champion",)
-    assert registry.load("m@champion") == TinyModel(3)
+    assert registry.load("m@champion", trusted=True) == TinyModel(3)
     registry.delete_alias("m", "champion")
     with pytest.raises(nbr.NotFoundError, match="no alias 'champion'"):
         registry.get("m@champion")
@@ -184,7 +184,7 @@ def test_registry_pickles_by_reopening(registry: nbr.Registry) -> None:
     registry.register(TinyModel(5), "m")
     clone = pickle.loads(pickle.dumps(registry))
     assert clone.uri == registry.uri and clone.user == registry.user
-    assert clone.load("m") == TinyModel(5)
+    assert clone.load("m", trusted=True) == TinyModel(5)
 
 
 def test_lineage_records_git_commit_and_dirty_flag(registry: nbr.Registry, tmp_path: Path,

@@ -86,12 +86,12 @@ def test_round_trip(s3_server: dict[str, str], s3_uri: str) -> None:
     assert (first.version, second.version) == (1, 2)
     assert reg.get("credit_risk", 1).params == {"depth": 3}
     assert reg.get("credit_risk").version == 2
-    assert reg.load("credit_risk", 1) == workers.Model(1, 0)
+    assert reg.load("credit_risk", 1, trusted=True) == workers.Model(1, 0)
 
     moved = reg.set_alias("credit_risk", "champion", 2)
     assert "champion" in moved.aliases
     assert reg.get("credit_risk@champion").version == 2
-    assert reg.load("credit_risk@champion") == workers.Model(1, 1)
+    assert reg.load("credit_risk@champion", trusted=True) == workers.Model(1, 1)
 
     best = reg.search("credit_risk", metric="auc")
     assert best.column("version").to_pylist() == [2, 1]
@@ -105,7 +105,7 @@ def test_round_trip(s3_server: dict[str, str], s3_uri: str) -> None:
     # Another client (fresh process state) sees the same log, head and objects.
     other = nbr.open_registry(s3_uri, user="bob", storage_options=s3_server)
     assert other.head == reg.head
-    assert other.load("credit_risk@champion") == workers.Model(1, 1)
+    assert other.load("credit_risk@champion", trusted=True) == workers.Model(1, 1)
     assert nbr.verify(s3_uri, storage_options=s3_server).ok
     # A stale reader catches up with a write made elsewhere.
     other.set_alias("credit_risk", "champion", 1)
@@ -140,10 +140,12 @@ def test_overwritten_artifact_is_detected(s3_server: dict[str, str], s3_uri: str
     assert [(p.kind, p.seq) for p in report.problems] == [("artifact_modified", 2)]
     assert not nbr.verify(s3_uri, storage_options=s3_server).ok
     with pytest.raises(nbr.IntegrityError, match="modified"):
-        reg.load("credit_risk", 1)
+        reg.load("credit_risk", 1, trusted=True)
     with pytest.raises(nbr.IntegrityError):
-        nbr.open_registry(s3_uri, user="bob", storage_options=s3_server).load("credit_risk", 1)
-    assert reg.load("credit_risk", 2) == workers.Model(7, 1)  # untouched versions still load
+        nbr.open_registry(s3_uri, user="bob", storage_options=s3_server).load("credit_risk", 1,
+                                                                                  trusted=True)
+    # untouched versions still load
+    assert reg.load("credit_risk", 2, trusted=True) == workers.Model(7, 1)
 
 
 def test_heads_published_to_a_worm_bucket_survive_an_attacker(s3_server: dict[str, str],

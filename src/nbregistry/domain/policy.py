@@ -86,6 +86,14 @@ class StagePolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class LoadingPolicy:
+    """Who and what ``load`` trusts without ``trusted=True`` (``[loading]``)."""
+
+    trusted_registrants: tuple[str, ...] = ()  # their pickle-based artifacts load
+    trusted_types: tuple[str, ...] = ()        # reviewed types the skops loader accepts
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     roles: tuple[str, ...]
     stages: tuple[str, ...]
@@ -97,6 +105,7 @@ class Policy:
     source: dict[str, Any] = field(default_factory=dict)
     # Sections and keys this version does not know (a newer writer's), kept in ``source``.
     unknown: tuple[str, ...] = ()
+    loading: LoadingPolicy = field(default_factory=LoadingPolicy)
 
     def rules(self, stage: str) -> StagePolicy:
         return self.stage_rules.get(stage, StagePolicy())
@@ -143,6 +152,7 @@ def parse_policy(data: dict[str, Any], *, strict: bool = True) -> Policy:
             errors.append(f"stage {name!r} is used in lifecycle but not listed in its stages")
     rules = {name: _stage_rules(name, body, roles, stages, errors, unknown)
              for name, body in dict(data.get("stages", {})).items()}
+    loading = _loading(data.get("loading", {}), errors, unknown)
     unknown += sorted(set(data) - KNOWN_SECTIONS)
     if strict and unknown:
         errors.append(f"unknown keys: {', '.join(unknown)} (known top-level keys: "
@@ -151,10 +161,21 @@ def parse_policy(data: dict[str, Any], *, strict: bool = True) -> Policy:
         raise InvalidInputError("the policy is invalid:\n  - " + "\n  - ".join(errors),
                                 field="policy")
     return Policy(roles, stages, initial, frozenset(exclusive), replaced_to, transitions, rules,
-                  data, tuple(unknown))
+                  data, tuple(unknown), loading)
 
 
-KNOWN_SECTIONS = frozenset({"roles", "lifecycle", "stages"})
+KNOWN_SECTIONS = frozenset({"roles", "lifecycle", "stages", "loading"})
+
+
+def _loading(body: Any, errors: list[str], unknown: list[str]) -> LoadingPolicy:
+    if not isinstance(body, dict):
+        errors.append("[loading] must be a table")
+        return LoadingPolicy()
+    unknown += [f"loading.{k}" for k in sorted(set(body) - {"trusted_registrants",
+                                                            "trusted_types"})]
+    return LoadingPolicy(
+        _strings(body.get("trusted_registrants", []), "loading.trusted_registrants", errors),
+        _strings(body.get("trusted_types", []), "loading.trusted_types", errors))
 
 
 _STAGE_KEYS = {"approvals", "approver_roles", "requester_roles", "distinct_from", "metrics",

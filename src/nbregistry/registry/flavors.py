@@ -1,15 +1,26 @@
-"""How model objects become bytes and back. joblib handles anything picklable; plug in more.
+"""How model objects become bytes and back, and what loading them may run.
 
-Loading a pickle runs code: nbregistry verifies the blob's sha256 against the audit log before
-any flavor sees the bytes, so only content that was registered is ever unpickled.
+The sha256 check in ``load`` proves the bytes are the ones registered, not that they are
+safe to deserialize. So:
+
+- ``skops`` (scikit-learn models, the default when skops is installed) loads without running
+  code from the artifact: its loader audits every type and refuses the ones not known to be
+  safe; reviewed types can be allowed per call or in the policy (``[loading] trusted_types``).
+- ``joblib`` (anything picklable, the fallback) runs code chosen by whoever registered the
+  model. It loads only when the caller opts in (``trusted=True``) or the policy trusts the
+  registrant (``[loading] trusted_registrants``).
+- a flavor you register is treated like ``joblib`` unless it declares ``safe = True``.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from ..domain.errors import InvalidInputError, NotFoundError
+from ..domain.entities import ModelVersion
+from ..domain.errors import InvalidInputError, NotFoundError, PolicyViolationError
+from ..domain.policy import Policy
 
 
 @runtime_checkable
@@ -25,6 +36,7 @@ class Flavor(Protocol):
 
 class JoblibFlavor:
     name = "joblib"
+    safe = False
 
     def matches(self, model: Any) -> bool:
         return True
@@ -42,11 +54,44 @@ class JoblibFlavor:
         return joblib.load(io.BytesIO(data))
 
 
-_FLAVORS: list[Flavor] = [JoblibFlavor()]
+class SkopsFlavor:
+    """scikit-learn estimators via skops, whose loader audits types instead of unpickling."""
+
+    name = "skops"
+    safe = True
+
+    def matches(self, model: Any) -> bool:
+        module = type(model).__module__
+        if not module.startswith("sklearn."):
+            return False
+        try:
+            import skops.io  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def dump(self, model: Any) -> bytes:
+        import skops.io
+
+        return bytes(skops.io.dumps(model))
+
+    def load(self, data: bytes, trusted: Sequence[str] = ()) -> Any:
+        import skops.io
+
+        return skops.io.loads(data, trusted=list(trusted) or None)
+
+    def untrusted(self, data: bytes) -> list[str]:
+        import skops.io
+
+        return list(skops.io.get_untrusted_types(data=data))
+
+
+_FLAVORS: list[Flavor] = [SkopsFlavor(), JoblibFlavor()]
 
 
 def register_flavor(flavor: Flavor) -> None:
-    """Add a flavor; it is tried before the ones already known (joblib is the fallback)."""
+    """Add a flavor; it is tried before the ones already known (joblib is the fallback).
+    Declare ``safe = True`` only if its ``load`` runs no code taken from the bytes."""
     if not isinstance(flavor, Flavor):
         raise InvalidInputError("a flavor needs a name and matches/dump/load methods")
     _FLAVORS[:] = [f for f in _FLAVORS if f.name != flavor.name]
@@ -63,12 +108,41 @@ def by_name(name: str) -> Flavor:
 
 
 def dump(model: Any, flavor: str | None = None) -> tuple[str, bytes]:
-    chosen = by_name(flavor) if flavor else next(f for f in _FLAVORS if f.matches(model))
-    try:
-        return chosen.name, chosen.dump(model)
-    except Exception as exc:
-        raise InvalidInputError(
-            f"cannot serialize the {type(model).__name__} with the {chosen.name!r} flavor: "
-            f"{type(exc).__name__}: {exc}. Remove unpicklable members (open files, locks, "
-            "lambdas) or register a flavor with nbregistry.register_flavor(...).",
-            field="model") from exc
+    """(flavor name, bytes): the named flavor, else the first that matches and can."""
+    candidates = [by_name(flavor)] if flavor else [f for f in _FLAVORS if f.matches(model)]
+    failure: Exception | None = None
+    for chosen in candidates:
+        try:
+            return chosen.name, chosen.dump(model)
+        except Exception as exc:
+            failure = failure or exc
+    raise InvalidInputError(
+        f"cannot serialize the {type(model).__name__}: {type(failure).__name__}: {failure}. "
+        "Remove unpicklable members (open files, locks, lambdas) or register a flavor with "
+        "nbregistry.register_flavor(...).", field="model") from failure
+
+
+def load(mv: ModelVersion, data: bytes, *, trusted: bool | Sequence[str],
+         policy: Policy) -> Any:
+    """Deserialize ``data`` (already hash-checked) only as far as the caller trusts it."""
+    flavor = by_name(mv.flavor)
+    everything = trusted is True or mv.created_by in policy.loading.trusted_registrants
+    if isinstance(flavor, SkopsFlavor):
+        found = flavor.untrusted(data)
+        allowed = set(policy.loading.trusted_types) | (
+            set(trusted) if not isinstance(trusted, bool) else set())
+        refused = [t for t in found if t not in allowed and not everything]
+        if refused:
+            raise PolicyViolationError(
+                f"{mv.name} v{mv.version} contains types the safe loader does not trust: "
+                f"{', '.join(refused)}. Review them, then pass trusted={refused!r} to load "
+                "(or list them in the policy's [loading] trusted_types)",
+                rule="untrusted_artifact")
+        return flavor.load(data, trusted=found)
+    if everything or getattr(flavor, "safe", False):
+        return flavor.load(data)
+    raise PolicyViolationError(
+        f"{mv.name} v{mv.version} is a {mv.flavor} artifact: loading it runs code chosen by "
+        f"whoever registered it ({mv.created_by}). Load it only if you trust them: "
+        "reg.load(..., trusted=True), or list them in the policy's [loading] "
+        "trusted_registrants", rule="untrusted_artifact")

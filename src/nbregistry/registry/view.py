@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -104,13 +104,23 @@ class RegistryView:
         return model.view(number)
 
     def load(self, name: str, version: int | str | None = None, *,
-             stage: str | None = None) -> Any:
+             stage: str | None = None, trusted: bool | Sequence[str] = False) -> Any:
         """The model object, after checking its bytes against the sha256 in the audit log.
 
-        Takes the same arguments as :meth:`get`."""
+        Parameters
+        ----------
+        name, version, stage
+            As for :meth:`get`.
+        trusted : bool or list of str
+            scikit-learn models (the ``skops`` flavor) load without running code from the
+            artifact; a list names extra types you reviewed (e.g.
+            ``["sklearn.tree._tree.Tree"]``). Pickle-based flavors (``joblib``) run code
+            chosen by the registrant and load only with ``trusted=True`` or when the policy
+            trusts the registrant (``[loading]`` section).
+        """
         mv = self.get(name, version, stage=stage)
         data = self._blobs.get(mv.sha256)
-        return flavors.by_name(mv.flavor).load(data)
+        return flavors.load(mv, data, trusted=trusted, policy=self._current().policy)
 
     def search(self, name: str | None = None, *, tags: Mapping[str, str] | None = None,
                stage: str | None = None, alias: str | None = None,

@@ -85,7 +85,7 @@ def test_every_check_says_what_it_proves(registry: nbr.Registry) -> None:
     registry.register(TinyModel(), "m")
     report = registry.verify()
     assert report.ok and {c.name for c in report.checks} == {
-        "chain", "events", "signatures", "clock", "expected_head", "artifacts"}
+        "chain", "events", "signatures", "clock", "checkpoints", "expected_head", "artifacts"}
     assert "recomputed" in repr(report)  # what the chain alone does not prove
 
 

@@ -27,12 +27,13 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
-# IPython's argument helpers are unannotated; typed aliases keep mypy --strict checking here.
+# IPython's helpers are unannotated in older releases and typed differently in newer ones;
+# these aliases give mypy --strict one stable signature (hence the version-proof ignores).
 argument: Callable[..., Decorator] = _args.argument
 magic_arguments: Callable[..., Decorator] = _args.magic_arguments
-arg_split: Callable[[str], list[str]] = _process.arg_split  # type: ignore[attr-defined]
-line_magic: Callable[[str], Decorator] = _magic.line_magic
-cell_magic: Callable[[str], Decorator] = _magic.cell_magic
+arg_split: Callable[[str], list[str]] = _process.arg_split  # type: ignore[attr-defined,unused-ignore]
+line_magic: Callable[[str], Decorator] = _magic.line_magic  # type: ignore[assignment,unused-ignore]
+cell_magic: Callable[[str], Decorator] = _magic.cell_magic  # type: ignore[assignment,unused-ignore]
 needs_local_scope: Decorator = _magic.needs_local_scope
 
 
@@ -78,7 +79,7 @@ class RegistryMagics(Magics, Configurable):
                    "the OS user").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
-        super().__init__(shell=shell, **kwargs)  # type: ignore[no-untyped-call]
+        super().__init__(shell=shell, **kwargs)  # type: ignore[no-untyped-call,unused-ignore]
         # Magics.__init__ already registers with shell.configurables in IPython 8; older or
         # other shells may not, and %config only reaches instances listed there.
         if shell is not None and self not in getattr(shell, "configurables", [self]):

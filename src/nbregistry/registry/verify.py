@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from ..domain.canonical import GENESIS_HASH
 from ..domain.entities import Check, Event, Problem, VerifyReport
+from ..domain.errors import NbRegistryError
 from ..domain.timefmt import ts_text
 from ..store import EventLog, Location
 from ..store.blobs import key_for
@@ -34,10 +35,13 @@ PROVES = {
                      "cut or rewritten",
     "witness": "the log still holds every head published to the witness: nothing before the "
                "last published head was cut or rewritten",
+    "checkpoints": "the log's checkpoints (derived data, not evidence) are readable, so "
+                   "the registry opens fast",
     "clock": "event times agree with the storage's own clock (within 5 minutes) and never "
              "go backwards",
 }
-KINDS = {"missing_file": "chain", "rewritten_file": "chain", "gap": "chain",
+KINDS = {"missing_file": "chain", "missing_commit": "chain", "checkpoint": "checkpoints",
+         "rewritten_file": "chain", "gap": "chain",
          "duplicate": "chain", "hash": "chain", "malformed": "events",
          "artifact_missing": "artifacts", "artifact_modified": "artifacts",
          "signature": "signatures", "pinned_key": "pinned_keys", "head": "expected_head",
@@ -52,24 +56,29 @@ def verify_log(location: Location, *, artifacts: bool = True,
     if not log.exists():
         absent = Problem("missing", f"no event log at {log.uri}")
         return VerifyReport(False, 0, 0, 0, GENESIS_HASH, (absent,))
-    log.open()
-    table, missing, rewritten = log.read_each_file()
-    problems = [Problem("missing_file", f"event data file missing or unreadable: {name}")
-                for name in missing]
+    commits = log.replay()  # the evidence itself, not the checkpoints derived from it
+    table, missing, rewritten = log.read_each_file(commits.files)
+    problems = [Problem("missing_commit", f"Delta log commit {v} is missing: the events "
+                        "it held may be lost") for v in commits.missing]
+    problems += [Problem("missing_commit", f"Delta log commit {v} is unreadable")
+                 for v in commits.unreadable]
+    problems += [Problem("missing_file", f"event data file missing or unreadable: {name}")
+                 for name in missing]
     problems += [Problem("rewritten_file", f"event data file {name} was rewritten after its "
                          "commit (its size differs from the Delta log)") for name in rewritten]
     events = [event_from_row(r) for r in rows(table)]
     state, chain_problems = _fold_checked(events)
     problems += chain_problems + state.skipped
     seq, head = (events[-1].seq, events[-1].hash) if events else (0, GENESIS_HASH)
-    run = {"chain", "events", "signatures", "clock"}
+    run = {"chain", "events", "signatures", "clock", "checkpoints"}
     if expected_head is not None:
         run.add("expected_head")
         problems += _head_problems(events, seq, expected_head)
     problems += signature_problems(events, trusted_keys=trusted_keys)
     if trusted_keys:
         run.add("pinned_keys")
-    problems += _clock_problems(events, log.commit_times())
+    problems += _clock_problems(events, commits.written)
+    problems += _checkpoint_problems(log)
     if witness is not None and events:
         run.add("witness")
         problems += witnesses.check(witness, events[0].hash, {e.seq: e.hash for e in events})
@@ -131,6 +140,20 @@ def _clock_problems(events: list[Event], written: Mapping[int, datetime]) -> lis
                                     f"{event.actor}) is dated {ts_text(event.ts)} but the "
                                     f"storage wrote it at {ts_text(stored)}", event.seq))
     return problems
+
+
+def _checkpoint_problems(log: EventLog) -> list[Problem]:
+    """Checkpoints are derived data; a damaged one does not lose events but stops fast
+    opening (the registry then opens from the JSON commits)."""
+    try:
+        log.open()
+    except NbRegistryError as exc:
+        return [Problem("checkpoint", f"the event log cannot be opened: {exc}")]
+    if log.opened_from_commits:
+        return [Problem("checkpoint", "deltalake cannot open the event log (a damaged "
+                        "checkpoint?): delete the damaged *.checkpoint.parquet and "
+                        "_delta_log/_last_checkpoint; they are derived data")]
+    return []
 
 
 def _artifacts(events: list[Event]) -> list[tuple[str, int]]:

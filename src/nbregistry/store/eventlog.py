@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -20,6 +19,7 @@ from ..domain.entities import Event
 from ..domain.errors import ForkedProcessError, IntegrityError, StorageError
 from . import commits, forkguard
 from .location import Location
+from .replay import Replay, replay
 
 TABLE = "_registry/events"
 SCHEMA = pa.schema([
@@ -78,6 +78,7 @@ class EventLog:
         self._dt: Any = None
         self._version = -1
         self._refusal: str | None = None
+        self._replay = Replay()
 
     def _options(self) -> dict[str, str] | None:
         return self.location.storage_options or None
@@ -112,6 +113,8 @@ class EventLog:
         return True
 
     def open(self) -> None:
+        """Load the snapshot through deltalake (checkpoints make it fast); if deltalake
+        cannot (a damaged checkpoint: derived data), replay the JSON commits instead."""
         from deltalake import DeltaTable
 
         try:
@@ -120,7 +123,8 @@ class EventLog:
         except ForkedProcessError:
             raise
         except Exception as exc:
-            raise StorageError(f"cannot open the event log at {self.uri}: {exc}") from exc
+            self._open_from_commits(exc)
+            return
         self._version = int(self._dt.version())
         protocol = self._dt.protocol()
         self._refusal = commits.writer_refusal(
@@ -128,6 +132,29 @@ class EventLog:
             writer_version=protocol.min_writer_version,
             writer_features=protocol.writer_features,
             configuration=self._dt.metadata().configuration)
+
+    def _open_from_commits(self, error: Exception) -> None:
+        found = replay(self.location, TABLE)
+        if found.version < 0:
+            raise StorageError(f"cannot open the event log at {self.uri}: {error}") from error
+        log.warning("deltalake could not open the event log at %s (%s); reading it from its "
+                    "JSON commits instead. A damaged checkpoint is derived data: delete it "
+                    "(and _delta_log/_last_checkpoint) to make opening fast again.", self.uri,
+                    str(error).splitlines()[0])
+        self._dt, self._replay, self._version = None, found, found.version
+        self._refusal = commits.writer_refusal(
+            reader_version=int(found.protocol.get("minReaderVersion", 1)),
+            writer_version=int(found.protocol.get("minWriterVersion", 2)),
+            writer_features=found.protocol.get("writerFeatures"),
+            configuration=found.configuration)
+
+    @property
+    def opened_from_commits(self) -> bool:
+        return self._dt is None and self._version >= 0
+
+    def replay(self) -> Replay:
+        """The log replayed from its JSON commits (no checkpoints): what verify reads."""
+        return replay(self.location, TABLE)
 
     def rows(self) -> list[dict[str, Any]]:
         """Every event of the snapshot, sorted by seq."""
@@ -165,30 +192,25 @@ class EventLog:
         table = pa.concat_tables(tables)
         return table.filter(pc.greater(table.column("seq"), after_seq))
 
-    def commit_times(self) -> dict[int, datetime]:
-        """seq -> when the storage wrote the commit holding that event (its own clock): one
-        listing plus a read of each commit file."""
-        times: dict[int, datetime] = {}
-        for key, _, modified in self.location.list(f"{TABLE}/{commits.LOG}/"):
-            name = key.rsplit("/", 1)[-1]
-            if not (name.endswith(".json") and name[:-5].isdigit()):
-                continue
-            seq = 1 if int(name[:-5]) == 0 else commits.event_seq(self.location.read_bytes(key))
-            if seq is not None:
-                times[seq] = modified
-        return times
-
     def _note_protocol(self, raw: bytes) -> None:
         protocol, metadata = commits.protocol_changes(raw)
         if protocol is None and metadata is None:
             return
-        self._dt.update_incremental()  # a rare event: let deltalake apply it properly
-        current = self._dt.protocol()
-        self._refusal = commits.writer_refusal(
-            reader_version=current.min_reader_version,
-            writer_version=current.min_writer_version,
-            writer_features=current.writer_features,
-            configuration=self._dt.metadata().configuration)
+        if self._dt is None:
+            self._replay.protocol = protocol or self._replay.protocol
+            if metadata is not None:
+                self._replay.configuration = dict(metadata.get("configuration") or {})
+            reader = int(self._replay.protocol.get("minReaderVersion", 1))
+            writer = int(self._replay.protocol.get("minWriterVersion", 2))
+            features, config = (self._replay.protocol.get("writerFeatures"),
+                                self._replay.configuration)
+        else:
+            self._dt.update_incremental()  # a rare event: let deltalake apply it properly
+            current = self._dt.protocol()
+            reader, writer = current.min_reader_version, current.min_writer_version
+            features, config = current.writer_features, self._dt.metadata().configuration
+        self._refusal = commits.writer_refusal(reader_version=reader, writer_version=writer,
+                                               writer_features=features, configuration=config)
 
     def read(self) -> pa.Table:
         """Every event of the snapshot; any damaged file refuses the whole read."""
@@ -225,6 +247,9 @@ class EventLog:
     def compact(self) -> None:
         """Merge small files and checkpoint so reads stay flat as commits pile up."""
         def run() -> None:
+            if self._dt is None:
+                raise StorageError("the table was opened from its JSON commits (a damaged "
+                                   "checkpoint?), so deltalake cannot compact it")
             self._dt.update_incremental()
             self._dt.optimize.compact(target_size=COMPACT_TARGET_BYTES)
             self._dt.create_checkpoint()
@@ -239,15 +264,23 @@ class EventLog:
             log.warning("compaction of the event log at %s failed (a later writer will "
                         "retry): %s", self.uri, exc)
 
-    def read_each_file(self) -> tuple[pa.Table, list[str], list[str]]:
-        """(rows, missing files, rewritten files) of the snapshot, file by file: verify must
-        report damage, not stop at the first. Files are read as bytes (not through
-        deltalake's pyarrow dataset, whose filesystem bridge can abort the interpreter at
-        exit), and a size that differs from the Delta log marks a rewritten file."""
+    def files(self) -> dict[str, int]:
+        """path -> size of the snapshot's data files."""
+        if self._dt is None:
+            return dict(self._replay.files)
         actions = forkguard.guarded(lambda: self._dt.get_add_actions(flatten=True))
+        return dict(zip(actions.column("path").to_pylist(),
+                        actions.column("size_bytes").to_pylist(), strict=True))
+
+    def read_each_file(self, files: dict[str, int] | None = None
+                       ) -> tuple[pa.Table, list[str], list[str]]:
+        """(rows, missing files, rewritten files) of the snapshot (or of ``files``), file by
+        file: verify must report damage, not stop at the first. Files are read as bytes (not
+        through deltalake's pyarrow dataset, whose filesystem bridge can abort the
+        interpreter at exit), and a size that differs from the Delta log marks a rewritten
+        file."""
         tables, missing, rewritten = [], [], []
-        for path, size in zip(actions.column("path").to_pylist(),
-                              actions.column("size_bytes").to_pylist(), strict=True):
+        for path, size in (self.files() if files is None else files).items():
             try:
                 raw = self.location.read_bytes(f"{TABLE}/{unquote(path)}")
                 tables.append(commits.read_parquet(raw).cast(SCHEMA))

@@ -98,6 +98,8 @@ def convert(column: pa.Array, target: pa.DataType, *, name: str, expected: str,
     """``column`` as ``target`` if the conversion is safe, else InvalidInputError."""
     source = kind_of(column.type)
     wanted = kind_of(target)
+    if len(column) == 0:  # no values to lose; empty pandas columns have arbitrary dtypes
+        return pa.array([], target)
     if column.type.equals(target) and wanted != "float":
         return column
     ok = (source == "null" or source == wanted != "other"

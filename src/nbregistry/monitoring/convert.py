@@ -111,7 +111,11 @@ def convert(column: pa.Array, target: pa.DataType, *, name: str, expected: str,
             f"it (e.g. df[{name!r}].astype(...)) before logging", field=name)
     try:
         if source == "float":
-            column = _finite(pc.cast(column, pa.float64()), name, nonfinite)
+            if not column.type.equals(pa.float64()):
+                column = pc.cast(column, pa.float64())
+            column = _finite(column, name, nonfinite)
+            if target.equals(pa.float64()):
+                return column
         if wanted == "timestamp" and column.type.tz is None:
             column = pc.cast(column, pa.timestamp(column.type.unit, tz="UTC"))
         out = pc.cast(column, target, safe=wanted not in {"timestamp", "date"})

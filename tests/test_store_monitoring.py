@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -185,6 +187,13 @@ def test_metrics_and_outcomes_tables(tables: mon.MonitoringTables) -> None:
                                      "actual": [1.0]}))
     assert tables.outcomes.read(columns=["prediction_id", "actual"]).to_pylist() == [
         {"prediction_id": "p1", "actual": 1.0}]
+    later = {**row, "window_start": [DAY1 + timedelta(days=1)],
+             "window_end": [DAY1 + timedelta(days=2)], "value": [0.05], "status": ["ok"]}
+    tables.metrics.append(pa.table(later))
+    first_day = tables.metrics.snapshot(DAY1, DAY1 + timedelta(days=1))  # by window_start
+    assert count(first_day.relation()) == 1
+    assert first_day.to_arrow(["status"]).to_pylist() == [{"status": "alert"}]
+    assert count(tables.metrics.snapshot().relation()) == 2
 
 
 def test_writers_compact_and_checkpoint_every_n_versions(
@@ -197,6 +206,36 @@ def test_writers_compact_and_checkpoint_every_n_versions(
     assert len(tables.predictions.snapshot().files) < 9
     assert list(Path(tables.predictions.uri, "_delta_log").glob("*.checkpoint.parquet"))
     assert count(tables.predictions.snapshot().relation()) == 36
+
+
+WRITER = """
+import sys
+from datetime import datetime, timedelta, timezone
+import pyarrow as pa
+from nbregistry.store.location import Location
+from nbregistry.store.monitoring import MonitorTable
+table = MonitorTable(Location.parse(sys.argv[1], None), "credit_risk", "predictions")
+k = int(sys.argv[2])
+day = datetime(2026, 3, 1, tzinfo=timezone.utc)
+for i in range(10):
+    ids = [f"w{k}-{i}-{j}" for j in range(20)]
+    ts = pa.array([day] * 20, pa.timestamp("us", tz="UTC"))
+    table.append(pa.table({"prediction_id": ids, "ts": ts,
+                           "version": pa.array([1] * 20, pa.int64()), "score": [0.5] * 20,
+                           "label": pa.array([1] * 20, pa.int64())}))
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_writers_in_several_processes_lose_nothing(
+        location: Location, tables: mon.MonitoringTables) -> None:
+    tables.predictions.append(batch(1, DAY1))  # the table exists: writers race on appends
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, location.uri, str(k)])
+               for k in range(3)]
+    assert [w.wait(180) for w in writers] == [0, 0, 0]
+    assert tables.predictions.version() == 30
+    ids = tables.predictions.read(columns=["prediction_id"])["prediction_id"].to_pylist()
+    assert len(ids) == len(set(ids)) == 601
 
 
 def test_find_ids_prunes_files_by_id_statistics(

@@ -117,6 +117,7 @@ class MonitorTable:
         self.uri = location.join(self.key)
         self.cache = cache or FileCache()
         self.partition_by = [] if kind == "metrics" else ["day"]
+        self.time_column = "window_start" if kind == "metrics" else "ts"
         self._dt: Any = None
         self._lock = threading.RLock()
 
@@ -250,8 +251,9 @@ class MonitorTable:
     def snapshot(self, start: datetime | None = None, end: datetime | None = None, *,
                  version: int | None = None) -> Snapshot:
         """The files of one Delta version (the newest unless ``version`` is given) whose
-        rows may fall in ``[start, end)``: pruned by the ``day`` partition and by the ``ts``
-        statistics. On object stores the files are fetched to the local cache first."""
+        rows may fall in ``[start, end)`` of the time column (``ts``; ``window_start`` for
+        metrics): pruned by the ``day`` partition and by the column's statistics. On object
+        stores the files are fetched to the local cache first."""
         start, end = utc(start, "start"), utc(end, "end")
         if start is not None and end is not None and end <= start:
             raise InvalidInputError(f"end {end.isoformat()} is not after start "
@@ -260,7 +262,7 @@ class MonitorTable:
         files: list[tuple[str, int]] = []
         rows = 0
         if actions is not None:
-            actions = actions.filter(_overlaps(actions, start, end))
+            actions = actions.filter(_overlaps(actions, start, end, self.time_column))
             files = list(zip(paths(actions), actions["size_bytes"].to_pylist(), strict=True))
             rows = int(pc.sum(actions["num_records"]).as_py() or 0)
         local = self._guarded("fetch files of", lambda: self.cache.local_files(
@@ -268,7 +270,7 @@ class MonitorTable:
         stored = pa.schema([f for f in schema if f.name not in self.partition_by])
         return Snapshot(table=self.key, version=at, files=tuple(local), rows=rows,
                         schema=schema, start=start, end=end,
-                        schema_file=self.cache.schema_file(stored))
+                        schema_file=self.cache.schema_file(stored), time_column=self.time_column)
 
     def read(self, start: datetime | None = None, end: datetime | None = None, *,
              columns: Sequence[str] | None = None, version: int | None = None) -> pa.Table:
@@ -334,23 +336,24 @@ def paths(actions: pa.Table) -> list[str]:
     return [unquote(p) for p in actions["path"].to_pylist()]
 
 
-def _overlaps(actions: pa.Table, start: datetime | None, end: datetime | None) -> pa.Array:
-    """Files whose day partition and ts statistics may hold rows in [start, end)."""
+def _overlaps(actions: pa.Table, start: datetime | None, end: datetime | None,
+              column: str) -> pa.Array:
+    """Files whose day partition and time statistics may hold rows in [start, end)."""
     keep = pa.array([True] * actions.num_rows, pa.bool_())
     names = actions.column_names
     if start is not None:
         if "partition.day" in names:
             keep = pc.and_(keep, pc.greater_equal(actions["partition.day"], start.date()))
-        if "max.ts" in names:
+        if f"max.{column}" in names:
             keep = pc.and_(keep, pc.fill_null(pc.greater_equal(
-                actions["max.ts"], pa.scalar(start, TS)), True))
+                actions[f"max.{column}"], pa.scalar(start, TS)), True))
     if end is not None:
         last = (end - timedelta(microseconds=1)).date()
         if "partition.day" in names:
             keep = pc.and_(keep, pc.less_equal(actions["partition.day"], last))
-        if "min.ts" in names:
-            keep = pc.and_(keep, pc.fill_null(pc.less(actions["min.ts"], pa.scalar(end, TS)),
-                                              True))
+        if f"min.{column}" in names:
+            keep = pc.and_(keep, pc.fill_null(pc.less(actions[f"min.{column}"],
+                                                      pa.scalar(end, TS)), True))
     return keep.combine_chunks() if isinstance(keep, pa.ChunkedArray) else keep
 
 

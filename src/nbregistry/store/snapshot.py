@@ -61,8 +61,12 @@ class Snapshot:
     """The data files of one Delta version of a table, pruned to ``[start, end)``.
 
     ``files`` are local paths of exactly the snapshot's data files whose ``day`` partition
-    and ``ts`` statistics overlap the range (all of them when no range is given). Files hold
-    whole days, so queries must still filter rows: :meth:`relation` does it.
+    and time statistics overlap the range (all of them when no range is given); ``rows``
+    counts the rows of those files. Files hold whole days, so queries must still filter
+    rows: :meth:`relation` and :meth:`to_arrow` do it. ``version`` is -1 (and ``files``
+    empty) before the table's first append.
+
+    For DuckDB: ``con.execute(f"SELECT … FROM {snap.relation()} AS p")``.
     """
 
     table: str
@@ -73,6 +77,7 @@ class Snapshot:
     start: datetime | None
     end: datetime | None
     schema_file: str
+    time_column: str = "ts"
 
     def from_clause(self) -> str:
         """``read_parquet([...])`` over the files. A 0-row file with the table's full schema
@@ -81,8 +86,10 @@ class Snapshot:
         paths = ", ".join(sql_string(p) for p in (self.schema_file, *self.files))
         return f"read_parquet([{paths}], union_by_name=true, hive_partitioning=false)"
 
-    def where(self, column: str = "ts") -> str:
-        """The row filter for ``[start, end)`` on ``column`` ("TRUE" when unbounded)."""
+    def where(self, column: str | None = None) -> str:
+        """The row filter for ``[start, end)`` on ``column`` (default: the table's time
+        column, ``ts`` or the metrics' ``window_start``); "TRUE" when unbounded."""
+        column = column or self.time_column
         parts = []
         if self.start is not None:
             parts.append(f"{column} >= {sql_timestamp(self.start)}")
@@ -93,7 +100,7 @@ class Snapshot:
     def relation(self) -> str:
         """A parenthesized subquery to use after FROM: the rows of the range, plus ``day``
         when the table is partitioned by it."""
-        day = f", {DAY_SQL} AS day" if "ts" in self.schema.names else ""
+        day = f", {DAY_SQL} AS day" if "day" in self.schema.names else ""
         return f"(SELECT *{day} FROM {self.from_clause()} WHERE {self.where()})"
 
     def to_arrow(self, columns: Sequence[str] | None = None) -> pa.Table:
@@ -104,15 +111,16 @@ class Snapshot:
         wanted = list(columns) if columns is not None else [
             n for n in self.schema.names if n != "day"]
         filtering = self.start is not None or self.end is not None
-        read = [*wanted, "ts"] if filtering and "ts" not in wanted else wanted
+        key = self.time_column
+        read = [*wanted, key] if filtering and key not in wanted else wanted
         tables = [read_file(path, read, self.schema) for path in self.files]
         table = (pa.concat_tables(tables) if tables
                  else pa.schema([self.schema.field(n) for n in read]).empty_table())
         ts_type = pa.timestamp("us", tz="UTC")
         if self.start is not None:
-            table = table.filter(pc.greater_equal(table["ts"], pa.scalar(self.start, ts_type)))
+            table = table.filter(pc.greater_equal(table[key], pa.scalar(self.start, ts_type)))
         if self.end is not None:
-            table = table.filter(pc.less(table["ts"], pa.scalar(self.end, ts_type)))
+            table = table.filter(pc.less(table[key], pa.scalar(self.end, ts_type)))
         return table.select(wanted)
 
 

@@ -38,7 +38,7 @@ DOWNLOAD_THREADS = 8
 CHUNK = 8 * 1024 * 1024
 # `day` is a partition column: by the Delta spec its value lives in the log, not in the
 # files. It is the UTC date of `ts` by construction, so relation() derives it again.
-DAY_SQL = "(DATE '1970-01-01' + CAST(epoch_us(ts) // 86400000000 AS INTEGER))"
+DAY_SQL = "(DATE '1970-01-01' + CAST(floor(epoch_us(ts) / 86400000000) AS INTEGER))"
 
 
 def default_cache_dir() -> Path:

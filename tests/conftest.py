@@ -7,6 +7,9 @@ import pytest
 
 import nbregistry as nbr
 
+# The local S3 fixtures (s3_server, s3_uri) for every object-store test.
+pytest_plugins = ["s3server"]
+
 
 @pytest.fixture(autouse=True)
 def _isolated_identity(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Monitoring: capture of predictions and outcomes, baselines, drift, performance, fairness."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidInputError
+from .monitoring_policy import MONITORING_GATES, MonitoringPolicy, parse_monitoring
 
 DEFAULT_POLICY_TOML = '''\
 # nbregistry default policy: safe out of the box. Change it with reg.set_policy(...).
@@ -83,6 +84,7 @@ class StagePolicy:
     approval_ttl_days: float | None = None
     emergency_roles: tuple[str, ...] = ()
     emergency_window_hours: float = 72.0
+    monitoring: tuple[str, ...] = ()  # gates that read monitoring data (MONITORING_GATES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,7 @@ class Policy:
     # Sections and keys this version does not know (a newer writer's), kept in ``source``.
     unknown: tuple[str, ...] = ()
     loading: LoadingPolicy = field(default_factory=LoadingPolicy)
+    monitoring: MonitoringPolicy = field(default_factory=MonitoringPolicy)
 
     def rules(self, stage: str) -> StagePolicy:
         return self.stage_rules.get(stage, StagePolicy())
@@ -153,6 +156,7 @@ def parse_policy(data: dict[str, Any], *, strict: bool = True) -> Policy:
     rules = {name: _stage_rules(name, body, roles, stages, errors, unknown)
              for name, body in dict(data.get("stages", {})).items()}
     loading = _loading(data.get("loading", {}), errors, unknown)
+    monitoring = parse_monitoring(data.get("monitoring", {}), errors, unknown)
     unknown += sorted(set(data) - KNOWN_SECTIONS)
     if strict and unknown:
         errors.append(f"unknown keys: {', '.join(unknown)} (known top-level keys: "
@@ -161,10 +165,10 @@ def parse_policy(data: dict[str, Any], *, strict: bool = True) -> Policy:
         raise InvalidInputError("the policy is invalid:\n  - " + "\n  - ".join(errors),
                                 field="policy")
     return Policy(roles, stages, initial, frozenset(exclusive), replaced_to, transitions, rules,
-                  data, tuple(unknown), loading)
+                  data, tuple(unknown), loading, monitoring)
 
 
-KNOWN_SECTIONS = frozenset({"roles", "lifecycle", "stages", "loading"})
+KNOWN_SECTIONS = frozenset({"roles", "lifecycle", "stages", "loading", "monitoring"})
 
 
 def _loading(body: Any, errors: list[str], unknown: list[str]) -> LoadingPolicy:
@@ -180,7 +184,7 @@ def _loading(body: Any, errors: list[str], unknown: list[str]) -> LoadingPolicy:
 
 _STAGE_KEYS = {"approvals", "approver_roles", "requester_roles", "distinct_from", "metrics",
                "card_fields", "reports", "approval_ttl_days", "emergency_roles",
-               "emergency_window_hours"}
+               "emergency_window_hours", "monitoring"}
 
 
 def _stage_rules(name: str, body: dict[str, Any], roles: tuple[str, ...],
@@ -216,6 +220,11 @@ def _stage_rules(name: str, body: dict[str, Any], roles: tuple[str, ...],
     ttl = body.get("approval_ttl_days")
     if ttl is not None and (not isinstance(ttl, int | float) or ttl <= 0):
         errors.append(f"{where}.approval_ttl_days must be a positive number")
+    watched = _strings(body.get("monitoring", []), f"{where}.monitoring", errors)
+    for gate in watched:
+        if gate not in MONITORING_GATES:
+            errors.append(f"{where}.monitoring: {gate!r} is not one of "
+                          f"{', '.join(MONITORING_GATES)}")
     window = body.get("emergency_window_hours", 72.0)
     if not isinstance(window, int | float) or window <= 0:
         errors.append(f"{where}.emergency_window_hours must be a positive number")
@@ -223,7 +232,7 @@ def _stage_rules(name: str, body: dict[str, Any], roles: tuple[str, ...],
                        distinct, tuple(gates),
                        _strings(body.get("card_fields", []), f"{where}.card_fields", errors),
                        _strings(body.get("reports", []), f"{where}.reports", errors),
-                       ttl, role_lists["emergency_roles"], float(window))
+                       ttl, role_lists["emergency_roles"], float(window), watched)
 
 
 def _strings(value: Any, where: str, errors: list[str]) -> tuple[str, ...]:

@@ -1,0 +1,123 @@
+"""The policy's ``[monitoring]`` section: windows, bands, actions, promotion-gate settings.
+
+```toml
+[monitoring]
+window = "7d"                 # what check() evaluates, ending now
+maturity_days = 30            # an outcome is due this long after its prediction
+min_rows = 200                # fewer rows in a window: "insufficient", never an alert
+on_alert = "retrain"          # "none" | "retrain" | "rollback" (the production version)
+fairness_group = "sex"        # check() and the fairness gate look at this attribute
+fairness_favorable = 0        # the favorable predicted label (0 = no default)
+replay_margin = 0.01          # the replay gate: the candidate's AUC may trail by this much
+
+[monitoring.thresholds]       # warn / alert bands; direction "above" (default) or "below"
+psi = { warn = 0.1, alert = 0.25 }
+roc_auc = { warn = 0.70, alert = 0.65, direction = "below" }
+```
+
+Gates that use monitoring are listed per stage: ``[stages.production] monitoring =
+["no_drift_alert", "replay", "fairness"]``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Direction = Literal["above", "below"]
+Action = Literal["none", "retrain", "rollback"]
+MONITORING_GATES = ("no_drift_alert", "replay", "fairness")
+_WINDOW = re.compile(r"[1-9][0-9]*[hdw]")
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """Warn and alert thresholds for one metric; ``below`` means small values are bad."""
+
+    warn: float
+    alert: float
+    direction: Direction = "above"
+
+    def status(self, value: float | None) -> str:
+        if value is None or value != value:
+            return "unknown"
+        def worse(threshold: float) -> bool:
+            return value >= threshold if self.direction == "above" else value <= threshold
+
+        if worse(self.alert):
+            return "alert"
+        return "warn" if worse(self.warn) else "ok"
+
+
+DEFAULT_BANDS = {
+    "psi": Band(0.1, 0.25),
+    "dataset_drift": Band(0.3, 0.5),
+    "air": Band(0.9, 0.8, "below"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MonitoringPolicy:
+    window: str = "7d"
+    maturity_days: float = 30.0
+    min_rows: int = 200
+    on_alert: Action = "none"
+    fairness_group: str | None = None
+    fairness_favorable: Any = 1
+    replay_margin: float = 0.01
+    thresholds: dict[str, Band] = field(default_factory=lambda: dict(DEFAULT_BANDS))
+
+
+def parse_monitoring(body: Any, errors: list[str], unknown: list[str]) -> MonitoringPolicy:
+    if not isinstance(body, dict):
+        errors.append("[monitoring] must be a table")
+        return MonitoringPolicy()
+    known = {"window", "maturity_days", "min_rows", "on_alert", "fairness_group",
+             "fairness_favorable", "replay_margin", "thresholds"}
+    unknown += [f"monitoring.{k}" for k in sorted(set(body) - known)]
+    window = body.get("window", "7d")
+    if not isinstance(window, str) or not _WINDOW.fullmatch(window):
+        errors.append(f"monitoring.window must look like '7d', '12h' or '2w', got {window!r}")
+        window = "7d"
+    numbers = {k: body.get(k, default) for k, default in
+               (("maturity_days", 30.0), ("min_rows", 200), ("replay_margin", 0.01))}
+    for key, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            errors.append(f"monitoring.{key} must be a number >= 0, got {value!r}")
+    action = body.get("on_alert", "none")
+    if action not in ("none", "retrain", "rollback"):
+        errors.append(f"monitoring.on_alert must be none, retrain or rollback, got {action!r}")
+        action = "none"
+    group = body.get("fairness_group")
+    if group is not None and (not isinstance(group, str) or not group):
+        errors.append("monitoring.fairness_group must be a column name")
+    return MonitoringPolicy(window, float(numbers["maturity_days"]), int(numbers["min_rows"]),
+                            action, group, body.get("fairness_favorable", 1),
+                            float(numbers["replay_margin"]),
+                            {**DEFAULT_BANDS, **_bands(body.get("thresholds", {}), errors)})
+
+
+def _bands(body: Any, errors: list[str]) -> dict[str, Band]:
+    if not isinstance(body, dict):
+        errors.append("monitoring.thresholds must be a table of {warn, alert[, direction]}")
+        return {}
+    out = {}
+    for metric, spec in body.items():
+        where = f"monitoring.thresholds.{metric}"
+        if not isinstance(spec, dict) or not {"warn", "alert"} <= set(spec):
+            errors.append(f"{where} needs warn and alert, e.g. {{ warn = 0.1, alert = 0.25 }}")
+            continue
+        direction = spec.get("direction", "above")
+        warn, alert = spec["warn"], spec["alert"]
+        if direction not in ("above", "below"):
+            errors.append(f"{where}.direction must be above or below")
+        elif not all(isinstance(v, int | float) and not isinstance(v, bool)
+                     for v in (warn, alert)):
+            errors.append(f"{where}: warn and alert must be numbers")
+        elif (direction == "above" and warn > alert) or (direction == "below" and warn < alert):
+            errors.append(f"{where}: warn must come before alert ({direction}: warn "
+                          f"{'<=' if direction == 'above' else '>='} alert)")
+        else:
+            out[metric] = Band(float(warn), float(alert), direction)
+    return out

@@ -15,27 +15,28 @@ A numeric spec (integer, float and decimal columns)::
 
     {"kind": "numeric", "n", "missing", "mean", "std", "min", "max",
      "deciles": {"keys", "edges", "counts"},
-     "grid": {"origin", "scale", "cells", "far", "keys", "counts",
+     "grid": {"transform", "origin", "scale", "cells", "far", "keys", "counts",
               "far_low_area", "far_high_area"}}
 
 - ``missing`` counts null, NaN and +-inf values; every other statistic uses the finite
   values only. ``std`` is the population standard deviation (ddof=0).
-- ``grid`` is the fine sketch used for KS and Wasserstein: fixed-width cells
-  ``[origin + k/scale, origin + (k+1)/scale)`` with ``cells`` (the ``sketch_size``) cells
-  across the reference's 0.1%-99.9% quantile range and ``far`` further cells on each side;
-  values beyond fall into the two far cells ``-far-1`` and ``cells+far``, whose mean
-  distance beyond the outermost edge is kept as ``far_low_area`` / ``far_high_area`` (the
-  area under the CDF there, which Wasserstein needs). ``keys``/``counts`` list the occupied
-  cells. A cell index is arithmetic (``floor((x - origin) * scale)``), so binning a window
-  in DuckDB is a hash count rather than a binary search over quantile edges: measured
-  here, three times faster than searching 1,000 quantile edges, which is what keeps drift
-  within 2x of a bare decile pass. Both CDFs are then known exactly at every cell edge, so
-  the KS statistic is bracketed within a computed bound (see ``drift``).
-- ``deciles`` are the 10 reference-decile bins used for PSI and Jensen-Shannon: the decile
-  values snapped up to the next cell edge (``keys`` are those cell indices, ``edges`` their
-  positions), so a bin holds whole cells; each bin holds 10% of the reference give or take
-  one cell's mass. Tied deciles are merged, so a discrete feature can have fewer bins.
-  ``counts`` are the reference's counts per bin.
+- ``grid`` is the fine sketch used for KS and Wasserstein (``sketch.py``): cell ``k`` holds
+  ``floor((t(x) - origin) * scale) == k``, ``t`` the identity or, for a strictly positive
+  skewed feature, the log; ``cells`` (the ``sketch_size``) cells span the reference's
+  0.1%-99.9% quantile range and ``far`` further cells each side, values beyond falling in
+  the two far cells ``-far-1`` and ``cells+far``, whose mean distance beyond the outermost
+  edge is kept as ``far_low_area`` / ``far_high_area`` (the area under the CDF out there,
+  which Wasserstein needs). ``keys``/``counts`` list the occupied cells. A cell index is
+  arithmetic, so binning a window in DuckDB is a hash count rather than a binary search
+  over quantile edges: measured here, about three times faster than searching 1,000
+  quantile edges, which is what keeps drift within 2x of a bare decile pass. Both CDFs
+  are then known exactly at every cell edge, so the KS statistic is bracketed within a
+  bound computed from the cells (see ``drift``).
+- ``deciles`` are the 10 reference-decile bins used for PSI and Jensen-Shannon: each
+  decile snapped up to the next cell edge (``keys`` are those cells, ``edges`` where they
+  start), so a bin holds whole cells and 10% of the reference give or take one cell's
+  mass. Tied deciles are merged, so a discrete feature can have fewer bins. ``counts``
+  are the reference's counts per bin.
 
 A categorical spec (strings, booleans, dictionary columns and any column named in
 ``categorical``): ``{"kind": "categorical", "n", "missing", "levels": {<level>: count}}``,
@@ -54,6 +55,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..domain.errors import InvalidInputError
 from . import duck
+from .sketch import cell_index, cell_sql, edges, far_cells, far_edges, make_grid
 
 if TYPE_CHECKING:
     import duckdb
@@ -61,8 +63,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 FORMAT = 1
-FAR_RANGES = 64          # far cells on each side, in multiples of ``cells``
-CENTRAL = (0.001, 0.999)  # the quantile range the grid's cells span
 
 Task = Literal["classification", "regression"]
 
@@ -119,19 +119,6 @@ def check_baseline(baseline: Any) -> dict[str, Any]:
                                 f"{found!r}); rebuild it with build_baseline",
                                 field="baseline")
     return baseline
-
-
-def cell_sql(column: str, grid: dict[str, Any], duck_type: str = "DOUBLE") -> str:
-    """SQL giving each value's grid cell index, clamped to the two far cells.
-
-    Deliberately lean, since it runs on every value: -inf falls in the far-low cell, NaN and
-    +inf in the far-high cell, so a window with far values gets a second pass
-    (``drift._far_pass``) that tells them apart from finite ones.
-    """
-    low, high = -grid["far"] - 1, grid["cells"] + grid["far"]
-    value = column if duck_type == "DOUBLE" else f"CAST({column} AS DOUBLE)"
-    scaled = f"(({value} - {duck.number(grid['origin'])}) * {duck.number(grid['scale'])})"
-    return f"CAST(floor(greatest(least({scaled}, {high}), {low})) AS INTEGER)"
 
 
 def level_sql(column: str, duck_type: str) -> str:
@@ -245,28 +232,13 @@ def _numeric(con: duckdb.DuckDBPyConnection, column: pa.ChunkedArray,
         return spec
     spec.update(mean=_float(np.mean(values)), std=_float(np.std(values)),
                 min=_float(values.min()), max=_float(values.max()))
-    grid = _grid(values, cells)
+    grid = make_grid(values, cells)
     keys, counts = _cell_counts(con, values, grid)
     grid["keys"], grid["counts"] = keys, counts
     grid["far_low_area"], grid["far_high_area"] = _far_areas(values, grid)
     spec["grid"] = grid
     spec["deciles"] = _deciles(values, grid)
     return spec
-
-
-def _grid(values: np.ndarray, cells: int) -> dict[str, Any]:
-    import numpy as np
-
-    low, high = (float(q) for q in np.quantile(values, CENTRAL))
-    if not high > low:
-        low, high = float(values.min()), float(values.max())
-    if high > low and math.isfinite((high - low) / cells) and (high - low) / cells > 0:
-        origin, scale = low, cells / (high - low)
-    else:
-        # one value (or a range too narrow for a double): one cell around it
-        width = max(abs(low), 1.0) * 1e-6
-        origin, scale = low - width / 2, 1.0 / width
-    return {"origin": origin, "scale": scale, "cells": cells, "far": FAR_RANGES * cells}
 
 
 def _cell_counts(con: duckdb.DuckDBPyConnection, values: np.ndarray,
@@ -287,8 +259,7 @@ def _far_areas(values: np.ndarray, grid: dict[str, Any]) -> tuple[float, float]:
     """Mean distance beyond the outermost cell edges: the area under the CDF out there."""
     import numpy as np
 
-    low_edge = grid["origin"] - grid["far"] / grid["scale"]
-    high_edge = grid["origin"] + (grid["cells"] + grid["far"]) / grid["scale"]
+    low_edge, high_edge = far_edges(grid)
     below = np.clip(low_edge - values, 0.0, None).sum() / len(values)
     above = np.clip(values - high_edge, 0.0, None).sum() / len(values)
     return float(below), float(above)
@@ -298,15 +269,15 @@ def _deciles(values: np.ndarray, grid: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
     quantiles = np.quantile(values, np.arange(1, 10) / 10)
-    low, high = -grid["far"], grid["cells"] + grid["far"]
-    snapped = np.floor((quantiles - grid["origin"]) * grid["scale"]) + 1
-    keys = sorted({int(k) for k in np.clip(snapped, low, high)})
+    low, high = far_cells(grid)
+    # the cell holding a decile goes to the bin below it: the bin then includes the decile
+    keys = sorted({int(k) for k in np.clip(cell_index(quantiles, grid) + 1, low + 1, high)})
     cell_keys = np.asarray(grid["keys"], dtype=np.int64)
     bins = np.searchsorted(np.asarray(keys, dtype=np.int64), cell_keys, side="right")
     counts = np.bincount(bins, weights=np.asarray(grid["counts"], dtype=np.float64),
                          minlength=len(keys) + 1)
-    edges = [_float(grid["origin"] + k / grid["scale"]) for k in keys]
-    return {"keys": keys, "edges": edges, "counts": [int(c) for c in counts]}
+    positions = [_float(x) for x in edges(grid, np.asarray(keys))]
+    return {"keys": keys, "edges": positions, "counts": [int(c) for c in counts]}
 
 
 def _resolve_task(task: Task | None, target: pa.Array | None) -> Task | None:

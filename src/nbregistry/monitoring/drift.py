@@ -54,7 +54,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..domain.errors import InvalidInputError
 from . import duck
-from .baseline import cell_sql, check_baseline, level_sql
+from .baseline import check_baseline, level_sql
+from .sketch import cell_sql, edges, far_cells, far_edges
 
 if TYPE_CHECKING:
     import duckdb
@@ -93,7 +94,7 @@ def drift(con: duckdb.DuckDBPyConnection, source: str, baseline: dict[str, Any],
         raise InvalidInputError(f"the window has no prediction rows (source {source[:120]}, "
                                 f"filter {where!r}): widen the period or check the version",
                                 field="where", value=where)
-    _far_pass(con, source, where, specs, windows)
+    _far_pass(con, source, where, specs, types, total, windows)
     rows = [_feature_row(name, spec, windows[name], total) for name, spec in specs.items()]
     return _finish(rows, alpha=alpha, min_effect=min_effect, drift_share=drift_share)
 
@@ -147,7 +148,8 @@ class _Window:
 
 
 def _window_counts(con: duckdb.DuckDBPyConnection, source: str, where: str | None,
-                   specs: dict[str, Any], types: dict[str, str]) -> tuple[int, dict[str, _Window]]:
+                   specs: dict[str, Any], types: dict[str, str]
+                   ) -> tuple[int, dict[str, _Window]]:
     parts = ["count(*)"]
     for name, spec in specs.items():
         column = duck.quote(name)
@@ -171,46 +173,43 @@ def _key(value: Any) -> Any:
     return value if isinstance(value, str) else int(value)
 
 
-def far_edges(grid: dict[str, Any]) -> tuple[float, float]:
-    """Where the far-low cell ends and the far-high cell starts."""
-    return (grid["origin"] - grid["far"] / grid["scale"],
-            grid["origin"] + (grid["cells"] + grid["far"]) / grid["scale"])
-
-
-def _far_cells(grid: dict[str, Any]) -> tuple[int, int]:
-    return -grid["far"] - 1, grid["cells"] + grid["far"]
-
-
 def _far_pass(con: duckdb.DuckDBPyConnection, source: str, where: str | None,
-              specs: dict[str, Any], windows: dict[str, _Window]) -> None:
-    """A second pass, only for features with values in a far cell: -inf, NaN and +inf
-    share those cells with finite values far out, so count them apart, and measure how far
-    beyond the outermost edges the finite ones lie (the tail area Wasserstein needs)."""
+              specs: dict[str, Any], types: dict[str, str], total: int,
+              windows: dict[str, _Window]) -> None:
+    """Settle what the far cells hold. The cell expression keeps every value's cost low
+    and so lets nulls, NaN and +-inf fall into a far cell with any finite values far out.
+    When a far cell holds more than the nulls, a second pass (for those features only)
+    counts the finite values there with the same expression and measures how far beyond
+    the outermost edges they lie (the tail area Wasserstein needs)."""
     far = {}
     for name, spec in specs.items():
-        if spec["kind"] == "numeric" and spec["grid"] is not None:
-            low, high = _far_cells(spec["grid"])
-            if windows[name].histogram.get(low) or windows[name].histogram.get(high):
-                far[name] = spec["grid"]
+        if spec["kind"] != "numeric" or spec["grid"] is None:
+            continue
+        window, (low, high) = windows[name], far_cells(spec["grid"])
+        nulls = total - window.valid
+        if sorted((window.histogram.pop(low, 0), window.histogram.pop(high, 0))) != [0, nulls]:
+            far[name] = spec["grid"]
     if not far:
         return
     parts = []
     for name, grid in far.items():
-        value = f"CAST({duck.quote(name)} AS DOUBLE)"
+        column = duck.quote(name)
+        value, cell = f"CAST({column} AS DOUBLE)", cell_sql(column, grid, types[name])
         below, above = (duck.number(edge) for edge in far_edges(grid))
-        parts += [f"count(*) FILTER (WHERE {value} = '-inf'::DOUBLE)",
-                  f"count(*) FILTER (WHERE isnan({value}) OR {value} = 'inf'::DOUBLE)",
+        low, high = far_cells(grid)
+        parts += [f"count(*) FILTER (WHERE isfinite({value}) AND {cell} = {low})",
+                  f"count(*) FILTER (WHERE isfinite({value}) AND {cell} = {high})",
+                  f"count(*) FILTER (WHERE isfinite({value}))",
                   f"sum(CASE WHEN isfinite({value}) AND {value} < {below} "
                   f"THEN {below} - {value} END)",
                   f"sum(CASE WHEN isfinite({value}) AND {value} > {above} "
                   f"THEN {value} - {above} END)"]
     row = duck.one(con, f"SELECT {', '.join(parts)} FROM {source} {duck.where_clause(where)}")
     for i, (name, grid) in enumerate(far.items()):
-        negative, positive, low_area, high_area = row[4 * i: 4 * i + 4]
-        window, (low, high) = windows[name], _far_cells(grid)
-        window.histogram[low] = window.histogram.get(low, 0) - int(negative)
-        window.histogram[high] = window.histogram.get(high, 0) - int(positive)
-        window.valid -= int(negative) + int(positive)
+        in_low, in_high, valid, low_area, high_area = row[5 * i: 5 * i + 5]
+        window, (low, high) = windows[name], far_cells(grid)
+        window.histogram[low], window.histogram[high] = int(in_low), int(in_high)
+        window.valid = int(valid)
         if window.valid:
             window.far_area = ((low_area or 0.0) / window.valid,
                                (high_area or 0.0) / window.valid)
@@ -240,14 +239,20 @@ def _no_values(row: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _numeric_stats(spec: dict[str, Any], window: _Window) -> dict[str, Any]:
+    import numpy as np
+
     grid, valid = spec["grid"], window.valid
     ref = dict(zip(grid["keys"], grid["counts"], strict=True))
     dense = _dense(grid, ref, window.histogram)
-    p_ref, p_cur = dense["ref"] / dense["ref"].sum(), dense["cur"] / valid
-    ref_bins, cur_bins = _decile_counts(spec, dense)
-    ks, ks_error = _ks(p_ref, p_cur)
     n_ref = spec["n"] - spec["missing"]
-    w, w_error = _wasserstein(grid, dense, p_ref, p_cur, window.far_area)
+    p_ref, p_cur = dense["ref"] / n_ref, dense["cur"] / valid
+    # F_ref - F_cur at every cell edge, from whole counts so that it is exactly 0 where
+    # both CDFs are complete (a residue there, times a log grid's vast far cells, is not)
+    gap = np.concatenate([[0.0], np.cumsum(dense["ref"]) / n_ref
+                          - np.cumsum(dense["cur"]) / valid])
+    ref_bins, cur_bins = _decile_counts(spec, dense)
+    ks, ks_error = _ks(gap, p_ref, p_cur)
+    w, w_error = _wasserstein(grid, dense, gap, p_ref, p_cur, window.far_area)
     std, p_value = spec["std"], ks_pvalue(ks, n_ref, valid)
     return {"psi": psi(ref_bins, cur_bins), "js": js_distance(ref_bins, cur_bins),
             "ks": ks, "ks_error": ks_error, "ks_pvalue": p_value, "p_value": p_value,
@@ -286,12 +291,12 @@ def _decile_counts(spec: dict[str, Any], dense: dict[str, Any]) -> tuple[Any, An
             np.bincount(bins, weights=dense["cur"], minlength=width))
 
 
-def _ks(p_ref: np.ndarray, p_cur: np.ndarray) -> tuple[float, float]:
-    """KS at the cell edges (a lower bound) and how far the exact value can lie above it."""
+def _ks(cdf_gap: np.ndarray, p_ref: np.ndarray, p_cur: np.ndarray) -> tuple[float, float]:
+    """KS at the cell edges (a lower bound) and how far the exact value can lie above it:
+    inside a cell, F_ref - F_cur can exceed its value at the left edge by at most the
+    cell's reference mass, and its value at the right edge by at most the window's."""
     import numpy as np
 
-    cdf_gap = np.concatenate([[0.0], np.cumsum(p_ref - p_cur)])
-    cdf_gap[-1] = 0.0   # both CDFs reach 1 at +inf; avoid rounding residue
     at_edges = float(np.abs(cdf_gap[1:-1]).max()) if len(cdf_gap) > 2 else 0.0
     left, right = cdf_gap[:-1], cdf_gap[1:]
     above = np.minimum(left + p_ref, right + p_cur)    # F_ref - F_cur inside a cell
@@ -300,27 +305,30 @@ def _ks(p_ref: np.ndarray, p_cur: np.ndarray) -> tuple[float, float]:
     return at_edges, upper - at_edges
 
 
-def _wasserstein(grid: dict[str, Any], dense: dict[str, Any], p_ref: np.ndarray,
-                 p_cur: np.ndarray, far_area: tuple[float, float]) -> tuple[float, float]:
+def _wasserstein(grid: dict[str, Any], dense: dict[str, Any], gap: np.ndarray,
+                 p_ref: np.ndarray, p_cur: np.ndarray,
+                 far_area: tuple[float, float]) -> tuple[float, float]:
+    """W1 = integral of |F_ref - F_cur|, each CDF taken linear within a cell, and a bound
+    on the error of that: within a cell each CDF moves by at most the cell's mass."""
     import numpy as np
 
-    width = 1.0 / grid["scale"]
-    gap = np.concatenate([[0.0], np.cumsum(p_ref - p_cur)])
+    positions = edges(grid, np.arange(dense["kmin"], dense["kmax"] + 2))
+    widths = np.diff(positions)
     a, b = gap[1:-2], gap[2:-1]            # D at the left and right edge of each normal cell
     same_sign = a * b >= 0
     with np.errstate(divide="ignore", invalid="ignore"):
         crossing = np.where(same_sign, 0.0, (a * a + b * b) / (2 * np.abs(a - b)))
-    inner = np.where(same_sign, np.abs(a + b) / 2, crossing).sum() * width
-    error = ((p_ref[1:-1] + p_cur[1:-1]).sum()) * width
-    # empty cells between the far cells and the occupied range: D is constant there
-    lows = (dense["kmin"] + grid["far"]) * width * abs(gap[1])
-    highs = (grid["cells"] + grid["far"] - dense["kmax"] - 1) * width * abs(gap[-2])
-    total = inner + lows + highs
+    total = float((np.where(same_sign, np.abs(a + b) / 2, crossing) * widths).sum())
+    error = float(((p_ref[1:-1] + p_cur[1:-1]) * widths).sum())
+    # empty cells between the far cells and the occupied ones: D is constant there
+    low_edge, high_edge = far_edges(grid)
+    total += (positions[0] - low_edge) * abs(gap[1])
+    total += (high_edge - positions[-1]) * abs(gap[-2])
     for ref_side, cur_side in zip((grid["far_low_area"], grid["far_high_area"]), far_area,
                                   strict=True):
         total += abs(ref_side - cur_side)
         error += 2 * min(ref_side, cur_side)
-    return float(total), float(error)
+    return total, error
 
 
 def _categorical_stats(spec: dict[str, Any], histogram: dict[Any, int]) -> dict[str, Any]:
@@ -388,7 +396,7 @@ def _pool_rare(table: np.ndarray) -> np.ndarray:
     if not rare.any():
         return table
     kept, pool = table[:, ~rare], table[:, rare].sum(axis=1, keepdims=True)
-    if kept.shape[1] and pool.sum(axis=1).min() * pool.sum() / table.sum() < 5:
+    if kept.shape[1] and table.sum(axis=1).min() * pool.sum() / table.sum() < 5:
         smallest = int(np.argmin(kept.sum(axis=0)))
         kept = kept.copy()
         kept[:, smallest] += pool[:, 0]

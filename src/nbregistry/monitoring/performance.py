@@ -172,6 +172,8 @@ def _classification(con: duckdb.DuckDBPyConnection, base: str, keys: list[str],
     out = []
     for row in con.execute(query).fetchall():
         values = row[len(keys):]
+        if not values[0]:
+            continue   # no keys and no rows: the aggregate's lone row of nulls
         if values[2] or values[3]:
             raise InvalidInputError("classification needs actual outcomes that are 0/1 or "
                                     "boolean and scores (probabilities) in [0, 1]",

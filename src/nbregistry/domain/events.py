@@ -30,6 +30,7 @@ class ReferenceRef(TypedDict):
     sha256: str
     rows: int
     has_target: bool
+    has_score: NotRequired[bool]  # the model's scores on the rows, for score drift
 
 
 class Register(TypedDict):
@@ -160,8 +161,16 @@ class Alert(TypedDict):
     action: str | None
 
 
+class CheckSummary(TypedDict):
+    window: list[str]
+    version: int | None
+    metrics: int
+    alerts: int
+
+
 class Seal(TypedDict):
     tables: dict[str, dict[str, Any]]
+    check: NotRequired[CheckSummary]  # the check() that sealed, when one did
 
 
 class RetrainRequested(TypedDict):

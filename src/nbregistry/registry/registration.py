@@ -29,7 +29,8 @@ def payload(model: Any, blobs: BlobStore, *, params: Mapping[str, Any] | None,
         "description": validate.text(description, what="description"),
         "card": validate.json_mapping(card, what="card"),
     }
-    features, ref_bytes, ref_rows = reference.freeze(reference_data, reference_target)
+    features, ref_bytes, ref_rows, scored = reference.freeze(reference_data, reference_target,
+                                                             model)
     out["lineage"] = lineage.capture(model, training_data=training_data,
                                      storage_options=data_storage_options, notebook=notebook)
     out["flavor"], data = flavors.dump(model, flavor)
@@ -37,5 +38,5 @@ def payload(model: Any, blobs: BlobStore, *, params: Mapping[str, Any] | None,
     out["features"] = features
     if ref_bytes is not None:
         out["reference"] = {"sha256": blobs.put(ref_bytes), "rows": ref_rows,
-                            "has_target": reference_target is not None}
+                            "has_target": reference_target is not None, "has_score": scored}
     return out

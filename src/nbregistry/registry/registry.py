@@ -12,7 +12,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..domain import validate
 from ..domain.entities import Event, ModelVersion, PromotionRequest, VerifyReport
@@ -34,6 +34,9 @@ from .identity import resolve_user
 from .state import RegistryState
 from .verify import verify_log
 from .view import RegistryView
+
+if TYPE_CHECKING:
+    from .monitor import Monitor
 
 DEFAULT_URI = ".nbregistry"
 MAX_ATTEMPTS = 400
@@ -431,6 +434,13 @@ class Registry(RegistryView):
         return self._record("deploy", name, lambda s: governance.deploy(
             s, name=name, number=number, target=target, stage=stage, sha256=sha256,
             comment=comment))
+
+    def monitor(self, name: str) -> Monitor:
+        """Monitoring for model ``name``: log predictions and outcomes, then ask for drift,
+        performance, fairness, a challenger replay, or run the policy's ``check()``."""
+        from .monitor import Monitor
+
+        return Monitor(self, name)
 
     # -- audit and time travel ---------------------------------------------------------
     def verify(self, *, artifacts: bool = True,

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from ..domain.canonical import GENESIS_HASH
 from ..domain.entities import Check, Event, Problem, VerifyReport
 from ..domain.errors import NbRegistryError
 from ..domain.timefmt import ts_text
-from ..store import EventLog, Location
+from ..store import EventLog, Location, check_seals
 from ..store.blobs import key_for
 from ..store.eventlog import rows
 from . import witness as witnesses
@@ -37,6 +38,9 @@ PROVES = {
                "last published head was cut or rewritten",
     "checkpoints": "the log's checkpoints (derived data, not evidence) are readable, so "
                    "the registry opens fast",
+    "seals": "monitoring data sealed in the audit log (predictions, outcomes, metric windows) "
+             "was not deleted or rewritten afterwards, even by someone who turned "
+             "appendOnly off",
     "clock": "event times agree with the storage's own clock (within 5 minutes) and never "
              "go backwards",
 }
@@ -45,7 +49,7 @@ KINDS = {"missing_file": "chain", "missing_commit": "chain", "checkpoint": "chec
          "duplicate": "chain", "hash": "chain", "malformed": "events",
          "artifact_missing": "artifacts", "artifact_modified": "artifacts",
          "signature": "signatures", "pinned_key": "pinned_keys", "head": "expected_head",
-         "clock": "clock", "truncated": "expected_head"}
+         "clock": "clock", "truncated": "expected_head", "seal": "seals"}
 
 
 def verify_log(location: Location, *, artifacts: bool = True,
@@ -79,6 +83,12 @@ def verify_log(location: Location, *, artifacts: bool = True,
         run.add("pinned_keys")
     problems += _clock_problems(events, commits.written)
     problems += _checkpoint_problems(log)
+    sealed = [seal for e in events if e.action == "seal"
+              and isinstance(e.payload.get("tables"), dict)
+              for seal in e.payload["tables"].values()]
+    if sealed:
+        run.add("seals")
+        problems += _seal_problems(location, sealed)
     if witness is not None and events:
         run.add("witness")
         problems += witnesses.check(witness, events[0].hash, {e.seq: e.hash for e in events})
@@ -140,6 +150,13 @@ def _clock_problems(events: list[Event], written: Mapping[int, datetime]) -> lis
                                     f"{event.actor}) is dated {ts_text(event.ts)} but the "
                                     f"storage wrote it at {ts_text(stored)}", event.seq))
     return problems
+
+
+def _seal_problems(location: Location, sealed: list[Any]) -> list[Problem]:
+    try:
+        return [Problem("seal", text) for text in check_seals(location, sealed)]
+    except NbRegistryError as exc:
+        return [Problem("seal", f"the monitoring seals could not be checked: {exc}")]
 
 
 def _checkpoint_problems(log: EventLog) -> list[Problem]:

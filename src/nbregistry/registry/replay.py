@@ -1,0 +1,120 @@
+"""Challenger replay: score the served version's logged traffic with another version and
+compare both on the same matured outcomes, with a significance test."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..domain.errors import InvalidInputError
+from ..domain.extras import require
+from . import reference
+
+if TYPE_CHECKING:
+    from .monitor import Monitor
+
+MAX_ROWS = 2_000_000  # replay loads the rows to score them: a bound a notebook survives
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """The challenger against the served version on the same rows and outcomes."""
+
+    model: str
+    served: int
+    challenger: int
+    n: int
+    task: str
+    metrics: dict[str, tuple[float, float]]          # metric -> (served, challenger)
+    p_values: dict[str, float] = field(default_factory=dict)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    tables: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def primary(self) -> str:
+        return "roc_auc" if self.task == "classification" else "rmse"
+
+    @property
+    def diff(self) -> float:
+        """Challenger minus served on the primary metric (AUC, or RMSE for regressors)."""
+        served, challenger = self.metrics[self.primary]
+        return challenger - served
+
+    def __repr__(self) -> str:
+        served, challenger = self.metrics[self.primary]
+        return (f"<ReplayResult {self.model} v{self.challenger} vs served v{self.served} on "
+                f"{self.n} rows: {self.primary} {challenger:.4f} vs {served:.4f} "
+                f"(p={self.p_values.get(self.primary, float('nan')):.3g})>")
+
+    def _repr_html_(self) -> str:
+        cell = "style='padding:2px 8px;border-bottom:1px solid #eaeef2;text-align:left'"
+        rows = ""
+        for m, (a, b) in self.metrics.items():
+            p = f"{self.p_values[m]:.3g}" if m in self.p_values else "—"
+            rows += (f"<tr><td {cell}>{html.escape(m)}</td><td {cell}>{a:.4f}</td>"
+                     f"<td {cell}>{b:.4f}</td><td {cell}>{b - a:+.4f}</td><td {cell}>{p}</td>"
+                     "</tr>")
+        return (f"<div style='font-family:sans-serif;font-size:12px'><b>Replay</b> "
+                f"{html.escape(self.model)} v{self.challenger} (challenger) vs v{self.served} "
+                f"(served) on {self.n:,} logged rows with matured outcomes"
+                f"<table style='border-collapse:collapse'><tr><th {cell}>metric</th>"
+                f"<th {cell}>v{self.served}</th><th {cell}>v{self.challenger}</th>"
+                f"<th {cell}>difference</th><th {cell}>p-value</th></tr>{rows}</table></div>")
+
+
+def replay(mon: Monitor, version: int | str, start: Any, end: Any, *,
+           served: int | str | None, trusted: bool | Sequence[str]) -> ReplayResult:
+    require("monitoring", "pandas")
+    from .monitor import _require_rows, joined
+
+    challenger = mon.registry.get(mon.name, version)
+    served_mv = mon.version(served)
+    if served_mv.version == challenger.version:
+        raise InvalidInputError(f"v{challenger.version} is the served version itself: name a "
+                                "challenger", field="version")
+    predictions, outcomes = mon.snapshots(start, end)
+    _require_rows(predictions, mon.name)
+    names = [f["name"] for f in challenger.features]
+    query = (f"SELECT * FROM {joined(predictions, outcomes)} WHERE version = "
+             f"{served_mv.version} AND score IS NOT NULL AND actual IS NOT NULL "
+             f"LIMIT {MAX_ROWS}")
+    rows = mon.connection().sql(query).to_arrow_table()
+    if rows.num_rows == 0:
+        raise InvalidInputError(f"no logged prediction of v{served_mv.version} in the period "
+                                "has a matured outcome yet: nothing to replay on", field="start")
+    lacking = [n for n in names if n not in rows.column_names]
+    if lacking:
+        raise InvalidInputError(f"v{challenger.version} needs features the traffic of "
+                                f"v{served_mv.version} did not log: {lacking}", field="version")
+    model = mon.registry.load(mon.name, challenger.version, trusted=trusted)
+    scores = reference.model_scores(model, rows.select(names).to_pandas())
+    if scores is None:
+        raise InvalidInputError(f"v{challenger.version} could not score the logged rows "
+                                "(a binary classifier or a regressor is needed)", field="version")
+    task = mon.task(served_mv.version)
+    return _compare(mon.name, served_mv.version, challenger.version, task,
+                    rows["actual"].to_numpy(), rows["score"].to_numpy(), scores.to_numpy(),
+                    {"predictions": predictions.version, "outcomes": outcomes.version})
+
+
+def _compare(name: str, served: int, challenger: int, task: str, y: Any, a: Any, b: Any,
+             tables: dict[str, int]) -> ReplayResult:
+    from ..monitoring.significance import delong, paired_bootstrap
+
+    metrics: dict[str, tuple[float, float]] = {}
+    p_values: dict[str, float] = {}
+    intervals: dict[str, tuple[float, float]] = {}
+    if task == "classification":
+        auc = delong(y, a, b)
+        metrics["roc_auc"], p_values["roc_auc"] = (auc.auc_a, auc.auc_b), auc.p_value
+        extra = ("accuracy", "brier", "log_loss")
+    else:
+        extra = ("rmse", "mae", "r2")
+    for metric in extra:
+        boot = paired_bootstrap(y, a, b, metric=metric, n_resamples=500)
+        metrics[metric] = (boot.value_a, boot.value_b)
+        p_values[metric], intervals[metric] = boot.p_value, (boot.ci_low, boot.ci_high)
+    return ReplayResult(name, served, challenger, len(y), task, metrics, p_values, intervals,
+                        tables)

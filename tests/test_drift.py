@@ -298,3 +298,20 @@ def test_a_feature_with_no_valid_value_is_an_alert(con: duckdb.DuckDBPyConnectio
     for row in rows:
         assert row["missing_rate"] == 1.0 and row["psi"] is None
         assert row["status"] == "alert" and row["drifted"] is True
+
+
+def test_benchmark_data_flags_exactly_the_injected_shifts(con: duckdb.DuckDBPyConnection,
+                                                          tmp_path: Path) -> None:
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / "drift_bench.py"
+    spec = importlib.util.spec_from_file_location("drift_bench", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    reference = bench.make_rows(20_000, 1, shifted=False)
+    pq.write_table(bench.make_rows(50_000, 2, shifted=True), tmp_path / "w.parquet")
+    baseline = build_baseline(reference.select(bench.NUMERIC + bench.CATEGORICAL),
+                              scores=reference["score"])
+    table = drift(con, f"read_parquet('{tmp_path / 'w.parquet'}')", baseline)
+    assert set(dataset_drift(table)["drifted_features"]) == bench.SHIFTED

@@ -68,7 +68,7 @@ def test_capture_drift_performance_and_fairness(world: dict[str, Any]) -> None:
 
 
 def test_bad_input_changes_nothing(world: dict[str, Any]) -> None:
-    reg, model, live = world["reg"], world["model"], world["live"]
+    reg, live = world["reg"], world["live"]
     mon = reg.monitor("credit")
     with pytest.raises(nbr.InvalidInputError, match="no predictions yet"):
         mon.log_outcomes(["x"], [1])
@@ -94,7 +94,7 @@ def test_replay_scores_the_challenger_on_logged_traffic(world: dict[str, Any]) -
                  reference_target=train["default"])
     result = mon.replay(2, served=1)
     assert result.n == len(live) and result.task == "classification"
-    assert result.diff < 0 and result.p_values["roc_auc"] < 0.05  # the weak model is worse
+    assert result.diff < 0 and result.p_values["roc_auc"] < 0.05  # the weak one is worse
     assert "Replay" in result._repr_html_()
 
 

@@ -64,7 +64,6 @@ if TYPE_CHECKING:
 
 PSI_FLOOR = 1e-4
 PSI_WARN, PSI_ALERT = 0.1, 0.25
-OTHER = "other"   # the bucket for levels the reference never saw
 METADATA_KEY = b"nbregistry.dataset_drift"
 
 COLUMNS = ("feature", "kind", "n", "missing_rate", "psi", "ks", "ks_error", "ks_pvalue", "js",
@@ -86,6 +85,9 @@ def drift(con: duckdb.DuckDBPyConnection, source: str, baseline: dict[str, Any],
     check_baseline(baseline)
     if not 0 < alpha < 1:
         raise InvalidInputError("alpha must be between 0 and 1", field="alpha", value=alpha)
+    if min_effect < 0 or not 0 < drift_share <= 1:
+        raise InvalidInputError("min_effect must be >= 0 and drift_share in (0, 1]",
+                                field="min_effect", value=(min_effect, drift_share))
     specs = _selected(baseline, features)
     types = duck.columns(con, source)
     _check_types(specs, types)

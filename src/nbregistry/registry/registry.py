@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..domain import validate
-from ..domain.entities import Event, ModelVersion, PromotionRequest, VerifyReport
+from ..domain.entities import Event, GateResult, ModelVersion, PromotionRequest, VerifyReport
 from ..domain.errors import (
     ConflictError,
     InvalidInputError,
@@ -26,11 +26,10 @@ from ..domain.events import FORMAT_VERSION
 from ..domain.policy import Policy, parse_policy
 from ..domain.timefmt import parse_time
 from ..store import CommitConflict, EventLog, Location, normalize_uri
-from . import governance, registration, signing
+from . import governance, monitoring_gates, registration, signing
 from . import witness as witnesses
 from .chain import event_from_row, make_event
 from .fold import apply, fold
-from .identity import resolve_user
 from .state import RegistryState
 from .verify import verify_log
 from .view import RegistryView
@@ -38,61 +37,8 @@ from .view import RegistryView
 if TYPE_CHECKING:
     from .monitor import Monitor
 
-DEFAULT_URI = ".nbregistry"
 MAX_ATTEMPTS = 400
 Build = Callable[[RegistryState], tuple[int | None, dict[str, Any]] | None]
-
-
-def open_registry(uri: str | os.PathLike[str] | None = None, user: str | None = None, *,
-                  storage_options: Mapping[str, str] | None = None,
-                  max_staleness: float = 0.0, create: bool | None = None,
-                  signing_key: Any = None, witness: str | os.PathLike[str] | None = None,
-                  witness_storage_options: Mapping[str, str] | None = None) -> Registry:
-    """Open the registry at ``uri`` (a folder, or ``s3://…``, ``gs://…``, ``az://…``).
-
-    Parameters
-    ----------
-    uri : str or path, optional
-        Defaults to ``$NBREGISTRY_URI``, else ``./.nbregistry``.
-    user : str, optional
-        Who acts: else ``$NBREGISTRY_USER``, ``$JUPYTERHUB_USER``, the OS user.
-    storage_options : dict, optional
-        Object-store settings, as deltalake takes them (``AWS_ENDPOINT_URL``, ...).
-    max_staleness : float
-        Reads skip the check for newer events when the last one is younger than this many
-        seconds (0: always check; one ``stat`` or ``HEAD``).
-    create : bool, optional
-        ``None`` creates a missing registry and says so with a ``RegistryCreatedWarning``
-        (the caller becomes its admin); ``True`` creates it quietly; ``False`` raises
-        ``NotFoundError`` instead (a mistyped path never makes a new registry).
-    signing_key : Ed25519 private key, optional
-        Signs every event you write; required once an admin enrolled your public key.
-    witness : str or path, optional
-        Where heads of the log are published (default ``$NBREGISTRY_WITNESS``): a folder or
-        bucket the registry's writers cannot rewrite (S3 Object Lock), checked by
-        ``verify``. ``witness_storage_options`` reach it.
-    """
-    location = Location.parse(_default_uri(uri), storage_options)
-    if not isinstance(max_staleness, int | float) or not max_staleness >= 0:
-        raise InvalidInputError(f"max_staleness must be a number of seconds >= 0, got "
-                                f"{max_staleness!r}", field="max_staleness")
-    witness = witness if witness is not None else os.environ.get("NBREGISTRY_WITNESS") or None
-    return Registry(location, resolve_user(user), max_staleness=float(max_staleness),
-                    create=create,
-                    signing_key=None if signing_key is None else signing.private_key(signing_key),
-                    witness=None if witness is None else witnesses.location(
-                        witness, witness_storage_options))
-
-
-def _default_uri(uri: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
-    if uri is not None:
-        return uri
-    env = os.environ.get("NBREGISTRY_URI")
-    if env is not None and not env.strip():
-        raise InvalidInputError("NBREGISTRY_URI is set but empty: unset it to use "
-                                "./.nbregistry, or set it to the registry's folder or URI",
-                                field="uri")
-    return env or DEFAULT_URI
 
 
 class Registry(RegistryView):
@@ -130,8 +76,10 @@ class Registry(RegistryView):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Storage handles don't pickle; a worker process reopens the same registry instead.
-        return (_reopen, (self._location.uri, self.user, self._location.storage_options,
-                          self._max_staleness))
+        from .opening import reopen
+
+        return (reopen, (self._location.uri, self.user, self._location.storage_options,
+                         self._max_staleness))
 
     # -- freshness ---------------------------------------------------------------------
     def refresh(self) -> Registry:
@@ -350,9 +298,11 @@ class Registry(RegistryView):
         comment = validate.text(comment, what="comment")
         seen = self._current().model(name).holder(to)
         request_id = uuid.uuid4().hex
+        measured = monitoring_gates.evaluate(self, name, number, to)
         self._record("request_promotion", name, lambda s: governance.request(
             s, self.user, name=name, number=number, to=to, comment=comment,
-            emergency=bool(emergency), request_id=request_id, seen_holder=seen))
+            emergency=bool(emergency), request_id=request_id, seen_holder=seen,
+            measured=measured))
         return self._current().requests[request_id]
 
     def approve(self, name: str, version: int | str, *, comment: str = "",
@@ -366,8 +316,10 @@ class Registry(RegistryView):
         name, number = validate.model_name(name), validate.version_number(version)
         comment = validate.text(comment, what="comment")
 
+        pending = governance.find_request(self._current(), name, number, to, for_approval=True)
+        measured = monitoring_gates.evaluate(self, name, number, pending.to)
         event = self._record("approve", name, lambda s: governance.approve(
-            s, self.user, name=name, number=number, to=to, comment=comment),
+            s, self.user, name=name, number=number, to=to, comment=comment, measured=measured),
             signing_key=None if signing_key is None else signing.private_key(signing_key))
         return self._current().requests[event.payload["request_id"]]
 
@@ -435,6 +387,13 @@ class Registry(RegistryView):
             s, name=name, number=number, target=target, stage=stage, sha256=sha256,
             comment=comment))
 
+    def check_gates(self, name: str, version: int | str, to: str) -> list[GateResult]:
+        """Every gate of stage ``to`` for this version, pass or fail, with evidence, including
+        the gates measured on monitoring data."""
+        found = super().check_gates(name, version, to)
+        return [*found, *monitoring_gates.evaluate(self, validate.model_name(name),
+                                                   validate.version_number(version), to)]
+
     def monitor(self, name: str) -> Monitor:
         """Monitoring for model ``name``: log predictions and outcomes, then ask for drift,
         performance, fairness, a challenger replay, or run the policy's ``check()``."""
@@ -483,9 +442,3 @@ class Registry(RegistryView):
 def _existing(state: RegistryState, name: str, number: int) -> int:
     state.model(name).require(number)
     return number
-
-
-def _reopen(uri: str, user: str, storage_options: dict[str, str], max_staleness: float
-            ) -> Registry:
-    return open_registry(uri, user, storage_options=storage_options or None,
-                         max_staleness=max_staleness)  # a signing key is never pickled

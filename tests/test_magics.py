@@ -263,12 +263,23 @@ def test_modelcard_needs_a_body(ip: InteractiveShell) -> None:
         ip.run_cell_magic("modelcard", "credit 1", "\n  \n")
 
 
-def test_monitor_and_report_say_they_are_not_available_yet(ip: InteractiveShell) -> None:
-    _two_versions(ip)
-    with pytest.raises(UsageError, match="monitoring is not available yet"):
-        ip.run_line_magic("monitor", "credit")
-    with pytest.raises(UsageError, match="reports are not available yet"):
-        ip.run_line_magic("report", "validation credit 2 -p threshold 0.5")
+def test_monitor_shows_checks_and_opens_the_dashboard(ip: InteractiveShell,
+                                                      registry_uri: str) -> None:
+    from monitored import monitored
+
+    from nbregistry.notebook.monitoring import MonitoringView
+    from nbregistry.notebook.panels import MonitoringDashboard
+
+    monitored(registry_uri, policy={"window": "1d", "on_alert": "retrain"})
+    view = ip.run_line_magic("monitor", "credit --window 1d")
+    assert isinstance(view, MonitoringView) and view.drift is not None
+    assert "debt_ratio" in repr(view) and "<svg" in view._repr_html_()
+    result = ip.run_line_magic("monitor", "credit --check")
+    assert result.alerts and [e.action for e in result.actions] == ["retrain_requested"]
+    panel = ip.run_line_magic("monitor", "credit --panel")
+    assert isinstance(panel, MonitoringDashboard) and len(panel.view.alerts) >= 1
+    with pytest.raises(UsageError, match="no model named 'ghost'"):
+        ip.run_line_magic("monitor", "ghost")
 
 
 def test_audit_shows_history_and_verifies(ip: InteractiveShell) -> None:

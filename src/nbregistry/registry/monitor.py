@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -177,6 +177,35 @@ class Monitor:
                       where=f"version = {mv.version}")
         return _pinned(table, predictions=predictions.version)
 
+    def drift_windows(self, window: str = "1d", *, start: Any = None, end: Any = None,
+                      version: int | str | None = None, progress: bool | None = None
+                      ) -> pa.Table:
+        """PSI per feature for each window in ``[start, end)`` (default: the last 14 windows
+        up to the newest prediction): ``window_start, feature, psi, status, drifted``.
+        Windows without predictions are left out."""
+        from tqdm.auto import tqdm
+
+        from .checks import window_length
+
+        step = window_length(window)
+        mv = self.version(version)
+        stop = _time(end, "end") or _newest(self.tables.predictions.read(
+            columns=["ts"]), self.name) + timedelta(microseconds=1)
+        begin = _time(start, "start") or stop - 14 * step
+        edges = [begin + i * step for i in range(int((stop - begin) / step) + 1)]
+        rows: list[dict[str, Any]] = []
+        quiet = None if progress is None else not progress  # None: a bar only where it shows
+        for left in tqdm(edges, desc=f"drift of {self.name}", disable=quiet):
+            try:
+                table = self.drift(left, min(left + step, stop), version=mv.version)
+            except InvalidInputError:
+                continue  # no predictions in this window
+            rows += [{"window_start": left, **r} for r in table.select(
+                ["feature", "psi", "status", "drifted"]).to_pylist()]
+        return pa.Table.from_pylist(rows, schema=pa.schema([
+            ("window_start", pa.timestamp("us", "UTC")), ("feature", pa.string()),
+            ("psi", pa.float64()), ("status", pa.string()), ("drifted", pa.bool_())]))
+
     def performance(self, window: str | None = "1d", *, by: Sequence[str] | None = None,
                     start: Any = None, end: Any = None,
                     version: int | str | None = None) -> pa.Table:
@@ -284,6 +313,15 @@ def _task(target: Any) -> Any:
 
 def _time(value: Any, what: str) -> datetime | None:
     return None if value is None else parse_time(value, field=what)
+
+
+def _newest(table: pa.Table, name: str) -> datetime:
+    if table.num_rows == 0:
+        raise InvalidInputError(f"{name!r} has logged no predictions yet", field="model")
+    import pyarrow.compute as pc
+
+    newest: datetime = pc.max(table["ts"]).as_py()
+    return newest
 
 
 def _require_rows(snapshot: Snapshot, name: str) -> None:

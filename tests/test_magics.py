@@ -266,7 +266,6 @@ def test_modelcard_needs_a_body(ip: InteractiveShell) -> None:
 def test_monitor_shows_checks_and_opens_the_dashboard(ip: InteractiveShell,
                                                       registry_uri: str) -> None:
     from monitored import monitored
-
     from nbregistry.notebook.monitoring import MonitoringView
     from nbregistry.notebook.panels import MonitoringDashboard
 

@@ -222,7 +222,6 @@ def test_promotion_panel_follows_other_users_changes(reg: nbr.Registry) -> None:
 def test_monitoring_dashboard_shows_drift_performance_fairness_and_checks(
         registry_uri: str) -> None:
     from monitored import monitored
-
     from nbregistry.notebook.panels import MonitoringDashboard
 
     reg = monitored(registry_uri, policy={"on_alert": "retrain", "window": "1d"})

@@ -176,3 +176,20 @@ def test_monitoring_gates_decide_promotions(world: dict[str, Any]) -> None:
     assert not checklist["replay"].passed and checklist["replay"].evidence["served"] == 1
     with pytest.raises(nbr.PolicyViolationError, match="gate 'replay' failed"):
         reg.request_promotion("credit", 2, to="production")
+
+
+def test_importance_is_frozen_with_the_baseline_and_ranks_drift(world: dict[str, Any]) -> None:
+    from nbregistry.notebook.comparison import Comparison
+
+    reg, model, live = world["reg"], world["model"], world["live"]
+    mon = reg.monitor("credit")
+    importance = mon.importance(1)
+    assert set(importance) == set(FEATURES) and sum(importance.values()) == pytest.approx(1)
+    assert reg.monitor("credit").baseline(1)["importance"]["method"] == "coef"
+    log(mon, model, live.assign(debt_ratio=live["debt_ratio"] + 0.3), start=NOW)
+    drift = mon.drift()
+    assert drift.column("feature")[0].as_py() == "debt_ratio"  # drifted features first
+    assert "importance" in drift.column_names
+    html = Comparison([reg.get("credit", 1), reg.get("credit", 1)],
+                      importance=[importance, importance]).html(chart=False)
+    assert "Feature importance" in html and "debt_ratio" in html

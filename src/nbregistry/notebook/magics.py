@@ -211,7 +211,7 @@ class RegistryMagics(Magics, Configurable):
                                    chart=args.chart)
         from .comparison import Comparison
 
-        return Comparison(versions, chart=args.chart)
+        return Comparison(versions, chart=args.chart, importance=_importance(reg, versions))
 
     @line_magic("promote")
     @friendly
@@ -349,6 +349,18 @@ class RegistryMagics(Magics, Configurable):
         history = self.current().history(args.name, version=args.version)
         report = self.live().verify() if args.verify else None
         return HistoryTable(history, report, max_rows=args.limit)
+
+
+def _importance(reg: Any, versions: list[Any]) -> list[dict[str, float]]:
+    """Each version's frozen feature importance, where monitoring can say (not on a view of
+    the past, nor without the monitoring extra or reference data)."""
+    if not hasattr(reg, "monitor"):
+        return []
+    try:
+        mon = reg.monitor(versions[0].name)
+        return [mon.importance(mv.version) if mv.reference else {} for mv in versions]
+    except NbRegistryError:
+        return []
 
 
 def load_ipython_extension(shell: Any) -> None:

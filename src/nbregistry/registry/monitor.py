@@ -138,6 +138,7 @@ class Monitor:
                 "compare with: register it with reference_data=... (and reference_target)",
                 field="version")
         built = _build(self.registry._blobs.get(mv.reference["sha256"]))
+        built["importance"] = self._importance(mv)
         sha = self.registry._blobs.put(canonical_json(built).encode())
 
         def build(state: RegistryState) -> tuple[int | None, dict[str, Any]] | None:
@@ -148,6 +149,29 @@ class Monitor:
 
         self.registry._commit("set_baseline", self.name, build)
         return built
+
+    def _importance(self, mv: ModelVersion) -> dict[str, Any] | None:
+        """The model's own importances (or permutation importance on the reference rows),
+        when the model loads without trusting its registrant; else None."""
+        from ..monitoring.importance import feature_importance
+
+        assert mv.reference is not None
+        table = reference.thaw(self.registry._blobs.get(mv.reference["sha256"]))
+        target = (table[reference.TARGET_COLUMN].to_numpy()
+                  if reference.TARGET_COLUMN in table.column_names else None)
+        inputs = table.drop_columns([c for c in reference.RESERVED if c in table.column_names])
+        try:
+            model = self.registry.load(self.name, mv.version)
+            found = feature_importance(model, inputs, target)
+        except Exception:  # an untrusted or unusual model: drift is still computed
+            return None
+        return {"method": found.method, "values": found.values}
+
+    def importance(self, version: int | str | None = None) -> dict[str, float]:
+        """Feature importance of the version, frozen with its baseline (empty when it could
+        not be computed without trusting the model's registrant)."""
+        found = self.baseline(version).get("importance") or {}
+        return dict(found.get("values", {}))
 
     # -- questions -----------------------------------------------------------------------
     def connection(self) -> Any:
@@ -173,8 +197,14 @@ class Monitor:
         mv = self.version(version)
         predictions, _ = self.snapshots(start, end)
         _require_rows(predictions, self.name)
-        table = drift(self.connection(), predictions.relation(), self.baseline(mv.version),
+        baseline = self.baseline(mv.version)
+        table = drift(self.connection(), predictions.relation(), baseline,
                       where=f"version = {mv.version}")
+        if baseline.get("importance"):
+            from ..monitoring.importance import Importance, rank_drift
+
+            table = rank_drift(table, Importance(baseline["importance"]["method"],
+                                                 baseline["importance"]["values"]))
         return _pinned(table, predictions=predictions.version)
 
     def drift_windows(self, window: str = "1d", *, start: Any = None, end: Any = None,

@@ -28,7 +28,7 @@ from ..domain.timefmt import parse_time
 from ..store import CommitConflict, EventLog, Location, normalize_uri
 from . import governance, monitoring_gates, registration, signing
 from . import witness as witnesses
-from .chain import event_from_row, make_event
+from .chain import events_from_table, make_event
 from .fold import apply, fold
 from .state import RegistryState
 from .verify import verify_log
@@ -53,7 +53,7 @@ class Registry(RegistryView):
         if not self._log.exists():
             self._create(location, user, create)
         self._log.open()
-        state = fold(RegistryState(), (event_from_row(r) for r in self._log.rows()))
+        state = fold(RegistryState(), events_from_table(self._log.read()))
         state.delta_version = self._log.version
         super().__init__(location, state, user)
         # One Registry may be shared by threads (a panel's watcher and the notebook): folding
@@ -87,7 +87,7 @@ class Registry(RegistryView):
         with self._lock:
             log, state = self._log, self._state
             if log.has_newer():
-                fold(state, (event_from_row(r) for r in log.rows_after(state.seq)))
+                fold(state, events_from_table(log.read_new(after_seq=state.seq)))
                 state.delta_version = log.version
             self._synced_at = time.monotonic()
         return self

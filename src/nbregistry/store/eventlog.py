@@ -63,11 +63,6 @@ def to_table(events: Sequence[Event]) -> pa.Table:
     }, schema=SCHEMA)
 
 
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Rows sorted by seq, timestamps as aware UTC datetimes."""
-    return sorted(table.to_pylist(), key=lambda r: r["seq"])
-
-
 log = logging.getLogger("nbregistry")
 
 
@@ -155,14 +150,6 @@ class EventLog:
     def replay(self) -> Replay:
         """The log replayed from its JSON commits (no checkpoints): what verify reads."""
         return replay(self.location, TABLE)
-
-    def rows(self) -> list[dict[str, Any]]:
-        """Every event of the snapshot, sorted by seq."""
-        return rows(self.read())
-
-    def rows_after(self, seq: int) -> list[dict[str, Any]]:
-        """Events committed since our version, sorted by seq."""
-        return rows(self.read_new(after_seq=seq))
 
     def has_newer(self) -> bool:
         """Cheap probe (one stat or HEAD): has anyone committed after our snapshot?"""

@@ -174,6 +174,13 @@ class Seal(TypedDict):
     check: NotRequired[CheckSummary]  # the check() that sealed, when one did
 
 
+class Snapshot(TypedDict):
+    sha256: str         # the blob (compressed canonical JSON of the folded state)
+    state_sha256: str   # the canonical JSON itself: what verify recomputes from the fold
+    seq: int            # the state is the fold of events 1..seq
+    hash: str           # and event seq's hash
+
+
 class RetrainRequested(TypedDict):
     reason: str
     alert_seq: int | None
@@ -202,6 +209,7 @@ SHAPES: dict[str, type] = {
     "alert": Alert,
     "seal": Seal,
     "retrain_requested": RetrainRequested,
+    "snapshot": Snapshot,
 }
 
 

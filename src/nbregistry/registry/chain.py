@@ -23,8 +23,8 @@ def make_event(state: RegistryState, actor: str, action: str, model: str | None,
                version: int | None, payload: dict[str, Any], *, signer: Any = None) -> Event:
     check_payload(action, payload)
     ts = datetime.now(UTC)
-    if state.events and ts < state.events[-1].ts:
-        ts = state.events[-1].ts  # keep the log's time non-decreasing across clock skew
+    if state.last_ts is not None and ts < state.last_ts:
+        ts = state.last_ts  # keep the log's time non-decreasing across clock skew
     seq, event_id = state.seq + 1, uuid.uuid4().hex
     if signer is not None:
         data = signing.message(prev_hash=state.head_hash, seq=seq, event_id=event_id,

@@ -13,14 +13,14 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
-from ..domain.entities import Approval, Event, GateResult, ModelVersion, Problem, PromotionRequest
+from ..domain.entities import Approval, Event, GateResult, Problem, PromotionRequest
 from ..domain.errors import IntegrityError, InvalidInputError, PolicyViolationError
 from ..domain.events import FORMAT_VERSION, read_problem
 from ..domain.policy import parse_policy
 from ..domain.timefmt import ts_text
 from . import signing
 from .chain import link_problem
-from .state import ModelState, RegistryState
+from .state import ModelState, RegistryState, Versions, record
 
 Handler = Callable[[RegistryState, Event], None]
 
@@ -52,6 +52,8 @@ def apply(state: RegistryState, event: Event) -> None:
                                          f"{event.actor}) was not applied: {exc}", event.seq))
     state.events.append(event)
     state.seq, state.head_hash = event.seq, event.hash
+    if state.last_ts is None or event.ts > state.last_ts:
+        state.last_ts = event.ts
 
 
 def fold(state: RegistryState, events: Iterable[Event]) -> RegistryState:
@@ -81,7 +83,7 @@ def _request(state: RegistryState, event: Event) -> PromotionRequest:
 
 
 def _create(state: RegistryState, event: Event) -> None:
-    state.creator = event.actor
+    state.creator, state.registry_id = event.actor, event.hash
     state.format = event.payload["format"]
     state.roles.setdefault(event.actor, set()).add("admin")
     if state.format > FORMAT_VERSION:
@@ -93,20 +95,18 @@ def _create(state: RegistryState, event: Event) -> None:
 def _register(state: RegistryState, event: Event) -> None:
     if event.model is None or event.version is None:
         raise Skip("a registration needs a model and a version")
-    p = event.payload
     model = state.models.get(event.model)
     if model is None:
-        model = state.models[event.model] = ModelState(event.model, event.ts, event.actor)
+        model = state.models[event.model] = ModelState(
+            event.model, event.ts, event.actor, Versions(event.model, state.loader))
     if event.version in model.versions:
         raise Skip(f"{event.model!r} v{event.version} is already registered")
-    model.versions[event.version] = ModelVersion(
-        name=event.model, version=event.version, sha256=p["sha256"], size=p["size"],
-        flavor=p["flavor"], created_at=event.ts, created_by=event.actor,
-        description=p["description"], params=p["params"], metrics=p["metrics"],
-        tags=p["tags"], lineage=p["lineage"], card=p["card"], features=tuple(p["features"]),
-        reference=p.get("reference"))
+    mv = record(event)
+    model.versions.seqs[event.version] = event.seq
+    model.versions[event.version] = mv
+    model.latest = max(model.latest, event.version)
     model.stage_of[event.version] = state.policy.initial
-    data = p["lineage"].get("training_data") or {}
+    data = mv.lineage.get("training_data") or {}
     reason = state.flagged_data.get((data.get("uri", ""), data.get("version", -1)))
     if reason is not None:
         model.status_of.setdefault(event.version, {})["revalidation_required"] = reason
@@ -261,9 +261,12 @@ def _rollback(state: RegistryState, event: Event) -> None:
 
 def _set_card(state: RegistryState, event: Event) -> None:
     model, version = _numbered(state, event)
-    base = model.versions[version]
-    model.versions[version] = dataclasses.replace(
-        base, card={**base.card, **event.payload["card"]})
+    cards = model.versions.cards
+    cards[version] = {**cards.get(version, {}), **event.payload["card"]}
+    if version in model.versions._loaded:
+        base = model.versions[version]
+        model.versions[version] = dataclasses.replace(
+            base, card={**base.card, **event.payload["card"]})
     model.changed(version)
 
 
@@ -297,6 +300,12 @@ def _alert(state: RegistryState, event: Event) -> None:
 def _seal(state: RegistryState, event: Event) -> None:
     for table, seal in event.payload["tables"].items():
         state.seals[table] = (event.seq, seal)
+    if "check" in event.payload and event.model is not None:
+        state.checks[event.model] = event
+
+
+def _snapshot(state: RegistryState, event: Event) -> None:
+    state.snapshots.append(event)
 
 
 def _retrain(state: RegistryState, event: Event) -> None:
@@ -337,4 +346,5 @@ HANDLERS: dict[str, Handler] = {
     "alert": _alert,
     "seal": _seal,
     "retrain_requested": _retrain,
+    "snapshot": _snapshot,
 }

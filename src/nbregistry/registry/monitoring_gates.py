@@ -38,8 +38,7 @@ def evaluate(reg: Registry, name: str, number: int, to: str) -> list[GateResult]
 
 
 def _no_drift_alert(state: RegistryState, name: str) -> GateResult:
-    latest = next((e for e in reversed(state.events) if e.action == "seal"
-                   and e.model == name and "check" in e.payload), None)
+    latest = state.checks.get(name)
     if latest is None:
         return GateResult("no_drift_alert", True, "no monitoring check has run yet", {})
     window = latest.payload["check"]["window"]

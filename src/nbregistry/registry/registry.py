@@ -4,6 +4,7 @@ freshness and time travel. Reads are inherited from ``RegistryView``."""
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import random
 import threading
@@ -19,14 +20,15 @@ from ..domain.entities import Event, GateResult, ModelVersion, PromotionRequest,
 from ..domain.errors import (
     ConflictError,
     InvalidInputError,
+    NbRegistryError,
     NotFoundError,
     RegistryCreatedWarning,
 )
 from ..domain.events import FORMAT_VERSION
 from ..domain.policy import Policy, parse_policy
 from ..domain.timefmt import parse_time
-from ..store import CommitConflict, EventLog, Location, normalize_uri
-from . import governance, monitoring_gates, registration, signing
+from ..store import BlobStore, CommitConflict, EventLog, Location, normalize_uri
+from . import governance, monitoring_gates, registration, signing, snapshot
 from . import witness as witnesses
 from .chain import events_from_table, make_event
 from .fold import apply, fold
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
     from .monitor import Monitor
 
 MAX_ATTEMPTS = 400
+LOST = object()  # an attempt that lost the commit race
+log = logging.getLogger("nbregistry")
 Build = Callable[[RegistryState], tuple[int | None, dict[str, Any]] | None]
 
 
@@ -53,7 +57,7 @@ class Registry(RegistryView):
         if not self._log.exists():
             self._create(location, user, create)
         self._log.open()
-        state = fold(RegistryState(), events_from_table(self._log.read()))
+        state = snapshot.open_state(self._log, BlobStore(location), location)
         state.delta_version = self._log.version
         super().__init__(location, state, user)
         # One Registry may be shared by threads (a panel's watcher and the notebook): folding
@@ -106,32 +110,54 @@ class Registry(RegistryView):
         when the user has an enrolled key."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
             with self._lock, self._location.writer_lock():
-                self.refresh()
-                built = build(self._state)
-                if built is None:
-                    return None
-                version, payload = built
-                key = signing_key or self._signing_key
-                if action == "register_key" and not self._state.keys.get(self.user):
-                    key = None  # enrolling a first key: nothing to sign with yet
-                event = make_event(self._state, self.user, action, model, version, payload,
-                                   signer=signing.signer(self._state, self.user, key))
-                try:
-                    landed = self._log.append(event)
-                except CommitConflict:
-                    landed = None
-                if landed is not None:
-                    apply(self._state, event)
-                    self._state.delta_version = landed
+                outcome = self._attempt(action, model, build, signing_key)
+            if outcome is not LOST:
+                event: Event | None = outcome
+                if event is not None:  # after the lock: these may write events themselves
                     self._witness_head(event)
-                    return event
+                    self._snapshot()
+                return event
             time.sleep(random.uniform(0, min(0.25, 0.002 * 2 ** min(attempt, 7))))
         raise ConflictError(f"gave up {action!r} after {MAX_ATTEMPTS} lost commit races; "
                             "the registry is under heavy write load, try again")
 
+    def _attempt(self, action: str, model: str | None, build: Build,
+                 signing_key: Any) -> Any:
+        """One try under the locks: the event, None (nothing to record) or LOST (another
+        writer took the log version first)."""
+        self.refresh()
+        built = build(self._state)
+        if built is None:
+            return None
+        version, payload = built
+        key = signing_key or self._signing_key
+        if action == "register_key" and not self._state.keys.get(self.user):
+            key = None  # enrolling a first key: nothing to sign with yet
+        event = make_event(self._state, self.user, action, model, version, payload,
+                           signer=signing.signer(self._state, self.user, key))
+        try:
+            landed = self._log.append(event)
+        except CommitConflict:
+            return LOST
+        apply(self._state, event)
+        self._state.delta_version = landed
+        return event
+
+    def _snapshot(self) -> None:
+        """Every SNAPSHOT_EVERY events, store the folded state so opening stays flat. Best
+        effort: the event the caller wrote has landed whatever happens here."""
+        if not snapshot.due(self._state):
+            return
+        try:
+            payload = snapshot.take(self._state, self._blobs)
+            self._record("snapshot", None, lambda s: (None, payload))
+            snapshot.point(self._location, payload)
+        except NbRegistryError as exc:
+            log.warning("could not store a state snapshot of %s: %s", self.uri, exc)
+
     def _witness_head(self, event: Event) -> None:
         if (self._witness is not None and witnesses.due(event, self._published)
-                and witnesses.publish(self._witness, self._state.events[0].hash, event,
+                and witnesses.publish(self._witness, self._state.registry_id, event,
                                     self.uri)):
             self._published = event.seq
 
@@ -435,7 +461,7 @@ class Registry(RegistryView):
         # The log's time is non-decreasing, so the past is a prefix; a backdated event (a
         # bad clock, or forged) ends the prefix rather than breaking the fold.
         past = fold(RegistryState(), itertools.takewhile(lambda e: e.ts <= moment,
-                                                         self._current().events))
+                                                         self._current().all_events()))
         return RegistryView(self._location, past, self.user)
 
 

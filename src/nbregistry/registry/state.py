@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,6 +15,71 @@ from ..domain.errors import NotFoundError
 from ..domain.policy import DEFAULT_POLICY_TOML, Policy, parse_policy
 
 DEFAULT_STAGE = "development"
+Loader = Callable[[list[int]], dict[int, Event]]  # register events by seq
+
+
+class Versions(MutableMapping[int, ModelVersion]):
+    """A model's versions. After opening from a state snapshot only each version's
+    register-event seq is known; its record is read from the log on first use (a batch per
+    call), so resolving an alias does not load 100,000 versions."""
+
+    def __init__(self, name: str, loader: Loader | None = None) -> None:
+        self.name, self.loader = name, loader
+        self.seqs: dict[int, int] = {}                      # version -> register seq
+        self.cards: dict[int, dict[str, Any]] = {}          # version -> set_card fields
+        self._loaded: dict[int, ModelVersion] = {}
+
+    def __getitem__(self, number: int) -> ModelVersion:
+        found = self._loaded.get(number)
+        if found is None:
+            if number not in self.seqs:
+                raise KeyError(number)
+            self._load([number])
+            found = self._loaded[number]
+        return found
+
+    def __setitem__(self, number: int, mv: ModelVersion) -> None:
+        self._loaded[number] = mv
+
+    def __delitem__(self, number: int) -> None:
+        raise TypeError("versions are never deleted")
+
+    def __contains__(self, number: object) -> bool:
+        return number in self.seqs
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.seqs)
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    def values(self) -> Any:
+        self._load([v for v in self.seqs if v not in self._loaded])
+        return [self._loaded[v] for v in self.seqs]
+
+    def items(self) -> Any:
+        return list(zip(self.seqs, self.values(), strict=True))
+
+    def _load(self, numbers: list[int]) -> None:
+        if not numbers:
+            return
+        if self.loader is None:
+            raise KeyError(numbers[0])
+        events = self.loader([self.seqs[v] for v in numbers])
+        for number in numbers:
+            self._loaded[number] = record(events[self.seqs[number]], self.cards.get(number))
+
+
+def record(event: Event, card: dict[str, Any] | None = None) -> ModelVersion:
+    """A version as its register event recorded it (plus later model-card fields)."""
+    assert event.model is not None and event.version is not None
+    p = event.payload
+    return ModelVersion(
+        name=event.model, version=event.version, sha256=p["sha256"], size=p["size"],
+        flavor=p["flavor"], created_at=event.ts, created_by=event.actor,
+        description=p["description"], params=p["params"], metrics=p["metrics"],
+        tags=p["tags"], lineage=p["lineage"], card={**p["card"], **(card or {})},
+        features=tuple(p["features"]), reference=p.get("reference"))
 
 
 @dataclass
@@ -22,7 +87,8 @@ class ModelState:
     name: str
     created_at: datetime
     created_by: str
-    versions: dict[int, ModelVersion] = field(default_factory=dict)
+    versions: Versions = field(default_factory=lambda: Versions(""))
+    latest: int = 0
     aliases: dict[str, int] = field(default_factory=dict)
     stage_of: dict[int, str] = field(default_factory=dict)
     status_of: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -30,9 +96,8 @@ class ModelState:
     _aliases_of: dict[int, set[str]] = field(default_factory=dict, repr=False)
     _views: dict[int, ModelVersion] = field(default_factory=dict, repr=False)
 
-    @property
-    def latest(self) -> int:
-        return max(self.versions, default=0)
+    def __post_init__(self) -> None:
+        self.versions.name = self.name
 
     def view(self, version: int) -> ModelVersion:
         """The version with its current stage, aliases and status (cached until they change)."""
@@ -90,7 +155,23 @@ class RegistryState:
     delta_version: int = -1
     creator: str | None = None
     models: dict[str, ModelState] = field(default_factory=dict)
+    # The events folded by this process: all of them, or those after the state snapshot it
+    # opened from (``history`` reads the log for the rest).
     events: list[Event] = field(default_factory=list)
+    base_seq: int = 0
+    registry_id: str = ""
+    last_ts: datetime | None = None
+    checks: dict[str, Event] = field(default_factory=dict)  # model -> its latest check's seal
+    snapshots: list[Event] = field(default_factory=list)
+    loader: Loader | None = None
+    history: Callable[[], list[Event]] | None = None
+
+    def all_events(self) -> list[Event]:
+        """Every event up to this state's seq (read from the log when opened from a
+        snapshot)."""
+        if self.base_seq == 0 or self.history is None:
+            return self.events
+        return [e for e in self.history() if e.seq <= self.seq]
     roles: dict[str, set[str]] = field(default_factory=dict)
     policy: Policy = field(default_factory=default_policy)
     requests: dict[str, PromotionRequest] = field(default_factory=dict)

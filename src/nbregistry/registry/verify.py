@@ -13,6 +13,7 @@ from ..domain.errors import NbRegistryError
 from ..domain.timefmt import ts_text
 from ..store import EventLog, Location, check_seals
 from ..store.blobs import key_for
+from . import snapshot
 from . import witness as witnesses
 from .chain import events_from_table, link_problem
 from .fold import apply
@@ -48,7 +49,8 @@ KINDS = {"missing_file": "chain", "missing_commit": "chain", "checkpoint": "chec
          "duplicate": "chain", "hash": "chain", "malformed": "events",
          "artifact_missing": "artifacts", "artifact_modified": "artifacts",
          "signature": "signatures", "pinned_key": "pinned_keys", "head": "expected_head",
-         "clock": "clock", "truncated": "expected_head", "seal": "seals"}
+         "clock": "clock", "truncated": "expected_head", "seal": "seals",
+         "snapshot": "events"}
 
 
 def verify_log(location: Location, *, artifacts: bool = True,
@@ -108,10 +110,11 @@ def verify_log(location: Location, *, artifacts: bool = True,
 
 def _fold_checked(events: list[Event]) -> tuple[RegistryState, list[Problem]]:
     """Fold as far as the chain holds (a state after a break means nothing); report every
-    broken link and every backdated event."""
+    broken link, every backdated event, and every state snapshot that is not the fold."""
     seq, head = 0, GENESIS_HASH
     state, folding, problems = RegistryState(), True, []
     last_ts: datetime | None = None
+    snapshots = {e.payload.get("seq"): e for e in events if e.action == "snapshot"}
     for event in events:
         broken = link_problem(event, seq, head)
         if broken is not None:
@@ -119,12 +122,24 @@ def _fold_checked(events: list[Event]) -> tuple[RegistryState, list[Problem]]:
             folding = False
         elif folding:
             apply(state, event)
+            if event.seq in snapshots:
+                problems += _snapshot_problems(state, snapshots[event.seq])
         if last_ts is not None and event.ts < last_ts:
             problems.append(Problem("clock", f"event {event.seq} is dated {ts_text(event.ts)}, "
                                     f"before the event preceding it ({ts_text(last_ts)}): "
                                     "backdated", event.seq))
         seq, head, last_ts = event.seq, event.hash, max(event.ts, last_ts or event.ts)
     return state, problems
+
+
+def _snapshot_problems(state: RegistryState, vouching: Event) -> list[Problem]:
+    """The snapshot recorded at this seq must be exactly this fold (opening trusts it)."""
+    text = snapshot.dump(state)
+    if hashlib.sha256(text.encode()).hexdigest() != vouching.payload.get("state_sha256"):
+        return [Problem("snapshot", f"the state snapshot vouched for by event {vouching.seq} "
+                        f"is not the fold of events 1..{state.seq}: opening from it would "
+                        "show a different registry", vouching.seq)]
+    return []
 
 
 def _head_problems(events: list[Event], seq: int, expected: tuple[int, str]) -> list[Problem]:

@@ -166,7 +166,7 @@ class RegistryView:
         """Events as an Arrow table (seq, ts, actor, action, model, version, payload, hash),
         oldest first; for one model (and version) when given."""
         state = self._current()
-        events = state.events
+        events = state.all_events()
         if name is not None:
             state.model(validate.model_name(name))
             events = [e for e in events if e.model == name

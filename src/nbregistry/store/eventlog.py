@@ -7,6 +7,7 @@ Delta's optimistic concurrency into compare-and-swap on the whole log: the chain
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -207,14 +208,7 @@ class EventLog:
 
     def read(self) -> pa.Table:
         """Every event of the snapshot; any damaged file refuses the whole read."""
-        table, missing, rewritten = self.read_each_file()
-        if missing or rewritten:
-            names = ", ".join([*missing, *rewritten])
-            raise IntegrityError(
-                f"event data files named by the Delta log are missing, unreadable or rewritten "
-                f"({names}). The audit trail is damaged; run `nbregistry verify` and restore "
-                "from backup.", problems=[*missing, *rewritten])
-        return table
+        return self._read_checked(self.files())
 
     def append(self, event: Event) -> int:
         """Commit one event at exactly version+1 and return that version, or raise
@@ -282,6 +276,45 @@ class EventLog:
         actions = forkguard.guarded(lambda: self._dt.get_add_actions(flatten=True))
         return dict(zip(actions.column("path").to_pylist(),
                         actions.column("size_bytes").to_pylist(), strict=True))
+
+    def _ranges(self) -> list[tuple[str, int, int | None, int | None]]:
+        """(path, size, min seq, max seq) of each data file; None where there are no stats."""
+        if self._dt is None:
+            return [(p, size, None, None) for p, size in self._replay.files.items()]
+        actions = forkguard.guarded(lambda: self._dt.get_add_actions(flatten=True))
+        names = actions.schema.names
+        lows = (actions.column("min.seq").to_pylist() if "min.seq" in names
+                else [None] * len(actions))
+        highs = (actions.column("max.seq").to_pylist() if "max.seq" in names
+                 else [None] * len(actions))
+        return list(zip(actions.column("path").to_pylist(),
+                        actions.column("size_bytes").to_pylist(), lows, highs, strict=True))
+
+    def read_after(self, seq: int) -> pa.Table:
+        """Events with seq > ``seq`` of the snapshot; only files that can hold them are read."""
+        files = {p: size for p, size, _, high in self._ranges() if high is None or high > seq}
+        table = self._read_checked(files)
+        return table.filter(pc.greater(table.column("seq"), seq))
+
+    def read_seqs(self, seqs: list[int]) -> pa.Table:
+        """The events with these seqs, reading only the files whose seq range holds one."""
+        ordered = sorted(seqs)
+        files = {p: size for p, size, low, high in self._ranges()
+                 if low is None or high is None
+                 or bisect.bisect_left(ordered, low) < bisect.bisect_right(ordered, high)}
+        table = self._read_checked(files)
+        return table.filter(pc.is_in(table.column("seq"), value_set=pa.array(ordered,
+                                                                               pa.int64())))
+
+    def _read_checked(self, files: dict[str, int]) -> pa.Table:
+        table, missing, rewritten = self.read_each_file(files)
+        if missing or rewritten:
+            names = ", ".join([*missing, *rewritten])
+            raise IntegrityError(
+                f"event data files named by the Delta log are missing, unreadable or rewritten "
+                f"({names}). The audit trail is damaged; run `nbregistry verify` and restore "
+                "from backup.", problems=[*missing, *rewritten])
+        return table
 
     def read_each_file(self, files: dict[str, int] | None = None
                        ) -> tuple[pa.Table, list[str], list[str]]:

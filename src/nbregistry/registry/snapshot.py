@@ -1,0 +1,230 @@
+"""State snapshots: the folded state at seq N, so opening reads it and folds only the events
+after N instead of the whole log.
+
+A snapshot is canonical JSON (compressed into a content-addressed blob) of everything the
+fold produced except the version records themselves: for those it keeps each version's
+register-event seq (records are read from the log when first used). Its hashes are recorded
+in the chain by a ``snapshot`` event, which is what authenticates it: opening refuses a
+snapshot that no ``snapshot`` event after it vouches for (edited, swapped or planted), and
+``verify()`` re-folds the whole chain and recomputes every snapshot from the fold.
+``_registry/snapshot.json`` only points at the newest one; it is a hint, never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import zlib
+from typing import Any
+
+from ..domain.canonical import canonical_json
+from ..domain.entities import Approval, Event, GateResult, Problem, PromotionRequest
+from ..domain.errors import NbRegistryError
+from ..domain.policy import parse_policy
+from ..domain.timefmt import parse_time, ts_text
+from ..store import BlobStore, EventLog, Location
+from .chain import events_from_table
+from .fold import fold
+from .state import Loader, ModelState, RegistryState, Versions
+
+FORMAT = 1
+SNAPSHOT_EVERY = 1000
+POINTER = "_registry/snapshot.json"
+log_ = logging.getLogger("nbregistry")
+
+
+def dump(state: RegistryState) -> str:
+    """The state as canonical JSON (deterministic: a fold and a snapshot-plus-tail give the
+    same text at the same seq)."""
+    return canonical_json({
+        "format": FORMAT, "seq": state.seq, "head_hash": state.head_hash,
+        "registry_id": state.registry_id, "creator": state.creator, "event_format": state.format,
+        "last_ts": None if state.last_ts is None else ts_text(state.last_ts),
+        "roles": {u: sorted(r) for u, r in state.roles.items() if r},
+        "policy": state.policy.source,
+        "requests": [_request(r) for r in state.requests.values()],
+        "keys": {u: [list(k) for k in keys] for u, keys in state.keys.items()},
+        "flagged": [[uri, v, why] for (uri, v), why in state.flagged_data.items()],
+        "reports": [[m, v, t, run] for (m, v), runs in state.reports.items()
+                    for t, run in runs.items()],
+        "baselines": [[m, v, b] for (m, v), b in state.baselines.items()],
+        "seals": {t: [seq, seal] for t, (seq, seal) in state.seals.items()},
+        "deployments": [_event(e) for e in state.deployments],
+        "alerts": [_event(e) for e in state.alerts],
+        "checks": {m: _event(e) for m, e in state.checks.items()},
+        "snapshots": [_event(e) for e in state.snapshots],
+        "notices": [[p.kind, p.message, p.seq] for p in state.notices],
+        "skipped": [[p.kind, p.message, p.seq] for p in state.skipped],
+        "models": {name: _model(m) for name, m in state.models.items()},
+    })
+
+
+def pack(text: str) -> tuple[bytes, str]:
+    """(blob bytes, sha256 of the canonical text)."""
+    return zlib.compress(text.encode(), 6), hashlib.sha256(text.encode()).hexdigest()
+
+
+def unpack(blob: bytes) -> str:
+    return zlib.decompress(blob).decode()
+
+
+def load(text: str, loader: Loader) -> RegistryState:
+    doc = json.loads(text)
+    state = RegistryState(seq=doc["seq"], head_hash=doc["head_hash"], base_seq=doc["seq"],
+                          registry_id=doc["registry_id"], creator=doc["creator"],
+                          format=doc["event_format"], loader=loader,
+                          last_ts=None if doc["last_ts"] is None else parse_time(doc["last_ts"]))
+    state.roles = {u: set(r) for u, r in doc["roles"].items()}
+    state.policy = parse_policy(doc["policy"], strict=False)
+    state.requests = {r["request_id"]: _unrequest(r) for r in doc["requests"]}
+    state.keys = {u: [(seq, pem) for seq, pem in keys] for u, keys in doc["keys"].items()}
+    state.flagged_data = {(uri, v): why for uri, v, why in doc["flagged"]}
+    for m, v, t, run in doc["reports"]:
+        state.reports.setdefault((m, v), {})[t] = run
+    state.baselines = {(m, v): b for m, v, b in doc["baselines"]}
+    state.seals = {t: (seq, seal) for t, (seq, seal) in doc["seals"].items()}
+    state.deployments = [_unevent(e) for e in doc["deployments"]]
+    state.alerts = [_unevent(e) for e in doc["alerts"]]
+    state.checks = {m: _unevent(e) for m, e in doc["checks"].items()}
+    state.snapshots = [_unevent(e) for e in doc["snapshots"]]
+    state.notices = [Problem(k, msg, seq) for k, msg, seq in doc["notices"]]
+    state.skipped = [Problem(k, msg, seq) for k, msg, seq in doc["skipped"]]
+    state.models = {name: _unmodel(name, m, loader) for name, m in doc["models"].items()}
+    return state
+
+
+def _model(m: ModelState) -> dict[str, Any]:
+    by_stage: dict[str, list[int]] = {}
+    for version, stage in m.stage_of.items():
+        by_stage.setdefault(stage, []).append(version)
+    return {"created_at": ts_text(m.created_at), "created_by": m.created_by,
+            "latest": m.latest, "seqs": [[v, s] for v, s in m.versions.seqs.items()],
+            "cards": {str(v): c for v, c in m.versions.cards.items()},
+            "aliases": m.aliases, "stages": by_stage,
+            "status": {str(v): s for v, s in m.status_of.items() if s},
+            "stacks": m.stage_stack}
+
+
+def _unmodel(name: str, doc: dict[str, Any], loader: Loader) -> ModelState:
+    versions = Versions(name, loader)
+    versions.seqs = {v: s for v, s in doc["seqs"]}
+    versions.cards = {int(v): c for v, c in doc["cards"].items()}
+    model = ModelState(name, parse_time(doc["created_at"]), doc["created_by"], versions,
+                       doc["latest"])
+    for stage, numbers in doc["stages"].items():
+        for number in numbers:
+            model.stage_of[number] = stage
+    model.stage_of = dict(sorted(model.stage_of.items()))
+    model.status_of = {int(v): s for v, s in doc["status"].items()}
+    model.stage_stack = {stage: list(stack) for stage, stack in doc["stacks"].items()}
+    for alias, number in doc["aliases"].items():
+        model.set_alias(alias, number)
+    return model
+
+
+def _request(r: PromotionRequest) -> dict[str, Any]:
+    def who(a: Approval) -> list[Any]:
+        return [a.user, ts_text(a.at), a.comment, a.signed]
+
+    return {"request_id": r.request_id, "model": r.model, "version": r.version, "to": r.to,
+            "from": r.from_stage, "by": r.requested_by, "at": ts_text(r.requested_at),
+            "comment": r.comment, "emergency": r.emergency, "status": r.status,
+            "approvals": [who(a) for a in r.approvals],
+            "rejections": [who(a) for a in r.rejections], "replaces": r.replaces,
+            "required": r.required,
+            "gates": [[g.gate, g.passed, g.detail, g.evidence] for g in r.gates],
+            "closed_at": None if r.closed_at is None else ts_text(r.closed_at),
+            "ratified": r.ratified}
+
+
+def _unrequest(d: dict[str, Any]) -> PromotionRequest:
+    def who(a: list[Any]) -> Approval:
+        return Approval(a[0], parse_time(a[1]), a[2], a[3])
+
+    return PromotionRequest(
+        d["request_id"], d["model"], d["version"], d["to"], d["from"], d["by"],
+        parse_time(d["at"]), d["comment"], d["emergency"], d["status"],
+        tuple(who(a) for a in d["approvals"]), tuple(who(a) for a in d["rejections"]),
+        d["replaces"], d["required"], tuple(GateResult(*g) for g in d["gates"]),
+        None if d["closed_at"] is None else parse_time(d["closed_at"]), d["ratified"])
+
+
+def _event(e: Event) -> list[Any]:
+    return [e.seq, e.event_id, ts_text(e.ts), e.actor, e.action, e.model, e.version,
+            e.payload_json, e.prev_hash, e.hash]
+
+
+def _unevent(d: list[Any]) -> Event:
+    seq, event_id, ts, actor, action, model, version, payload, prev_hash, digest = d
+    return Event(seq, event_id, parse_time(ts), actor, action, model, version,
+                 json.loads(payload), payload, prev_hash, digest)
+
+
+def open_state(log: EventLog, blobs: BlobStore, location: Location) -> RegistryState:
+    """The current state: the newest authenticated snapshot plus the events after it, else
+    the fold of the whole log. Version records are loaded from the log on first use."""
+    def versions(seqs: list[int]) -> dict[int, Event]:
+        return {e.seq: e for e in events_from_table(log.read_seqs(seqs))}
+
+    def history() -> list[Event]:
+        return events_from_table(log.read())
+
+    found = _pointed(location, blobs)
+    if found is not None:
+        text, pointer = found
+        try:
+            state = load(text, versions)
+            fold(state, events_from_table(log.read_after(state.seq)))
+        except (NbRegistryError, KeyError, ValueError, TypeError) as exc:
+            state, why = None, f"it does not continue the log ({exc})"
+        else:
+            why = "no snapshot event in the log vouches for it"
+        if state is not None and _vouched(state, pointer, text):
+            state.history = history
+            return state
+        log_.warning("ignoring the state snapshot %s… at %s: %s; folding the whole log "
+                     "instead (run `nbregistry verify`)", pointer.get("sha256", "?")[:12],
+                     location.uri, why)
+    state = fold(RegistryState(loader=versions), events_from_table(log.read()))
+    state.history = history
+    return state
+
+
+def _pointed(location: Location, blobs: BlobStore) -> tuple[str, dict[str, Any]] | None:
+    try:
+        pointer = json.loads(location.read_bytes(POINTER))
+        return unpack(blobs.get(str(pointer["sha256"]))), pointer
+    except FileNotFoundError:
+        return None
+    except (NbRegistryError, ValueError, KeyError, TypeError, zlib.error) as exc:
+        log_.warning("the state snapshot pointer at %s is unusable (%s); folding the whole log",
+                     location.uri, exc)
+        return None
+
+
+def _vouched(state: RegistryState, pointer: dict[str, Any], text: str) -> bool:
+    state_sha = hashlib.sha256(text.encode()).hexdigest()
+    return any(e.payload.get("sha256") == pointer["sha256"]
+               and e.payload.get("state_sha256") == state_sha
+               and e.payload.get("seq") == state.base_seq for e in state.snapshots
+               if e.seq > state.base_seq)
+
+
+def due(state: RegistryState) -> bool:
+    newest = max((e.payload["seq"] for e in state.snapshots), default=0)
+    return state.seq - max(newest, state.base_seq) >= SNAPSHOT_EVERY
+
+
+def take(state: RegistryState, blobs: BlobStore) -> dict[str, Any]:
+    """Store the snapshot blob; returns the ``snapshot`` event payload that vouches for it."""
+    text = dump(state)
+    blob, state_sha = pack(text)
+    return {"sha256": blobs.put(blob), "state_sha256": state_sha, "seq": state.seq,
+            "hash": state.head_hash}
+
+
+def point(location: Location, payload: dict[str, Any]) -> None:
+    """Move the (untrusted) pointer to the newest snapshot, once its event has landed."""
+    location.put(POINTER, canonical_json({"sha256": payload["sha256"],
+                                          "seq": payload["seq"]}).encode())

@@ -30,6 +30,7 @@ from . import governance, registration, signing
 from . import witness as witnesses
 from .chain import event_from_row, make_event
 from .fold import apply, fold
+from .identity import default_uri as _default_uri
 from .identity import resolve_user
 from .state import RegistryState
 from .verify import verify_log
@@ -38,7 +39,6 @@ from .view import RegistryView
 if TYPE_CHECKING:
     from .monitor import Monitor
 
-DEFAULT_URI = ".nbregistry"
 MAX_ATTEMPTS = 400
 Build = Callable[[RegistryState], tuple[int | None, dict[str, Any]] | None]
 
@@ -82,17 +82,6 @@ def open_registry(uri: str | os.PathLike[str] | None = None, user: str | None = 
                     signing_key=None if signing_key is None else signing.private_key(signing_key),
                     witness=None if witness is None else witnesses.location(
                         witness, witness_storage_options))
-
-
-def _default_uri(uri: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
-    if uri is not None:
-        return uri
-    env = os.environ.get("NBREGISTRY_URI")
-    if env is not None and not env.strip():
-        raise InvalidInputError("NBREGISTRY_URI is set but empty: unset it to use "
-                                "./.nbregistry, or set it to the registry's folder or URI",
-                                field="uri")
-    return env or DEFAULT_URI
 
 
 class Registry(RegistryView):
@@ -434,6 +423,17 @@ class Registry(RegistryView):
         return self._record("deploy", name, lambda s: governance.deploy(
             s, name=name, number=number, target=target, stage=stage, sha256=sha256,
             comment=comment))
+
+    def record_report(self, template: str, *, model: str, version: int | str,
+                      parameters: Mapping[str, Any], tables: Mapping[str, int],
+                      head: Sequence[Any], outputs: Mapping[str, str], sha256: str,
+                      output_dir: str) -> Event:
+        """Record a compliance report run (``nbr.run_report`` does): its parameters, the
+        Delta version of every table it read, the head it saw, its outputs' sha256."""
+        name, number = validate.model_name(model), validate.version_number(version)
+        payload = governance.report(template, parameters=parameters, tables=tables, head=head,
+                                    outputs=outputs, sha256=sha256, output_dir=output_dir)
+        return self._record("report", name, lambda s: (_existing(s, name, number), payload))
 
     def monitor(self, name: str) -> Monitor:
         """Monitoring for model ``name``: log predictions and outcomes, then ask for drift,

@@ -52,7 +52,7 @@ def run_pack(model: str, version: int, *, output_dir: str | os.PathLike[str],
 
     ``parameters`` adds template-specific values, e.g. ``{"monitoring": {"start":
     "2026-01-01"}}``. All of them are validated before the first report runs."""
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
 
     from ..registry import open_registry
 

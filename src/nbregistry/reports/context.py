@@ -88,6 +88,28 @@ class PinnedMonitor(Monitor):
         return (self._snapshot(self.tables.predictions, begin, stop),
                 self._snapshot(self.tables.outcomes, None, None))
 
+    def has_predictions(self) -> bool:
+        """Whether any prediction was logged (a report says so instead of failing)."""
+        return self.tables.predictions.exists()
+
+    def rows(self, start: Any = None, end: Any = None, *,
+             version: int | str | None = None) -> pa.Table:
+        """The logged predictions in ``[start, end)`` (of ``version``), each with its first
+        recorded outcome as ``actual`` (null while it has not matured)."""
+        from ..registry.monitor import joined
+
+        predictions, outcomes = self.snapshots(start, end)
+        if predictions.version < 0:
+            return pa.table({})
+        query = f"SELECT * FROM {joined(predictions, outcomes, inner=False)}" if \
+            outcomes.version >= 0 else f"SELECT *, NULL::DOUBLE AS actual FROM " \
+            f"{predictions.relation()}"
+        if version is not None:
+            query += f" WHERE version = {self.version(version).version}"
+        table: pa.Table = self.connection().sql(query + " ORDER BY ts, prediction_id"
+                                                    ).to_arrow_table()
+        return table
+
     def _snapshot(self, table: MonitorTable, start: datetime | None,
                   end: datetime | None) -> Snapshot:
         pinned = self.context.pinned.get(table.key)

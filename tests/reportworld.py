@@ -55,8 +55,9 @@ def governed(uri: str) -> dict[str, Any]:
 def monitored(uri: str, data_dir: Path) -> dict[str, Any]:
     """credit v1 (trained on a Delta table) in production with a week of logged traffic and
     outcomes; v2 a challenger in staging."""
-    from sklearn.ensemble import GradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     data = credit_data(6000, seed=3)
     table = str(data_dir / "applications")
@@ -68,7 +69,7 @@ def monitored(uri: str, data_dir: Path) -> dict[str, Any]:
     model = LogisticRegression(max_iter=500).fit(train[FEATURES], train["default"])
     alice.register(model, "credit", training_data=table, reference_data=train[FEATURES],
                    reference_target=train["default"], card=CARD, metrics={"auc": 0.7})
-    challenger = GradientBoostingClassifier(n_estimators=30, random_state=0).fit(
+    challenger = make_pipeline(StandardScaler(), LogisticRegression(C=0.01)).fit(
         train[FEATURES], train["default"])
     alice.register(challenger, "credit", training_data=table, reference_data=train[FEATURES],
                    reference_target=train["default"], card=CARD, metrics={"auc": 0.7})

@@ -66,6 +66,8 @@ def monitored(uri: str, data_dir: Path) -> dict[str, Any]:
     train = frame[frame.split == "train"]
     people = users(uri)
     alice, bob = people["alice"], people["bob"]
+    alice.set_policy({**alice.policy.source, "monitoring": {
+        "window": "7d", "min_rows": 100, "fairness_group": "sex", "fairness_favorable": 0}})
     model = LogisticRegression(max_iter=500).fit(train[FEATURES], train["default"])
     alice.register(model, "credit", training_data=table, reference_data=train[FEATURES],
                    reference_target=train["default"], card=CARD, metrics={"auc": 0.7})

@@ -263,12 +263,14 @@ def test_modelcard_needs_a_body(ip: InteractiveShell) -> None:
         ip.run_cell_magic("modelcard", "credit 1", "\n  \n")
 
 
-def test_monitor_and_report_say_they_are_not_available_yet(ip: InteractiveShell) -> None:
+def test_report_checks_its_parameters_before_running(ip: InteractiveShell) -> None:
     _two_versions(ip)
-    with pytest.raises(UsageError, match="monitoring is not available yet"):
-        ip.run_line_magic("monitor", "credit")
-    with pytest.raises(UsageError, match="reports are not available yet"):
+    with pytest.raises(UsageError, match="unknown parameter 'threshold'"):
         ip.run_line_magic("report", "validation credit 2 -p threshold 0.5")
+    with pytest.raises(UsageError, match="trusted must be bool"):
+        ip.run_line_magic("report", "validation credit 2 -p trusted maybe")
+    with pytest.raises(UsageError, match="no report template 'nope'"):
+        ip.run_line_magic("report", "nope credit 2")
 
 
 def test_audit_shows_history_and_verifies(ip: InteractiveShell) -> None:

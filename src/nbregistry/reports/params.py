@@ -27,9 +27,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
 
 def declared(path: Path) -> dict[str, dict[str, Any]]:
     """``{name: {"type", "required", "default", "help"}}`` from the ``parameters`` cell."""
-    import papermill
+    from ..domain.extras import require
 
-    found = papermill.inspect_notebook(str(path))
+    found = require("reports", "papermill").inspect_notebook(str(path))
     if not found:
         raise InvalidInputError(f"{path.name} has no cell tagged 'parameters': tag the cell "
                                 "that holds the defaults", field="template")

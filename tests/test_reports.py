@@ -214,8 +214,8 @@ def test_a_report_gate_passes_after_the_run(packed: dict[str, Any]) -> None:
             if g.gate == "report:validation"]
     assert gate[0].passed and gate[0].evidence["seq"] == \
         packed["pack"].reports["validation"].event.seq
-    assert not [g for g in reg.check_gates("credit", 2, "production")
-                if g.gate == "report:validation"][0].passed
+    assert not next(g for g in reg.check_gates("credit", 2, "production")
+                if g.gate == "report:validation").passed
 
 
 @pytest.mark.slow

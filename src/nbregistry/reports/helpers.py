@@ -12,11 +12,19 @@ import builtins
 import html
 import json
 import math
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .context import ReportContext
 from .context import open_report as _open
+
+# Templates import this first, in the report's kernel. altair imports jsonschema, which
+# imports rfc3987_syntax when it is installed, and that compiles a grammar for about a second;
+# a report never validates IRIs, so its kernel does without it (ImportError: jsonschema's own
+# fallback).
+if "rfc3987_syntax" not in sys.modules:
+    sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]
 
 FIGURES_MIME = "application/vnd.nbregistry.figures+json"
 HEAD_MIME = "application/vnd.nbregistry.head+json"

@@ -307,6 +307,9 @@ def test_the_sox_report_lists_an_unapproved_hash_from_the_command_line(
     notebook = nbformat.read(str(out / "sox_change.ipynb"), as_version=4)
     figures = collect(notebook, "sox_change")["figures"]
     assert figures["hash_mismatches"] == 1 and figures["unratified_emergencies"] == 1
+    reg = world["alice"].refresh()
+    assert figures["deployments"] == reg.deployments("credit").num_rows
+    assert figures["verify_ok"] is reg.verify().ok is True
     page = (out / "sox_change.html").read_text()
     assert "deployed_hash" in page and "abababababab" in page
     exceptions = page[page.index("exception(s) found"):]
@@ -314,6 +317,46 @@ def test_the_sox_report_lists_an_unapproved_hash_from_the_command_line(
     assert not (out / "sox_change.pdf").exists()
     assert main(["report", "sox_change", "-p", "model", "--output-dir", str(out),
                  "--uri", registry_uri]) == 2
+
+
+@pytest.mark.slow
+def test_a_challenger_is_replayed_on_production_traffic(packed: dict[str, Any],
+                                                        tmp_path: Path) -> None:
+    report = nbr.run_report("validation", output_dir=tmp_path, uri=packed["uri"],
+                            model="credit", version=2, progress=False, pdf=False)
+    replay = packed["mon"].replay(2, served=1)
+    assert report.figures["challenger_auc_diff"] == pytest.approx(replay.diff, rel=1e-9)
+    assert report.figures["challenger_p_value"] == pytest.approx(replay.p_values["roc_auc"],
+                                                                 rel=1e-9)
+    assert "auc_production" not in report.figures  # v2 served no traffic
+    assert not (tmp_path / "validation.pdf").exists()
+
+
+@pytest.mark.slow
+def test_a_custom_template_is_recorded_by_path_and_reverified(registry_uri: str,
+                                                              tmp_path: Path) -> None:
+    from conftest import TinyModel
+
+    nbr.open_registry(registry_uri, user="alice").register(TinyModel(), "credit")
+    nb = nbformat.v4.new_notebook()
+    parameters = nbformat.v4.new_code_cell(
+        "from typing import Optional\nregistry_uri: str = None\npin: Optional[dict] = None\n"
+        "model: str = None\nversion: int = None\nfactor: float = 2.0")
+    parameters.metadata["tags"] = ["parameters"]
+    nb.cells = [parameters, nbformat.v4.new_code_cell(
+        "from nbregistry.reports import helpers as h\nctx = h.open_report(registry_uri, pin)\n"
+        "h.record_figures({'events': ctx.head[0] * factor, 'model': model})\nh.close(ctx)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    path = tmp_path / "mine.ipynb"
+    nbformat.write(nb, str(path))
+    report = nbr.run_report(str(path), output_dir=tmp_path / "out", uri=registry_uri,
+                            model="credit", version=1, factor=3, progress=False, pdf=False)
+    assert report.event is not None and report.event.payload["template"] == str(path)
+    assert report.figures == {"events": 6.0, "model": "credit"}
+    nbr.open_registry(registry_uri, user="alice").comment("credit", 1, "later event")
+    again = nbr.reverify(report, progress=False)
+    assert again.ok and again.rerun is not None and again.rerun.head == report.head
 
 
 @pytest.mark.slow

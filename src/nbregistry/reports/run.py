@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from ..domain.entities import Event
-from ..domain.errors import InvalidInputError, NotFoundError
+from ..domain.errors import InvalidInputError, NbRegistryError, NotFoundError
 from . import export, params
 from .execute import SharedKernel, execute, kernel_env, read_notebook
 from .helpers import FIGURES_MIME, HEAD_MIME, TABLES_MIME
-from .templates import template_name, template_path
+from .templates import template_dir, template_name, template_path
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ def produce(path: Path, values: Mapping[str, Any], folder: Path, *, reg: Any,
         messages.append("no PDF: Chromium is not installed (apt-get install chromium)")
         print(f"nbregistry: {messages[-1]}")
     outputs = {p.name: sha256_file(p) for p in files.values()}
-    return Report(template=name, model=str(values.get("model", "")),
+    return Report(template=template_id(path), model=str(values.get("model", "")),
                   version=int(values.get("version") or 0), parameters=dict(values),
                   files=files, outputs=outputs, figures=found["figures"],
                   tables=found["tables"], head=found["head"], registry_uri=reg.uri,
@@ -167,6 +167,17 @@ def record(reg: Any, report: Report) -> Report:
                               sha256=report.outputs[report.files["notebook"].name],
                               output_dir=str(report.output_dir.resolve()))
     return replace(report, event=event)
+
+
+def template_id(path: Path) -> str:
+    """What the event records: a shipped template's name, else the notebook's absolute path
+    (so ``reverify`` finds it again)."""
+    try:
+        shipped = template_dir().resolve()
+    except NbRegistryError:
+        shipped = None
+    resolved = path.resolve()
+    return template_name(path) if resolved.parent == shipped else str(resolved)
 
 
 def collect(notebook: Any, template: str) -> dict[str, Any]:

@@ -180,6 +180,11 @@ def _cell(value: Any) -> str:
     return html.escape(text)
 
 
+def fmt(value: Any) -> str:
+    """A value as a report shows it (4 significant digits, dates to the second)."""
+    return _fmt(value)
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "—"

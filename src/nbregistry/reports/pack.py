@@ -84,6 +84,7 @@ def run_pack(model: str, version: int, *, output_dir: str | os.PathLike[str],
 def index_page(model: str, version: int, reports: Mapping[str, Report]) -> str:
     """The pack's front page: one row per report, its files and hashes, its event."""
     from .export import STYLE
+    from .helpers import fmt
 
     esc = html.escape
     rows = []
@@ -91,7 +92,7 @@ def index_page(model: str, version: int, reports: Mapping[str, Report]) -> str:
         links = " · ".join(f"<a href='{esc(p.name)}'>{esc(kind)}</a>"
                            for kind, p in report.files.items())
         hashes = "<br>".join(f"<code>{esc(f)}</code> {s}" for f, s in report.outputs.items())
-        figures = "<br>".join(f"{esc(k)} = {esc(str(v))}"
+        figures = "<br>".join(f"{esc(k)} = {esc(fmt(v))}"
                               for k, v in list(report.figures.items())[:12])
         event = report.event.seq if report.event else "-"
         rows.append(f"<tr><td><b>{esc(name)}</b><br>{links}</td><td>{event}</td>"

@@ -252,3 +252,32 @@ def test_browser_panel_renders_1000_versions(page: Page, lab: Lab, thousand: Pat
     assert "sha256" in cell.inner_text() and "History" in cell.inner_text()
     cell.get_by_text("Metrics", exact=True).last.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "browser-card.png"))
+
+
+def test_monitoring_dashboard_in_jupyterlab(page: Page, lab: Lab) -> None:
+    """The dashboard renders its SVG charts in a real JupyterLab, and Run check records an
+    alert from the browser."""
+    from monitored import monitored
+
+    uri = lab.root / "registry-monitored"
+    monitored(str(uri), policy={"window": "1d", "on_alert": "retrain"})
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(f"%load_ext nbregistry\n%registry {uri} --user alice"),
+                nbformat.v4.new_code_cell("%monitor credit --panel")]
+    nbformat.write(nb, lab.root / "monitor.ipynb")
+    notebook = _open_notebook(page, lab, "monitor.ipynb")
+    _run_all(page)
+    assert _problems(notebook) == []
+    cell = notebook.locator(".jp-CodeCell").nth(1)
+    cell.get_by_role("button", name="Run check").wait_for(timeout=60_000)
+    assert cell.locator("svg").count() >= 1  # the drift heatmap
+    assert "debt_ratio" in cell.inner_text()
+    cell.screenshot(path=str(ARTIFACTS / "monitoring-dashboard.png"))
+    cell.get_by_role("button", name="Run check").click()
+    cell.get_by_text("check recorded").wait_for(timeout=60_000)
+    cell.get_by_text("Alerts").click()
+    cell.screenshot(path=str(ARTIFACTS / "monitoring-dashboard-alerts.png"))
+    reg = nbr.open_registry(uri, user="auditor")
+    assert reg._state.alerts and reg.get("credit", 1).status.get("retrain_requested")

@@ -76,3 +76,21 @@ def test_to_svg_renders_offline(build: Any) -> None:
     svg = charts.to_svg(build())
     assert svg.lstrip().startswith("<svg") and "</svg>" in svg
     assert "<script" not in svg and 'href="http' not in svg  # nothing fetched when viewed
+
+
+def test_monitoring_charts_are_specs_with_the_policy_bands() -> None:
+    heat = charts.drift_heatmap([{"window": "11-01", "feature": "income", "psi": 0.3},
+                                 {"window": "11-02", "feature": "income", "psi": None}],
+                                warn=0.1, alert=0.25).to_dict()
+    assert heat["mark"]["type"] == "rect"
+    assert heat["encoding"]["color"]["scale"]["domain"][:3] == [0, 0.1, 0.25]
+    trend = charts.performance_trend([{"window": "w1", "roc_auc": 0.7},
+                                      {"window": "w2", "roc_auc": None}], "roc_auc",
+                                     warn=0.7, alert=0.65).to_dict()
+    rules = [layer for layer in trend["layer"] if layer["mark"]["type"] == "rule"]
+    line = trend["datasets"][trend["layer"][0]["data"]["name"]]
+    assert len(rules) == 2 and len(line) == 1  # the null is a gap, not a zero
+    bars = charts.fairness_bars([{"group": "F", "air": 0.7}, {"group": "M", "air": 1.0}])
+    spec = bars.to_dict()
+    flags = [v["flag"] for v in spec["datasets"][spec["layer"][0]["data"]["name"]]]
+    assert flags == ["below 4/5", "ok"] and "<svg" in charts.to_svg(bars)

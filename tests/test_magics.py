@@ -273,6 +273,24 @@ def test_report_checks_its_parameters_before_running(ip: InteractiveShell) -> No
         ip.run_line_magic("report", "nope credit 2")
 
 
+def test_monitor_shows_checks_and_opens_the_dashboard(ip: InteractiveShell,
+                                                      registry_uri: str) -> None:
+    from monitored import monitored
+    from nbregistry.notebook.monitoring import MonitoringView
+    from nbregistry.notebook.panels import MonitoringDashboard
+
+    monitored(registry_uri, policy={"window": "1d", "on_alert": "retrain"})
+    view = ip.run_line_magic("monitor", "credit --window 1d")
+    assert isinstance(view, MonitoringView) and view.drift is not None
+    assert "debt_ratio" in repr(view) and "<svg" in view._repr_html_()
+    result = ip.run_line_magic("monitor", "credit --check")
+    assert result.alerts and [e.action for e in result.actions] == ["retrain_requested"]
+    panel = ip.run_line_magic("monitor", "credit --panel")
+    assert isinstance(panel, MonitoringDashboard) and len(panel.view.alerts) >= 1
+    with pytest.raises(UsageError, match="no model named 'ghost'"):
+        ip.run_line_magic("monitor", "ghost")
+
+
 def test_audit_shows_history_and_verifies(ip: InteractiveShell) -> None:
     _two_versions(ip)
     trail = ip.run_line_magic("audit", "credit")

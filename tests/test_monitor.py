@@ -147,3 +147,49 @@ def test_check_rolls_production_back_when_the_policy_says_so(world: dict[str, An
     assert rollback.payload["alert_seq"] == result.alerts[0].seq
     assert reg.get("credit", stage="production").version == 1
     assert reg.verify().ok
+
+
+def test_monitoring_gates_decide_promotions(world: dict[str, Any]) -> None:
+    reg, model, live, train = world["reg"], world["model"], world["live"], world["train"]
+    source = reg.policy.source
+    reg.set_policy({**source, "monitoring": {"fairness_group": "sex", "fairness_favorable": 0,
+                                             "min_rows": 100},
+                    "stages": {**source["stages"], "production": {
+                        "approvals": 0, "monitoring": ["no_drift_alert", "replay", "fairness"]}}})
+    reg.request_promotion("credit", 1, to="staging")
+    with pytest.raises(nbr.PolicyViolationError, match="no logged predictions of v1"):
+        reg.request_promotion("credit", 1, to="production")
+    mon = reg.monitor("credit")
+    ids = log(mon, model, live, start=NOW - timedelta(days=2), version=1)  # shadow traffic
+    mon.log_outcomes(ids, live["default"], ts=NOW)
+    promoted = reg.request_promotion("credit", 1, to="production")
+    gates = {g.gate: g for g in promoted.gates}
+    assert gates["fairness"].passed and set(gates["fairness"].evidence["air"]) == {"F", "M"}
+    assert gates["replay"].detail == "no other version in production to compare against"
+    weak = LogisticRegression().fit(train[["income"]].assign(**{
+        f: 0.0 for f in FEATURES[1:]})[FEATURES], train["default"])
+    reg.register(weak, "credit", reference_data=train[FEATURES],
+                 reference_target=train["default"], card=CARD)
+    log(mon, weak, live, start=NOW - timedelta(days=2), version=2)
+    reg.request_promotion("credit", 2, to="staging")
+    checklist = {g.gate: g for g in reg.check_gates("credit", 2, "production")}
+    assert not checklist["replay"].passed and checklist["replay"].evidence["served"] == 1
+    with pytest.raises(nbr.PolicyViolationError, match="gate 'replay' failed"):
+        reg.request_promotion("credit", 2, to="production")
+
+
+def test_importance_is_frozen_with_the_baseline_and_ranks_drift(world: dict[str, Any]) -> None:
+    from nbregistry.notebook.comparison import Comparison
+
+    reg, model, live = world["reg"], world["model"], world["live"]
+    mon = reg.monitor("credit")
+    importance = mon.importance(1)
+    assert set(importance) == set(FEATURES) and sum(importance.values()) == pytest.approx(1)
+    assert reg.monitor("credit").baseline(1)["importance"]["method"] == "coef"
+    log(mon, model, live.assign(debt_ratio=live["debt_ratio"] + 0.3), start=NOW)
+    drift = mon.drift()
+    assert drift.column("feature")[0].as_py() == "debt_ratio"  # drifted features first
+    assert "importance" in drift.column_names
+    html = Comparison([reg.get("credit", 1), reg.get("credit", 1)],
+                      importance=[importance, importance]).html(chart=False)
+    assert "Feature importance" in html and "debt_ratio" in html

@@ -216,3 +216,24 @@ def test_promotion_panel_follows_other_users_changes(reg: nbr.Registry) -> None:
     finally:
         watching.close()
     assert watching._stop.is_set()
+
+
+# -- monitoring dashboard ------------------------------------------------------------------
+def test_monitoring_dashboard_shows_drift_performance_fairness_and_checks(
+        registry_uri: str) -> None:
+    from monitored import monitored
+    from nbregistry.notebook.panels import MonitoringDashboard
+
+    reg = monitored(registry_uri, policy={"on_alert": "retrain", "window": "1d"})
+    panel = MonitoringDashboard(reg, "credit", window="2d")
+    assert not panel.failed, panel.status
+    drift, perf, fair, alerts = (page.value for page in panel.pages)
+    assert "<svg" in drift and "debt_ratio" in drift  # heatmap plus the table
+    assert "<svg" in perf and "roc_auc" in perf
+    assert "adverse impact ratio" in fair and "four_fifths" in fair
+    assert "none" in alerts
+    panel.check_button.click()
+    assert not panel.failed and "retrain_requested" in panel.status
+    assert "debt_ratio" in panel.pages[3].value  # the new alert is listed
+    assert reg.get("credit", 1).status.get("retrain_requested")
+    assert "<svg" in panel._repr_mimebundle_()["text/html"]  # static fallback

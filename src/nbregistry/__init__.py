@@ -103,7 +103,7 @@ def verify(uri: Any = None, *, storage_options: dict[str, str] | None = None,
     import os
 
     from .registry import verify_log
-    from .registry.identity import default_uri as _default_uri
+    from .registry.opening import _default_uri
     from .registry.witness import location as witness_location
     from .store import Location
 

@@ -146,3 +146,64 @@ def to_svg(chart: alt.TopLevelMixin) -> str:
 
     svg: str = vlc.vegalite_to_svg(chart.to_json())
     return svg
+
+
+# -- monitoring ---------------------------------------------------------------------------
+STATUS_COLORS = {"domain": ["ok", "stable", "warn", "alert"],
+                 "range": ["#2da44e", "#2da44e", "#d4a72c", "#cf222e"]}
+
+
+def drift_heatmap(rows: Sequence[Mapping[str, Any]], *, warn: float = 0.1,
+                  alert: float = 0.25) -> alt.Chart:
+    """PSI per feature (rows) and window (columns); cells coloured by the policy's bands so
+    a drifting feature reads as a red streak. Rows: ``{window, feature, psi}``."""
+    data = [{"window": str(r["window"]), "feature": r["feature"],
+             "psi": None if r["psi"] is None else float(r["psi"])} for r in rows]
+    chart: alt.Chart = alt.Chart(alt.InlineData(values=data), width=alt.Step(28),
+                                 height=alt.Step(18)).mark_rect().encode(
+        x=alt.X("window:O", title="window", axis=alt.Axis(labelAngle=-45)),
+        y=alt.Y("feature:N", title=None),
+        color=alt.Color("psi:Q", title="PSI", scale=alt.Scale(
+            domain=[0, warn, alert, max(alert * 2, 0.5)],
+            range=["#f6f8fa", "#fff1c1", "#ff8182", "#a40e26"], clamp=True)),
+        tooltip=["feature:N", "window:O", alt.Tooltip("psi:Q", format=".3f")])
+    return chart
+
+
+def performance_trend(rows: Sequence[Mapping[str, Any]], metric: str, *,
+                      warn: float | None = None, alert: float | None = None) -> alt.LayerChart:
+    """One metric per window, with the policy's warn and alert thresholds as rules.
+    Rows: ``{window, <metric>}`` (null values are gaps, not zeros)."""
+    data = [{"window": str(r["window"]), "value": r[metric]} for r in rows
+            if r.get(metric) is not None]
+    base = alt.Chart(alt.InlineData(values=data), width=360, height=180)
+    line = base.mark_line(point=True, color=PALETTE[0]).encode(
+        x=alt.X("window:O", title="window", axis=alt.Axis(labelAngle=-45)),
+        y=alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False)),
+        tooltip=["window:O", alt.Tooltip("value:Q", format=".4f")])
+    layers: list[Any] = [line]
+    for level, value, color in (("warn", warn, "#d4a72c"), ("alert", alert, "#cf222e")):
+        if value is not None:
+            rule = alt.Chart(alt.InlineData(values=[{"y": value, "level": level}])).mark_rule(
+                color=color, strokeDash=[4, 3]).encode(y="y:Q", tooltip=["level:N", "y:Q"])
+            layers.append(rule)
+    chart: alt.LayerChart = alt.LayerChart(layer=layers)
+    return chart
+
+
+def fairness_bars(rows: Sequence[Mapping[str, Any]], *, floor: float = 0.8) -> alt.LayerChart:
+    """Adverse impact ratio per group, with the four-fifths floor. Rows: ``{group, air}``."""
+    data = [{"group": str(r["group"]), "air": r["air"],
+             "flag": "below 4/5" if r["air"] is not None and r["air"] < floor else "ok"}
+            for r in rows]
+    base = alt.Chart(alt.InlineData(values=data), width=alt.Step(40), height=160)
+    bars = base.mark_bar().encode(
+        x=alt.X("group:N", title=None, axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("air:Q", title="adverse impact ratio", scale=alt.Scale(domain=[0, 1.05])),
+        color=alt.Color("flag:N", legend=None, scale=alt.Scale(
+            domain=["ok", "below 4/5"], range=["#4c78a8", "#cf222e"])),
+        tooltip=["group:N", alt.Tooltip("air:Q", format=".3f")])
+    rule = alt.Chart(alt.InlineData(values=[{"y": floor}])).mark_rule(
+        color="#cf222e", strokeDash=[4, 3]).encode(y="y:Q")
+    chart: alt.LayerChart = bars + rule
+    return chart

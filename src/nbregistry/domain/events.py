@@ -10,6 +10,7 @@ a malformed payload is skipped and reported, and none of them stops a registry o
 # No `from __future__ import annotations`: TypedDict reads NotRequired[...] at runtime.
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, Literal, NotRequired, TypedDict
 
 from .errors import InvalidInputError
@@ -227,69 +228,83 @@ def read_problem(action: str, payload: Any) -> str | None:
     return "; ".join(problems) or None
 
 
+Checker = Callable[[Any, str, bool], list[str]]
+_COMPILED: dict[Any, Checker] = {}
+
+
 def _problems(shape: type, value: Any, where: str, *, strict: bool) -> list[str]:
-    if not isinstance(value, dict):
-        return [f"{where} must be an object, got {type(value).__name__}"]
-    hints = _hints(shape)
+    return _compile(shape)(value, where, strict)
+
+
+def _compile(hint: Any) -> Checker:
+    """A checker for ``hint``, built once: the fold checks every event of the log on open,
+    so walking typing's introspection per event would dominate opening a registry."""
+    found = _COMPILED.get(hint)
+    if found is None:
+        found = _COMPILED[hint] = _build_checker(hint)
+    return found
+
+
+def _ok(value: Any, where: str, strict: bool) -> list[str]:
+    return []
+
+
+def _build_checker(hint: Any) -> Checker:
+    if hint is Any:
+        return _ok
+    if isinstance(hint, type) and issubclass(hint, dict) and hasattr(hint, "__required_keys__"):
+        return _typed_dict(hint)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [_compile(o) for o in args]
+
+        def union(value: Any, where: str, strict: bool) -> list[str]:
+            if any(not option(value, where, strict) for option in options):
+                return []
+            return [f"{where} has type {type(value).__name__}, expected {_name(hint)}"]
+        return union
+    if hint is type(None):
+        return lambda v, w, s: [] if v is None else [f"{w} must be null"]
+    base = origin or hint
+    accepts: Callable[[Any], bool] = {
+        float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        int: lambda v: isinstance(v, int) and not isinstance(v, bool)}.get(
+        base, lambda v: isinstance(v, base))
+    item = _compile(args[-1]) if args and args[-1] is not Any else None
+
+    def simple(value: Any, where: str, strict: bool) -> list[str]:
+        if not accepts(value):
+            return [f"{where} has type {type(value).__name__}, expected {_name(hint)}"]
+        if item is None:
+            return []
+        if base is list:
+            return [p for i, v in enumerate(value) for p in item(v, f"{where}[{i}]", strict)]
+        return [p for k, v in value.items() for p in item(v, f"{where}.{k}", strict)]
+    return simple
+
+
+def _typed_dict(shape: type) -> Checker:
+    fields = {k: _compile(_strip_required(v)) for k, v in typing.get_type_hints(shape).items()}
     required: frozenset[str] = getattr(shape, "__required_keys__", frozenset())
-    problems = [f"{where}.{key} is missing" for key in required if key not in value]
-    if strict:
-        problems += [f"{where}.{key} is not a declared field" for key in value
-                     if key not in hints]
-    for key, hint in hints.items():
-        if key in value:
-            problems += _type_problems(hint, value[key], f"{where}.{key}", strict=strict)
-    return problems
 
-
-def _hints(shape: type) -> dict[str, Any]:
-    cached: dict[str, Any] | None = _HINTS.get(shape)
-    if cached is None:
-        cached = _HINTS[shape] = {
-            k: _strip_required(v) for k, v in typing.get_type_hints(shape).items()}
-    return cached
-
-
-_HINTS: dict[type, dict[str, Any]] = {}
+    def check(value: Any, where: str, strict: bool) -> list[str]:
+        if not isinstance(value, dict):
+            return [f"{where} must be an object, got {type(value).__name__}"]
+        problems = [f"{where}.{key} is missing" for key in required if key not in value]
+        if strict:
+            problems += [f"{where}.{key} is not a declared field" for key in value
+                         if key not in fields]
+        for key, field_check in fields.items():
+            if key in value:
+                problems += field_check(value[key], f"{where}.{key}", strict)
+        return problems
+    return check
 
 
 def _strip_required(hint: Any) -> Any:
     while typing.get_origin(hint) in (NotRequired, typing.Required):
         hint = typing.get_args(hint)[0]
     return hint
-
-
-def _type_problems(hint: Any, value: Any, where: str, *, strict: bool) -> list[str]:
-    if hint is Any:
-        return []
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if any(not _type_problems(o, value, where, strict=strict) for o in options):
-            return []
-        return [f"{where} has type {type(value).__name__}, expected {_name(hint)}"]
-    if hint is type(None):
-        return [] if value is None else [f"{where} must be null"]
-    if isinstance(hint, type) and issubclass(hint, dict) and hasattr(hint, "__required_keys__"):
-        return _problems(hint, value, where, strict=strict)
-    base = origin or hint
-    if base is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-    elif base is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, base)
-    if not ok:
-        return [f"{where} has type {type(value).__name__}, expected {_name(hint)}"]
-    if base is list and typing.get_args(hint):
-        (item,) = typing.get_args(hint)
-        return [p for i, v in enumerate(value)
-                for p in _type_problems(item, v, f"{where}[{i}]", strict=strict)]
-    if base is dict and typing.get_args(hint):
-        _, item = typing.get_args(hint)
-        return [p for k, v in value.items()
-                for p in _type_problems(item, v, f"{where}.{k}", strict=strict)]
-    return []
 
 
 def _name(hint: Any) -> str:

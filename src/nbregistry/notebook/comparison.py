@@ -25,9 +25,11 @@ class Comparison:
     Only differences are listed (with a count of what is identical), because a reviewer wants
     to see what changed between v3 and v4, not 40 identical package versions."""
 
-    def __init__(self, versions: Sequence[ModelVersion], *, chart: bool = True) -> None:
+    def __init__(self, versions: Sequence[ModelVersion], *, chart: bool = True,
+                 importance: Sequence[Mapping[str, float]] = ()) -> None:
         self.versions = list(versions)
         self.chart = chart
+        self.importance = list(importance)
         self._svg: str | None = None
 
     @property
@@ -55,9 +57,19 @@ class Comparison:
     def stage_row(self) -> list[str]:
         return [mv.stage + "".join(f" @{a}" for a in mv.aliases) for mv in self.versions]
 
+    def importance_rows(self) -> Diff:
+        """Feature importance per version, the most important (anywhere) first."""
+        if not any(self.importance):
+            return []
+        names = sorted({k for m in self.importance for k in m},
+                       key=lambda k: -max(m.get(k, 0.0) for m in self.importance))
+        return [(k, [m.get(k, MISSING) for m in self.importance]) for k in names]
+
     def sections(self) -> list[tuple[str, Callable[[], Diff]]]:
-        return [("Parameters", self.params_diff), ("Features", self.features_diff),
-                ("Model card", self.card_diff), ("Lineage", self.lineage_diff)]
+        found = [("Parameters", self.params_diff), ("Features", self.features_diff),
+                 ("Model card", self.card_diff), ("Lineage", self.lineage_diff)]
+        return [("Feature importance", self.importance_rows), *found] if any(
+            self.importance) else found
 
     def svg(self) -> str:
         """The metrics chart as inline SVG (rendered once; vl-convert starts in ≈1 s)."""

@@ -211,7 +211,7 @@ class RegistryMagics(Magics, Configurable):
                                    chart=args.chart)
         from .comparison import Comparison
 
-        return Comparison(versions, chart=args.chart)
+        return Comparison(versions, chart=args.chart, importance=_importance(reg, versions))
 
     @line_magic("promote")
     @friendly
@@ -296,14 +296,25 @@ class RegistryMagics(Magics, Configurable):
     @friendly
     @magic_arguments()
     @argument("name", help="model name")
+    @argument("--window", help="the period to look at, e.g. 7d, 12h (default: the policy's)")
+    @argument("--version", type=int, help="the version (default: production's, else latest)")
+    @argument("--panel", action="store_true", help="the live monitoring dashboard")
+    @argument("--check", action="store_true",
+              help="run the policy's check: record metrics, alerts and actions")
     def monitor(self, line: str) -> Any:
-        """Monitoring of one model (drift, performance, fairness)."""
+        """Monitoring of one model: drift per feature (and over windows), performance over
+        time, fairness, open alerts."""
         args = parse_argstring(self.monitor, line)
-        monitor = getattr(self.current(), "monitor", None)
-        if monitor is None:
-            raise UsageError("monitoring is not available yet in this version of nbregistry; "
-                             f"{args.name!r} cannot be monitored from the notebook yet")
-        return monitor(args.name)
+        if args.panel:
+            from .panels import MonitoringDashboard
+
+            return MonitoringDashboard(self.writer(), args.name, window=args.window)
+        mon = self.writer().monitor(args.name)
+        if args.check:
+            return mon.check()
+        from .monitoring import gather
+
+        return gather(mon, window=args.window, version=args.version)
 
     @line_magic("report")
     @friendly
@@ -343,6 +354,18 @@ class RegistryMagics(Magics, Configurable):
         history = self.current().history(args.name, version=args.version)
         report = self.live().verify() if args.verify else None
         return HistoryTable(history, report, max_rows=args.limit)
+
+
+def _importance(reg: Any, versions: list[Any]) -> list[dict[str, float]]:
+    """Each version's frozen feature importance, where monitoring can say (not on a view of
+    the past, nor without the monitoring extra or reference data)."""
+    if not hasattr(reg, "monitor"):
+        return []
+    try:
+        mon = reg.monitor(versions[0].name)
+        return [mon.importance(mv.version) if mv.reference else {} for mv in versions]
+    except NbRegistryError:
+        return []
 
 
 def load_ipython_extension(shell: Any) -> None:

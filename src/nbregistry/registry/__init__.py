@@ -1,7 +1,8 @@
 """Use-cases: register, search, aliases, audit. Usable without Jupyter."""
 
 from .flavors import Flavor, register_flavor
-from .registry import Registry, open_registry
+from .opening import open_registry
+from .registry import Registry
 from .verify import verify_log
 from .view import RegistryView
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pyarrow as pa
 
 from ..domain import validate
 from ..domain.canonical import canonical_json, event_hash
@@ -42,11 +44,27 @@ def make_event(state: RegistryState, actor: str, action: str, model: str | None,
                  prev_hash=state.head_hash, hash=digest)
 
 
-def event_from_row(row: dict[str, Any]) -> Event:
-    return Event(seq=row["seq"], event_id=row["event_id"], ts=row["ts"], actor=row["actor"],
-                 action=row["action"], model=row["model"], version=row["version"],
-                 payload=json.loads(row["payload"]), payload_json=row["payload"],
-                 prev_hash=row["prev_hash"], hash=row["hash"])
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_COLUMNS = ("seq", "event_id", "actor", "action", "model", "version", "payload", "prev_hash",
+            "hash")
+
+
+def events_from_table(table: pa.Table) -> list[Event]:
+    """Events sorted by seq. Column by column, with times from integer microseconds:
+    pyarrow's own conversion of zoned timestamps imports pandas (0.4 s of every open)."""
+    import pyarrow.compute as pc
+
+    if table.num_rows == 0:
+        return []
+    table = table.take(pc.sort_indices(table["seq"]))
+    c = {name: table[name].to_pylist() for name in _COLUMNS}
+    micros = table["ts"].cast(pa.int64()).to_pylist()
+    loads = json.loads
+    return [Event(seq, eid, EPOCH + timedelta(microseconds=us), actor, action, model, version,
+                  loads(payload), payload, prev, digest)
+            for seq, eid, us, actor, action, model, version, payload, prev, digest in zip(
+                c["seq"], c["event_id"], micros, c["actor"], c["action"], c["model"],
+                c["version"], c["payload"], c["prev_hash"], c["hash"], strict=True)]
 
 
 def link_problem(event: Event, seq: int, head_hash: str) -> Problem | None:

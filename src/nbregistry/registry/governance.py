@@ -54,8 +54,8 @@ def role_change(state: RegistryState, actor: str, action: str, user: str, role: 
 
 
 def request(state: RegistryState, user: str, *, name: str, number: int, to: str,
-            comment: str, emergency: bool, request_id: str, seen_holder: int | None
-            ) -> Decision:
+            comment: str, emergency: bool, request_id: str, seen_holder: int | None,
+            measured: Sequence[GateResult] = ()) -> Decision:
     model = state.model(name)
     rules = check_request(state, model, number, to, user, emergency)
     holder = model.holder(to) if to in state.policy.exclusive else None
@@ -63,7 +63,7 @@ def request(state: RegistryState, user: str, *, name: str, number: int, to: str,
     payload: dict[str, Any] = {"request_id": request_id, "to": to, "comment": comment,
                                "from": model.view(number).stage, "replaces": holder,
                                "emergency": urgent, "required": rules.approvals}
-    results = passing_gates(state, model, number, to)
+    results = passing_gates(state, model, number, to, measured=measured)
     if rules.approvals == 0 or urgent:
         if holder != seen_holder and to in state.policy.exclusive:
             raise ConflictError(f"{to} of {name!r} changed while you were requesting "
@@ -73,7 +73,7 @@ def request(state: RegistryState, user: str, *, name: str, number: int, to: str,
 
 
 def approve(state: RegistryState, user: str, *, name: str, number: int, to: str | None,
-            comment: str) -> Decision:
+            comment: str, measured: Sequence[GateResult] = ()) -> Decision:
     """The approval that completes the quorum promotes, after re-checking everything a
     promotion needs *now*: the transition, the approvers' roles, the gates."""
     found = find_request(state, name, number, to, for_approval=True)
@@ -91,7 +91,8 @@ def approve(state: RegistryState, user: str, *, name: str, number: int, to: str 
             raise ConflictError(f"{found.to} of {name!r} changed since the request "
                                 f"(now v{holder}); request again")
         payload["promotion"] = {"replaces": holder,
-                                "gates": passing_gates(state, model, number, found.to)}
+                                "gates": passing_gates(state, model, number, found.to,
+                                                       measured=measured)}
     return number, payload
 
 
@@ -242,8 +243,11 @@ def check_request(state: RegistryState, model: ModelState, number: int, to: str,
 
 
 def passing_gates(state: RegistryState, model: ModelState, number: int, to: str, *,
-                  verb: str = "enter") -> list[dict[str, Any]]:
-    results = gates.evaluate(state, model, number, to, compare=verb == "enter")
+                  verb: str = "enter", measured: Sequence[GateResult] = ()
+                  ) -> list[dict[str, Any]]:
+    """Every gate must pass; ``measured`` are the gates computed from monitoring data just
+    before the commit (the data tables are append-only, so they can't go stale)."""
+    results = [*gates.evaluate(state, model, number, to, compare=verb == "enter"), *measured]
     failed = [g for g in results if not g.passed]
     if failed:
         raise PolicyViolationError(

@@ -7,8 +7,6 @@ import os
 
 from ..domain.errors import InvalidInputError
 
-DEFAULT_URI = ".nbregistry"
-
 
 def resolve_user(user: str | None = None) -> str:
     candidate = user or os.environ.get("NBREGISTRY_USER") or os.environ.get("JUPYTERHUB_USER")
@@ -23,14 +21,3 @@ def resolve_user(user: str | None = None) -> str:
                                 "name without control characters, at most 200 characters",
                                 field="user", value=candidate)
     return candidate.strip()
-
-
-def default_uri(uri: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
-    if uri is not None:
-        return uri
-    env = os.environ.get("NBREGISTRY_URI")
-    if env is not None and not env.strip():
-        raise InvalidInputError("NBREGISTRY_URI is set but empty: unset it to use "
-                                "./.nbregistry, or set it to the registry's folder or URI",
-                                field="uri")
-    return env or DEFAULT_URI

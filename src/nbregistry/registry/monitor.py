@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -138,6 +138,7 @@ class Monitor:
                 "compare with: register it with reference_data=... (and reference_target)",
                 field="version")
         built = _build(self.registry._blobs.get(mv.reference["sha256"]))
+        built["importance"] = self._importance(mv)
         sha = self.registry._blobs.put(canonical_json(built).encode())
 
         def build(state: RegistryState) -> tuple[int | None, dict[str, Any]] | None:
@@ -148,6 +149,29 @@ class Monitor:
 
         self.registry._commit("set_baseline", self.name, build)
         return built
+
+    def _importance(self, mv: ModelVersion) -> dict[str, Any] | None:
+        """The model's own importances (or permutation importance on the reference rows),
+        when the model loads without trusting its registrant; else None."""
+        from ..monitoring.importance import feature_importance
+
+        assert mv.reference is not None
+        table = reference.thaw(self.registry._blobs.get(mv.reference["sha256"]))
+        target = (table[reference.TARGET_COLUMN].to_numpy()
+                  if reference.TARGET_COLUMN in table.column_names else None)
+        inputs = table.drop_columns([c for c in reference.RESERVED if c in table.column_names])
+        try:
+            model = self.registry.load(self.name, mv.version)
+            found = feature_importance(model, inputs, target)
+        except Exception:  # an untrusted or unusual model: drift is still computed
+            return None
+        return {"method": found.method, "values": found.values}
+
+    def importance(self, version: int | str | None = None) -> dict[str, float]:
+        """Feature importance of the version, frozen with its baseline (empty when it could
+        not be computed without trusting the model's registrant)."""
+        found = self.baseline(version).get("importance") or {}
+        return dict(found.get("values", {}))
 
     # -- questions -----------------------------------------------------------------------
     def connection(self) -> Any:
@@ -173,9 +197,44 @@ class Monitor:
         mv = self.version(version)
         predictions, _ = self.snapshots(start, end)
         _require_rows(predictions, self.name)
-        table = drift(self.connection(), predictions.relation(), self.baseline(mv.version),
+        baseline = self.baseline(mv.version)
+        table = drift(self.connection(), predictions.relation(), baseline,
                       where=f"version = {mv.version}")
+        if baseline.get("importance"):
+            from ..monitoring.importance import Importance, rank_drift
+
+            table = rank_drift(table, Importance(baseline["importance"]["method"],
+                                                 baseline["importance"]["values"]))
         return _pinned(table, predictions=predictions.version)
+
+    def drift_windows(self, window: str = "1d", *, start: Any = None, end: Any = None,
+                      version: int | str | None = None, progress: bool | None = None
+                      ) -> pa.Table:
+        """PSI per feature for each window in ``[start, end)`` (default: the last 14 windows
+        up to the newest prediction): ``window_start, feature, psi, status, drifted``.
+        Windows without predictions are left out."""
+        from tqdm.auto import tqdm
+
+        from .checks import window_length
+
+        step = window_length(window)
+        mv = self.version(version)
+        stop = _time(end, "end") or _newest(self.tables.predictions.read(
+            columns=["ts"]), self.name) + timedelta(microseconds=1)
+        begin = _time(start, "start") or stop - 14 * step
+        edges = [begin + i * step for i in range(int((stop - begin) / step) + 1)]
+        rows: list[dict[str, Any]] = []
+        quiet = None if progress is None else not progress  # None: a bar only where it shows
+        for left in tqdm(edges, desc=f"drift of {self.name}", disable=quiet):
+            try:
+                table = self.drift(left, min(left + step, stop), version=mv.version)
+            except InvalidInputError:
+                continue  # no predictions in this window
+            rows += [{"window_start": left, **r} for r in table.select(
+                ["feature", "psi", "status", "drifted"]).to_pylist()]
+        return pa.Table.from_pylist(rows, schema=pa.schema([
+            ("window_start", pa.timestamp("us", "UTC")), ("feature", pa.string()),
+            ("psi", pa.float64()), ("status", pa.string()), ("drifted", pa.bool_())]))
 
     def performance(self, window: str | None = "1d", *, by: Sequence[str] | None = None,
                     start: Any = None, end: Any = None,
@@ -284,6 +343,15 @@ def _task(target: Any) -> Any:
 
 def _time(value: Any, what: str) -> datetime | None:
     return None if value is None else parse_time(value, field=what)
+
+
+def _newest(table: pa.Table, name: str) -> datetime:
+    if table.num_rows == 0:
+        raise InvalidInputError(f"{name!r} has logged no predictions yet", field="model")
+    import pyarrow.compute as pc
+
+    newest: datetime = pc.max(table["ts"]).as_py()
+    return newest
 
 
 def _require_rows(snapshot: Snapshot, name: str) -> None:

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..domain import validate
-from ..domain.entities import Event, ModelVersion, PromotionRequest, VerifyReport
+from ..domain.entities import Event, GateResult, ModelVersion, PromotionRequest, VerifyReport
 from ..domain.errors import (
     ConflictError,
     InvalidInputError,
@@ -26,12 +26,10 @@ from ..domain.events import FORMAT_VERSION
 from ..domain.policy import Policy, parse_policy
 from ..domain.timefmt import parse_time
 from ..store import CommitConflict, EventLog, Location, normalize_uri
-from . import governance, registration, signing
+from . import governance, monitoring_gates, registration, signing
 from . import witness as witnesses
-from .chain import event_from_row, make_event
+from .chain import events_from_table, make_event
 from .fold import apply, fold
-from .identity import default_uri as _default_uri
-from .identity import resolve_user
 from .state import RegistryState
 from .verify import verify_log
 from .view import RegistryView
@@ -41,47 +39,6 @@ if TYPE_CHECKING:
 
 MAX_ATTEMPTS = 400
 Build = Callable[[RegistryState], tuple[int | None, dict[str, Any]] | None]
-
-
-def open_registry(uri: str | os.PathLike[str] | None = None, user: str | None = None, *,
-                  storage_options: Mapping[str, str] | None = None,
-                  max_staleness: float = 0.0, create: bool | None = None,
-                  signing_key: Any = None, witness: str | os.PathLike[str] | None = None,
-                  witness_storage_options: Mapping[str, str] | None = None) -> Registry:
-    """Open the registry at ``uri`` (a folder, or ``s3://…``, ``gs://…``, ``az://…``).
-
-    Parameters
-    ----------
-    uri : str or path, optional
-        Defaults to ``$NBREGISTRY_URI``, else ``./.nbregistry``.
-    user : str, optional
-        Who acts: else ``$NBREGISTRY_USER``, ``$JUPYTERHUB_USER``, the OS user.
-    storage_options : dict, optional
-        Object-store settings, as deltalake takes them (``AWS_ENDPOINT_URL``, ...).
-    max_staleness : float
-        Reads skip the check for newer events when the last one is younger than this many
-        seconds (0: always check; one ``stat`` or ``HEAD``).
-    create : bool, optional
-        ``None`` creates a missing registry and says so with a ``RegistryCreatedWarning``
-        (the caller becomes its admin); ``True`` creates it quietly; ``False`` raises
-        ``NotFoundError`` instead (a mistyped path never makes a new registry).
-    signing_key : Ed25519 private key, optional
-        Signs every event you write; required once an admin enrolled your public key.
-    witness : str or path, optional
-        Where heads of the log are published (default ``$NBREGISTRY_WITNESS``): a folder or
-        bucket the registry's writers cannot rewrite (S3 Object Lock), checked by
-        ``verify``. ``witness_storage_options`` reach it.
-    """
-    location = Location.parse(_default_uri(uri), storage_options)
-    if not isinstance(max_staleness, int | float) or not max_staleness >= 0:
-        raise InvalidInputError(f"max_staleness must be a number of seconds >= 0, got "
-                                f"{max_staleness!r}", field="max_staleness")
-    witness = witness if witness is not None else os.environ.get("NBREGISTRY_WITNESS") or None
-    return Registry(location, resolve_user(user), max_staleness=float(max_staleness),
-                    create=create,
-                    signing_key=None if signing_key is None else signing.private_key(signing_key),
-                    witness=None if witness is None else witnesses.location(
-                        witness, witness_storage_options))
 
 
 class Registry(RegistryView):
@@ -96,7 +53,7 @@ class Registry(RegistryView):
         if not self._log.exists():
             self._create(location, user, create)
         self._log.open()
-        state = fold(RegistryState(), (event_from_row(r) for r in self._log.rows()))
+        state = fold(RegistryState(), events_from_table(self._log.read()))
         state.delta_version = self._log.version
         super().__init__(location, state, user)
         # One Registry may be shared by threads (a panel's watcher and the notebook): folding
@@ -119,8 +76,10 @@ class Registry(RegistryView):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Storage handles don't pickle; a worker process reopens the same registry instead.
-        return (_reopen, (self._location.uri, self.user, self._location.storage_options,
-                          self._max_staleness))
+        from .opening import reopen
+
+        return (reopen, (self._location.uri, self.user, self._location.storage_options,
+                         self._max_staleness))
 
     # -- freshness ---------------------------------------------------------------------
     def refresh(self) -> Registry:
@@ -128,7 +87,7 @@ class Registry(RegistryView):
         with self._lock:
             log, state = self._log, self._state
             if log.has_newer():
-                fold(state, (event_from_row(r) for r in log.rows_after(state.seq)))
+                fold(state, events_from_table(log.read_new(after_seq=state.seq)))
                 state.delta_version = log.version
             self._synced_at = time.monotonic()
         return self
@@ -339,9 +298,11 @@ class Registry(RegistryView):
         comment = validate.text(comment, what="comment")
         seen = self._current().model(name).holder(to)
         request_id = uuid.uuid4().hex
+        measured = monitoring_gates.evaluate(self, name, number, to)
         self._record("request_promotion", name, lambda s: governance.request(
             s, self.user, name=name, number=number, to=to, comment=comment,
-            emergency=bool(emergency), request_id=request_id, seen_holder=seen))
+            emergency=bool(emergency), request_id=request_id, seen_holder=seen,
+            measured=measured))
         return self._current().requests[request_id]
 
     def approve(self, name: str, version: int | str, *, comment: str = "",
@@ -355,8 +316,10 @@ class Registry(RegistryView):
         name, number = validate.model_name(name), validate.version_number(version)
         comment = validate.text(comment, what="comment")
 
+        pending = governance.find_request(self._current(), name, number, to, for_approval=True)
+        measured = monitoring_gates.evaluate(self, name, number, pending.to)
         event = self._record("approve", name, lambda s: governance.approve(
-            s, self.user, name=name, number=number, to=to, comment=comment),
+            s, self.user, name=name, number=number, to=to, comment=comment, measured=measured),
             signing_key=None if signing_key is None else signing.private_key(signing_key))
         return self._current().requests[event.payload["request_id"]]
 
@@ -424,6 +387,13 @@ class Registry(RegistryView):
             s, name=name, number=number, target=target, stage=stage, sha256=sha256,
             comment=comment))
 
+    def check_gates(self, name: str, version: int | str, to: str) -> list[GateResult]:
+        """Every gate of stage ``to`` for this version, pass or fail, with evidence, including
+        the gates measured on monitoring data."""
+        found = super().check_gates(name, version, to)
+        return [*found, *monitoring_gates.evaluate(self, validate.model_name(name),
+                                                   validate.version_number(version), to)]
+
     def record_report(self, template: str, *, model: str, version: int | str,
                       parameters: Mapping[str, Any], tables: Mapping[str, int],
                       head: Sequence[Any], outputs: Mapping[str, str], sha256: str,
@@ -483,9 +453,3 @@ class Registry(RegistryView):
 def _existing(state: RegistryState, name: str, number: int) -> int:
     state.model(name).require(number)
     return number
-
-
-def _reopen(uri: str, user: str, storage_options: dict[str, str], max_staleness: float
-            ) -> Registry:
-    return open_registry(uri, user, storage_options=storage_options or None,
-                         max_staleness=max_staleness)  # a signing key is never pickled

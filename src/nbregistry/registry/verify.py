@@ -13,9 +13,8 @@ from ..domain.errors import NbRegistryError
 from ..domain.timefmt import ts_text
 from ..store import EventLog, Location, check_seals
 from ..store.blobs import key_for
-from ..store.eventlog import rows
 from . import witness as witnesses
-from .chain import event_from_row, link_problem
+from .chain import events_from_table, link_problem
 from .fold import apply
 from .signing import signature_problems
 from .state import RegistryState
@@ -70,7 +69,7 @@ def verify_log(location: Location, *, artifacts: bool = True,
                  for name in missing]
     problems += [Problem("rewritten_file", f"event data file {name} was rewritten after its "
                          "commit (its size differs from the Delta log)") for name in rewritten]
-    events = [event_from_row(r) for r in rows(table)]
+    events = events_from_table(table)
     state, chain_problems = _fold_checked(events)
     problems += chain_problems + state.skipped
     seq, head = (events[-1].seq, events[-1].hash) if events else (0, GENESIS_HASH)

@@ -30,31 +30,31 @@ def log_key(table: str, version: int) -> str:
 
 
 def data_file(table: pa.Table) -> tuple[str, bytes]:
-    name = f"part-00000-{uuid.uuid4()}-c000.zstd.parquet"
+    """A one-event parquet file, as small as parquet allows (~1.2 KB): no compression,
+    statistics or embedded Arrow schema, which on one row only add bytes (the commit carries
+    the statistics readers skip by, and compaction rewrites these into compressed files)."""
+    name = f"part-00000-{uuid.uuid4()}-c000.parquet"
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
+    pq.write_table(table, buffer, compression="none", write_statistics=False,
+                   store_schema=False, use_dictionary=False)
     return name, buffer.getvalue()
 
 
 def commit_body(name: str, size: int, event: Event) -> bytes:
-    """commitInfo + add, with the statistics readers use to skip files (seq, version, ts)."""
+    """commitInfo + add, with the statistics readers skip files by (seq and ts: the ranges
+    ``history``, ``as_of`` and time-travel queries filter on). Kept small: one per event."""
     now = int(time.time() * 1000)
     ts = event.ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{event.ts.microsecond // 1000:03d}Z"
-    bounds = {"seq": event.seq, "ts": ts, "action": event.action}
-    nulls = {"seq": 0, "ts": 0, "action": 0}
-    if event.model is not None:
-        bounds["model"] = event.model
-    if event.version is not None:
-        bounds["version"] = event.version
-    nulls["model"] = int(event.model is None)
-    nulls["version"] = int(event.version is None)
-    stats = {"numRecords": 1, "minValues": bounds, "maxValues": bounds, "nullCount": nulls}
+    bounds = {"seq": event.seq, "ts": ts}
+    stats = {"numRecords": 1, "minValues": bounds, "maxValues": bounds,
+             "nullCount": {"seq": 0, "ts": 0}}
     info = {"timestamp": now, "operation": "WRITE", "operationParameters": {"mode": "Append"},
             "isBlindAppend": True, "clientVersion": "nbregistry",
             "nbregistry.seq": str(event.seq), "nbregistry.hash": event.hash}
     add = {"path": name, "partitionValues": {}, "size": size, "modificationTime": now,
            "dataChange": True, "stats": json.dumps(stats, separators=(",", ":"))}
-    lines = [json.dumps({"commitInfo": info}), json.dumps({"add": add})]
+    lines = [json.dumps({"commitInfo": info}, separators=(",", ":")),
+             json.dumps({"add": add}, separators=(",", ":"))]
     return ("\n".join(lines) + "\n").encode()
 
 

@@ -34,13 +34,19 @@ SCHEMA = pa.schema([
     pa.field("prev_hash", pa.string(), nullable=False),
     pa.field("hash", pa.string(), nullable=False),
 ])
-# History is evidence: keep the log and replaced files for a century, refuse deletes/updates.
+# History is evidence: keep the log (the JSON commits) for a century, refuse deletes and
+# updates, never VACUUM. Tombstones of compacted one-event files expire from checkpoints
+# after a day (the files stay on disk; their rows live on, identical, in the compacted file):
+# otherwise every checkpoint carries one tombstone per event ever written and their total
+# size grows with the square of the log.
 CONFIGURATION = {
     "delta.appendOnly": "true",
     "delta.logRetentionDuration": "interval 36500 days",
-    "delta.deletedFileRetentionDuration": "interval 36500 days",
+    "delta.deletedFileRetentionDuration": "interval 1 days",
 }
 COMPACT_EVERY = 50
+CHECKPOINT_EVERY = 500
+KEEP_CHECKPOINTS = 2  # derived data: older ones are deleted
 COMPACT_TARGET_BYTES = 256 * 1024  # bigger files are left alone: compaction stays O(new)
 
 
@@ -61,11 +67,6 @@ def to_table(events: Sequence[Event]) -> pa.Table:
         "prev_hash": [e.prev_hash for e in events],
         "hash": [e.hash for e in events],
     }, schema=SCHEMA)
-
-
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Rows sorted by seq, timestamps as aware UTC datetimes."""
-    return sorted(table.to_pylist(), key=lambda r: r["seq"])
 
 
 log = logging.getLogger("nbregistry")
@@ -156,14 +157,6 @@ class EventLog:
         """The log replayed from its JSON commits (no checkpoints): what verify reads."""
         return replay(self.location, TABLE)
 
-    def rows(self) -> list[dict[str, Any]]:
-        """Every event of the snapshot, sorted by seq."""
-        return rows(self.read())
-
-    def rows_after(self, seq: int) -> list[dict[str, Any]]:
-        """Events committed since our version, sorted by seq."""
-        return rows(self.read_new(after_seq=seq))
-
     def has_newer(self) -> bool:
         """Cheap probe (one stat or HEAD): has anyone committed after our snapshot?"""
         return self.location.exists(commits.log_key(TABLE, self._version + 1))
@@ -241,18 +234,27 @@ class EventLog:
             raise CommitConflict(f"log version {landed} was taken by another writer")
         self._version = landed
         if landed % COMPACT_EVERY == 0:
-            self.compact()
+            self.compact(checkpoint=landed % CHECKPOINT_EVERY == 0)
         return landed
 
-    def compact(self) -> None:
-        """Merge small files and checkpoint so reads stay flat as commits pile up."""
+    def compact(self, *, checkpoint: bool = True) -> None:
+        """Merge small files (and checkpoint, pruning older checkpoints) so reads stay flat
+        as commits pile up."""
         def run() -> None:
             if self._dt is None:
                 raise StorageError("the table was opened from its JSON commits (a damaged "
                                    "checkpoint?), so deltalake cannot compact it")
             self._dt.update_incremental()
+            config = self._dt.metadata().configuration
+            retention = CONFIGURATION["delta.deletedFileRetentionDuration"]
+            if config.get("delta.deletedFileRetentionDuration") != retention:
+                # a registry created before tombstones expired: adopt the setting once
+                self._dt.alter.set_table_properties(
+                    {"delta.deletedFileRetentionDuration": retention})
             self._dt.optimize.compact(target_size=COMPACT_TARGET_BYTES)
-            self._dt.create_checkpoint()
+            if checkpoint:
+                self._dt.create_checkpoint()
+                self._prune_checkpoints()
 
         # Best effort: if it fails (say, a racing compaction) a later writer compacts again,
         # and nothing is lost; but say so, since reads slow down until one succeeds.
@@ -263,6 +265,15 @@ class EventLog:
         except Exception as exc:
             log.warning("compaction of the event log at %s failed (a later writer will "
                         "retry): %s", self.uri, exc)
+
+    def _prune_checkpoints(self) -> None:
+        """Checkpoints are derived data; keeping every one makes storage grow without bound."""
+        found = sorted(key for key, _, _ in self.location.list(f"{TABLE}/{commits.LOG}/")
+                       if ".checkpoint." in key)
+        versions = sorted({key.rsplit("/", 1)[-1].split(".")[0] for key in found})
+        for key in found:
+            if key.rsplit("/", 1)[-1].split(".")[0] not in versions[-KEEP_CHECKPOINTS:]:
+                self.location.delete(key)
 
     def files(self) -> dict[str, int]:
         """path -> size of the snapshot's data files."""

@@ -10,6 +10,8 @@ require("notebook", "ipywidgets")
 from .base import Panel  # noqa: E402
 from .browser import RegistryBrowser  # noqa: E402
 from .compare import ComparisonPanel  # noqa: E402
+from .monitoring import MonitoringDashboard  # noqa: E402
 from .promotion import PromotionPanel  # noqa: E402
 
-__all__ = ["ComparisonPanel", "Panel", "PromotionPanel", "RegistryBrowser"]
+__all__ = ["ComparisonPanel", "MonitoringDashboard", "Panel", "PromotionPanel",
+           "RegistryBrowser"]

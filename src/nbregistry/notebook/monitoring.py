@@ -1,0 +1,134 @@
+"""What ``%monitor`` shows: drift per feature, performance over time, fairness, open alerts,
+as HTML that reads the same in a live kernel and in a saved notebook (charts as SVG)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..domain.errors import NbRegistryError
+from .display import FONT, badge, section, table_html
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ..registry.monitor import Monitor
+
+STATUS = {"alert": "#cf222e", "warn": "#9a6700", "stable": "#1a7f37", "ok": "#1a7f37"}
+
+
+@dataclass
+class MonitoringView:
+    """Everything one look at a model's monitoring needs, gathered once."""
+
+    name: str
+    version: int
+    window: str
+    drift: pa.Table | None = None
+    heatmap: pa.Table | None = None
+    performance: pa.Table | None = None
+    fairness: pa.Table | None = None
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    thresholds: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        drifted = ([r["feature"] for r in self.drift.to_pylist() if r["drifted"]]
+                   if self.drift is not None else [])
+        return (f"<MonitoringView {self.name} v{self.version}: drifted {drifted or 'none'}, "
+                f"{len(self.alerts)} alert(s)>")
+
+    def _repr_html_(self) -> str:
+        parts = [f"<div style='{FONT}'><b>{html.escape(self.name)}</b> v{self.version} — "
+                 f"monitoring, window {html.escape(self.window)}</div>"]
+        parts += [section("Drift", self._drift_html()),
+                  section("Performance", self._performance_html()),
+                  section("Fairness", self._fairness_html()),
+                  section("Open alerts", self._alerts_html())]
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        return "".join(parts) + (f"<ul style='{FONT};color:#57606a'>{notes}</ul>" if notes
+                                 else "")
+
+    def _drift_html(self) -> str:
+        if self.drift is None:
+            return "<i>no drift figures</i>"
+        rows = [[r["feature"], r["psi"], r["ks"], r["js"], r["wasserstein"],
+                 r["chi2_pvalue"], badge(r["status"], STATUS.get(r["status"])),
+                 "yes" if r["drifted"] else "no"] for r in self.drift.to_pylist()]
+        body = table_html(["feature", "psi", "ks", "js", "wasserstein", "chi2 p", "status",
+                           "drifted"], rows, raw=frozenset({6}))
+        if self.heatmap is not None and self.heatmap.num_rows:
+            from .. import charts
+
+            band = self.thresholds.get("psi")
+            chart = charts.drift_heatmap(
+                [{"window": f"{r['window_start']:%m-%d}", "feature": r["feature"],
+                  "psi": r["psi"]} for r in self.heatmap.to_pylist()],
+                **({"warn": band.warn, "alert": band.alert} if band else {}))
+            body = charts.to_svg(chart) + body
+        return body
+
+    def _performance_html(self) -> str:
+        if self.performance is None or not self.performance.num_rows:
+            return "<i>no matured outcomes yet</i>"
+        from .. import charts
+
+        rows = self.performance.to_pylist()
+        metric = "roc_auc" if "roc_auc" in self.performance.column_names else "rmse"
+        band = self.thresholds.get(metric)
+        chart = charts.performance_trend(
+            [{"window": f"{r['window_start']:%m-%d}", metric: r[metric]} for r in rows],
+            metric, warn=band.warn if band else None, alert=band.alert if band else None)
+        shown = [c for c in self.performance.column_names if c != "window_end"]
+        return charts.to_svg(chart) + table_html(shown, [[r[c] for c in shown] for r in rows])
+
+    def _fairness_html(self) -> str:
+        if self.fairness is None:
+            return "<i>set monitoring.fairness_group in the policy to track fairness</i>"
+        from .. import charts
+
+        rows = self.fairness.to_pylist()
+        shown = [c for c in ("group", "n", "selection_rate", "air", "four_fifths", "p_value")
+                 if c in self.fairness.column_names]
+        return (charts.to_svg(charts.fairness_bars(rows))
+                + table_html(shown, [[r[c] for c in shown] for r in rows]))
+
+    def _alerts_html(self) -> str:
+        if not self.alerts:
+            return "<i>none</i>"
+        rows = [[a["seq"], a["ts"], a["metric"], a["feature"], a["value"], a["action"]]
+                for a in self.alerts]
+        return table_html(["event", "at", "metric", "feature", "value", "action"], rows)
+
+
+def gather(mon: Monitor, *, window: str | None = None, version: int | None = None,
+           heatmap: bool = True) -> MonitoringView:
+    """Compute what the view shows; a part that can't be computed yet says why."""
+    from ..registry.checks import window_length
+
+    policy = mon.policy
+    span = window or policy.window
+    mv = mon.version(version)
+    view = MonitoringView(mon.name, mv.version, span, thresholds=dict(policy.thresholds))
+    end = datetime.now(UTC)
+    start = end - window_length(span)
+    parts: dict[str, Callable[[], Any]] = {
+             "drift": lambda: mon.drift(start, end, version=mv.version),
+             "heatmap": lambda: mon.drift_windows("1d", version=mv.version) if heatmap
+             else None,
+             "performance": lambda: mon.performance("1d", version=mv.version),
+             "fairness": lambda: mon.fairness(policy.fairness_group,
+                                              policy.fairness_favorable, start=start, end=end,
+                                              version=mv.version)
+             if policy.fairness_group else None}
+    for part, compute in parts.items():
+        try:
+            setattr(view, part, compute())
+        except NbRegistryError as exc:
+            view.notes.append(f"{part}: {exc}")
+    view.alerts = [{"seq": e.seq, "ts": e.ts, **e.payload} for e in
+                   mon.registry._current().alerts if e.model == mon.name][-20:]
+    return view

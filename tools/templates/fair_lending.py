@@ -31,12 +31,12 @@ proxy_method: str = ""  # the proxy method, disclosed (e.g. "BISG (surname and g
 reference: Optional[str] = None  # the reference group (default: the most favored)
 
 # %%
+from nbregistry.reports import helpers as h  # first: it keeps the report kernel's imports lean
 import numpy as np
 
 from nbregistry import charts
 from nbregistry.domain.timefmt import parse_time
 from nbregistry.reports import fair_lending as fl
-from nbregistry.reports import helpers as h
 from nbregistry.reports import validation as val
 
 ctx = h.open_report(registry_uri, pin, title=f"Fair lending: {model} v{version}")

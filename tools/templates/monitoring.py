@@ -21,11 +21,11 @@ window: str = "1d"  # the windows of the performance trend (1d, 7d, 12h, ...)
 group: Optional[str] = None  # protected attribute logged with the predictions (default: policy)
 
 # %%
+from nbregistry.reports import helpers as h  # first: it keeps the report kernel's imports lean
 import pandas as pd
 
 from nbregistry import charts
 from nbregistry.domain.timefmt import parse_time
-from nbregistry.reports import helpers as h
 
 ctx = h.open_report(registry_uri, pin, title=f"Ongoing monitoring: {model} v{version}")
 reg = ctx.registry

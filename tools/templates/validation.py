@@ -24,10 +24,10 @@ materiality: str = "medium"  # high | medium | low (SR 26-2 tiering: the depth o
 trusted: bool = False  # load a pickle-based model (only for artifacts you trust)
 
 # %%
+from nbregistry.reports import helpers as h  # first: it keeps the report kernel's imports lean
 import numpy as np
 
 from nbregistry import charts
-from nbregistry.reports import helpers as h
 from nbregistry.reports import validation as val
 
 if materiality not in val.MATERIALITY:

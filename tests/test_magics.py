@@ -263,6 +263,16 @@ def test_modelcard_needs_a_body(ip: InteractiveShell) -> None:
         ip.run_cell_magic("modelcard", "credit 1", "\n  \n")
 
 
+def test_report_checks_its_parameters_before_running(ip: InteractiveShell) -> None:
+    _two_versions(ip)
+    with pytest.raises(UsageError, match="unknown parameter 'threshold'"):
+        ip.run_line_magic("report", "validation credit 2 -p threshold 0.5")
+    with pytest.raises(UsageError, match="trusted must be bool"):
+        ip.run_line_magic("report", "validation credit 2 -p trusted maybe")
+    with pytest.raises(UsageError, match="no report template 'nope'"):
+        ip.run_line_magic("report", "nope credit 2")
+
+
 def test_monitor_shows_checks_and_opens_the_dashboard(ip: InteractiveShell,
                                                       registry_uri: str) -> None:
     from monitored import monitored

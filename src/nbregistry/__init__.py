@@ -29,6 +29,7 @@ from .domain.policy import Policy
 
 if TYPE_CHECKING:
     from .registry import Flavor, Registry, RegistryView, open_registry, register_flavor
+    from .reports import reverify, run_pack, run_report
 
 __version__ = "0.2.0"
 __all__ = [
@@ -55,19 +56,25 @@ __all__ = [
     "load_ipython_extension",
     "open_registry",
     "register_flavor",
+    "reverify",
+    "run_pack",
+    "run_report",
     "verify",
 ]
 
 # Resolved on first access, so that ``nbr.open_registry`` is the real function (its own
 # signature and docs) while ``import nbregistry`` loads no storage engine.
 _LAZY = {"open_registry", "register_flavor", "Registry", "RegistryView", "Flavor"}
+_LAZY_REPORTS = {"run_report", "reverify", "run_pack"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from . import registry
+    if name in _LAZY or name in _LAZY_REPORTS:
+        import importlib
 
-        value = getattr(registry, name)
+        module = importlib.import_module(".registry" if name in _LAZY else ".reports",
+                                         __name__)
+        value = getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'nbregistry' has no attribute {name!r}")

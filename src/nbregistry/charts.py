@@ -73,6 +73,73 @@ def metric_trend(versions: Sequence[ModelVersion], metric: str) -> alt.LayerChar
     return chart
 
 
+RAG_COLORS = {"ok": "#1a7f37", "stable": "#1a7f37", "warn": "#bf8700", "alert": "#cf222e",
+              "insufficient": "#8c959f", "unknown": "#8c959f"}
+
+
+def roc_curves(rows: Sequence[Mapping[str, Any]]) -> alt.LayerChart:
+    """ROC curves (rows ``{fpr, tpr, sample}``), one line per sample, with the diagonal."""
+    base = alt.Chart(alt.InlineData(values=[dict(r) for r in rows]), width=320, height=320)
+    curves = base.mark_line().encode(
+        x=alt.X("fpr:Q", title="false positive rate", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("tpr:Q", title="true positive rate", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("sample:N", scale=alt.Scale(range=PALETTE)), order="fpr:Q")
+    diagonal = alt.Chart(alt.InlineData(values=[{"fpr": 0, "tpr": 0}, {"fpr": 1, "tpr": 1}])
+                         ).mark_line(color="#999", strokeDash=[4, 4]).encode(x="fpr:Q",
+                                                                              y="tpr:Q")
+    chart: alt.LayerChart = diagonal + curves
+    return chart
+
+
+def value_bars(values: Mapping[str, float], *, title: str, width: int = 360) -> alt.Chart:
+    """Horizontal bars, largest first (feature importance, sensitivity)."""
+    rows = [{"name": k, "value": float(v)} for k, v in values.items()]
+    chart: alt.Chart = alt.Chart(alt.InlineData(values=rows), width=width,
+                                 height=max(60, 18 * len(rows))).mark_bar(
+        color=PALETTE[0]).encode(
+        x=alt.X("value:Q", title=title), y=alt.Y("name:N", title=None, sort="-x"),
+        tooltip=["name:N", alt.Tooltip("value:Q", format=".4g")])
+    return chart
+
+
+def status_bars(rows: Sequence[Mapping[str, Any]], *, value: str, label: str = "feature",
+                thresholds: Sequence[float] = ()) -> alt.LayerChart:
+    """Bars coloured red / amber / green by ``status`` (PSI per feature), with the policy's
+    thresholds as rules."""
+    data = [{label: str(r[label]), value: r[value], "status": r.get("status", "unknown")}
+            for r in rows if r.get(value) is not None]
+    bars = alt.Chart(alt.InlineData(values=data), width=360,
+                     height=max(60, 18 * len(data))).mark_bar().encode(
+        x=alt.X(f"{value}:Q", title=value), y=alt.Y(f"{label}:N", title=None, sort="-x"),
+        color=alt.Color("status:N", scale=alt.Scale(domain=list(RAG_COLORS),
+                                                    range=list(RAG_COLORS.values())),
+                        legend=None),
+        tooltip=[f"{label}:N", alt.Tooltip(f"{value}:Q", format=".4g"), "status:N"])
+    rules = alt.Chart(alt.InlineData(values=[{"t": t} for t in thresholds])).mark_rule(
+        color="#57606a", strokeDash=[4, 4]).encode(x="t:Q")
+    chart: alt.LayerChart = bars + rules
+    return chart
+
+
+def air_bars(rows: Sequence[Mapping[str, Any]]) -> alt.LayerChart:
+    """Adverse impact ratio per group, red below the four-fifths line."""
+    data = [{"group": str(r["group"]), "air": r["air"],
+             "status": "alert" if r.get("four_fifths") else "ok"}
+            for r in rows if r.get("air") is not None]
+    return status_bars(data, value="air", label="group", thresholds=[0.8])
+
+
+def metric_over_time(rows: Sequence[Mapping[str, Any]], *, metric: str,
+                     time: str = "window_start") -> alt.Chart:
+    """One metric per window (realized performance)."""
+    data = [{"t": str(r[time]), metric: r[metric]} for r in rows if r.get(metric) is not None]
+    chart: alt.Chart = alt.Chart(alt.InlineData(values=data), width=420, height=180).mark_line(
+        point=True, color=PALETTE[0]).encode(
+        x=alt.X("t:T", title=None), y=alt.Y(f"{metric}:Q", scale=alt.Scale(zero=False)),
+        tooltip=["t:T", alt.Tooltip(f"{metric}:Q", format=".4g")])
+    return chart
+
+
 def to_svg(chart: alt.TopLevelMixin) -> str:
     """Render offline (no browser, no CDN) to an SVG string for static HTML."""
     import vl_convert as vlc

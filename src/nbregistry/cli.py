@@ -1,4 +1,5 @@
-"""The ``nbregistry`` command: the demo, audit helpers and a deployment hook for pipelines."""
+"""The ``nbregistry`` command: the demo, audit helpers, a deployment hook for pipelines and
+compliance reports."""
 
 from __future__ import annotations
 
@@ -38,7 +39,62 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("--comment", default="")
     deploy.add_argument("--uri", default=None, help=URI_HELP)
     deploy.add_argument("--user", default=None, help="who deploys (default $NBREGISTRY_USER)")
+    _report_commands(sub)
     return parser
+
+
+def _report_commands(sub: Any) -> None:
+    report = sub.add_parser("report", help="run a compliance report template (papermill)")
+    report.add_argument("template", help="validation, monitoring, fair_lending, sox_change "
+                        "or the path of an .ipynb")
+    report.add_argument("-p", "--param", dest="params", action="append", default=[],
+                        metavar="KEY=VALUE", help="a template parameter (repeatable)")
+    pack = sub.add_parser("pack", help="every report for a model version, with an index page")
+    pack.add_argument("model")
+    pack.add_argument("version", type=int)
+    for cmd in (report, pack):
+        cmd.add_argument("--output-dir", required=True, help="folder for the outputs")
+        cmd.add_argument("--uri", default=None, help=URI_HELP)
+        cmd.add_argument("--user", default=None, help="who runs it (default $NBREGISTRY_USER)")
+        cmd.add_argument("--no-pdf", action="store_true", help="skip the PDF")
+        cmd.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .domain.errors import InvalidInputError
+    from .reports.params import validate
+    from .reports.templates import template_path
+
+    pairs = [p.partition("=") for p in args.params]
+    bad = [k for k, sep, _ in pairs if not sep or not k]
+    if bad:
+        raise InvalidInputError(f"parameters are KEY=VALUE, got {bad}", field="params")
+    raw = {k.strip(): v for k, _, v in pairs}
+    values = validate(template_path(args.template), raw, coerce=True)
+    from .reports import run_report
+
+    options = {"output_dir": args.output_dir, "uri": args.uri, "user": args.user,
+               "progress": not args.quiet, "pdf": False if args.no_pdf else None}
+    report = run_report(args.template, **options, **{k: values[k] for k in raw})
+    assert report.event is not None
+    print(f"recorded the {report.template} report as event {report.event.seq}; registry head "
+          f"{report.head[0]}:{report.head[1]}")
+    for path in report.files.values():
+        print(f"  {path}  sha256 {report.outputs[path.name]}")
+    return 0
+
+
+def _pack(args: argparse.Namespace) -> int:
+    from .reports import run_pack
+
+    pack = run_pack(args.model, args.version, output_dir=args.output_dir, uri=args.uri,
+                    user=args.user, progress=not args.quiet,
+                    pdf=False if args.no_pdf else None)
+    for name, report in pack.reports.items():
+        assert report.event is not None
+        print(f"{name}: event {report.event.seq}, {report.files['html']}")
+    print(f"index: {pack.index} ({pack.seconds:.1f} s)")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,6 +115,10 @@ def _run(args: argparse.Namespace) -> int:
         from .demo import run
 
         return 0 if run(args.path)["verify"].ok else 1
+    if args.command == "report":
+        return _report(args)
+    if args.command == "pack":
+        return _pack(args)
     if args.command == "verify":
         from . import verify
 

@@ -319,22 +319,27 @@ class RegistryMagics(Magics, Configurable):
     @line_magic("report")
     @friendly
     @magic_arguments()
-    @argument("template", help="report template, e.g. validation")
+    @argument("template", help="validation, monitoring, fair_lending, sox_change (or a path)")
     @argument("name", help="model name")
     @argument("version", type=int, help="version number")
     @argument("-p", dest="params", nargs=2, action="append", default=[],
               metavar=("KEY", "VALUE"), help="a template parameter (repeatable)")
+    @argument("--output-dir", default=None, help="folder for the outputs "
+              "(default: reports/<template>/<model>-v<version>)")
+    @argument("--no-pdf", action="store_true", help="skip the PDF")
     def report(self, line: str) -> Any:
-        """Run a compliance report template for a version (papermill)."""
+        """Run a compliance report template for a version (papermill); the run is recorded."""
         args = parse_argstring(self.report, line)
-        import nbregistry
+        from ..reports import run_report
+        from ..reports.params import validate
+        from ..reports.templates import template_path
 
-        run_report = getattr(nbregistry, "run_report", None)
-        if run_report is None:
-            raise UsageError("reports are not available yet in this version of nbregistry; "
-                             f"the {args.template!r} report cannot be run yet")
-        return run_report(args.template, model=args.name, version=args.version,
-                          parameters={k: parsing.literal(v) for k, v in args.params})
+        raw = {"model": args.name, "version": str(args.version), **dict(args.params)}
+        values = validate(template_path(args.template), raw, coerce=True)
+        folder = args.output_dir or f"reports/{args.template}/{args.name}-v{args.version}"
+        return run_report(args.template, output_dir=folder, uri=self.uri or None,
+                          user=self.user or None, pdf=False if args.no_pdf else None,
+                          **{k: values[k] for k in raw})
 
     @line_magic("audit")
     @friendly

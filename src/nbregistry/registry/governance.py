@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..domain import validate
 from ..domain.canonical import canonical_json
 from ..domain.entities import GateResult, PromotionRequest
 from ..domain.errors import (
@@ -300,3 +301,21 @@ def check_approver(state: RegistryState, model: ModelState, found: PromotionRequ
     if not again and any(a.user == user for a in found.approvals):
         raise PolicyViolationError(f"{user!r} already approved this request; the quorum needs "
                                    "distinct approvers", rule="quorum")
+
+
+def report(template: str, *, parameters: Mapping[str, Any], tables: Mapping[str, int],
+           head: Sequence[Any], outputs: Mapping[str, str], sha256: str,
+           output_dir: str) -> dict[str, Any]:
+    """The ``report`` event's payload, every field checked (nothing is written otherwise)."""
+    if len(head) != 2 or isinstance(head[0], bool) or not isinstance(head[0], int):
+        raise InvalidInputError(f"head must be (seq, hash), got {head!r}", field="head")
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in tables.values()):
+        raise InvalidInputError("tables maps each table read to its Delta version (an "
+                                "integer >= 0)", field="tables")
+    return {"template": validate.text(template, what="template"),
+            "parameters": validate.json_mapping(parameters, what="parameters"),
+            "tables": {str(k): int(v) for k, v in tables.items()},
+            "head": [head[0], validate.sha256(head[1])],
+            "outputs": {str(k): validate.sha256(v) for k, v in outputs.items()},
+            "sha256": validate.sha256(sha256),
+            "output_dir": validate.text(output_dir, what="output_dir")}

@@ -420,6 +420,17 @@ class Registry(RegistryView):
         return [*found, *monitoring_gates.evaluate(self, validate.model_name(name),
                                                    validate.version_number(version), to)]
 
+    def record_report(self, template: str, *, model: str, version: int | str,
+                      parameters: Mapping[str, Any], tables: Mapping[str, int],
+                      head: Sequence[Any], outputs: Mapping[str, str], sha256: str,
+                      output_dir: str) -> Event:
+        """Record a compliance report run (``nbr.run_report`` does): its parameters, the
+        Delta version of every table it read, the head it saw, its outputs' sha256."""
+        name, number = validate.model_name(model), validate.version_number(version)
+        payload = governance.report(template, parameters=parameters, tables=tables, head=head,
+                                    outputs=outputs, sha256=sha256, output_dir=output_dir)
+        return self._record("report", name, lambda s: (_existing(s, name, number), payload))
+
     def monitor(self, name: str) -> Monitor:
         """Monitoring for model ``name``: log predictions and outcomes, then ask for drift,
         performance, fairness, a challenger replay, or run the policy's ``check()``."""

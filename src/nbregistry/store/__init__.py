@@ -6,8 +6,8 @@ from .location import Location, normalize_uri
 from .monitoring import MonitoringTables, MonitorTable, monitoring_tables
 from .seals import check_seal, check_seals, seal
 from .snapshot import FileCache, Snapshot
-from .tables import delta_version, write_table
+from .tables import delta_version, read_table, write_table
 
 __all__ = ["BlobStore", "CommitConflict", "EventLog", "FileCache", "Location", "MonitorTable",
            "MonitoringTables", "Snapshot", "check_seal", "check_seals", "delta_version",
-           "monitoring_tables", "normalize_uri", "seal", "write_table"]
+           "monitoring_tables", "normalize_uri", "read_table", "seal", "write_table"]

@@ -1,0 +1,203 @@
+"""Fair-lending statistics, pure numpy (and scipy for Fisher's exact test).
+
+Group membership is a matrix of probabilities, one column per group: a known attribute is
+its one-hot encoding, a proxy (BISG: Bayesian Improved Surname Geocoding, or any other) is
+the estimated probabilities. Counts are then sums of probabilities ("weighted counts"), the
+method the CFPB describes for proxied groups; with one-hot membership every number is the
+ordinary one and equals ``Monitor.fairness`` and fairlearn.
+
+- ``adverse_impact``: selection rate, adverse impact ratio (AIR) against the reference
+  group (default: the highest rate), the four-fifths flag, a two-sided test (pooled
+  z-test, Fisher's exact when an expected count is below 5 and membership is known), and
+  the shortfall: how many more favorable outcomes the group needs for its AIR to reach 0.8.
+- ``standardized_mean_difference``: for continuous outcomes (price, line), each group's
+  mean minus the reference's over the pooled standard deviation, with Welch's t-test.
+- ``marginal_effect``: the group coefficient of a least-squares regression of the outcome
+  on group membership and the credit factors (a linear probability model for a decision):
+  the disparity that remains with the credit factors held fixed, with HC1 robust errors.
+- ``error_rates``: false-positive and false-negative rates per group and their gaps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+FOUR_FIFTHS = 0.8
+
+
+def membership(groups: Sequence[Any] | np.ndarray) -> dict[Any, np.ndarray]:
+    """One-hot membership of a known attribute: ``{group: 0/1 array}`` in sorted order
+    (missing values left out of every group)."""
+    values = np.asarray(groups, dtype=object)
+    present = [v for v in values if v is not None and v == v]
+    return {g: (values == g).astype(float) for g in sorted(set(present), key=str)}
+
+
+def probabilities(columns: Mapping[Any, Any]) -> dict[Any, np.ndarray]:
+    """Proxy membership from probability columns (``{"F": p_female, ...}``), checked to be
+    in [0, 1] and to sum to at most 1 per row (missing counts as 0)."""
+    out = {g: np.nan_to_num(np.asarray(p, dtype=float)) for g, p in columns.items()}
+    stacked = np.vstack(list(out.values()))
+    if stacked.min() < 0 or stacked.max() > 1 or (stacked.sum(axis=0) > 1 + 1e-6).any():
+        raise ValueError("group probabilities must lie in [0, 1] and sum to at most 1 a row")
+    return out
+
+
+def _proxied(member: Mapping[Any, np.ndarray]) -> bool:
+    return any(((m > 0) & (m < 1)).any() for m in member.values())
+
+
+def _reference(rates: Mapping[Any, float], reference: Any) -> Any:
+    if reference is not None:
+        for g in rates:
+            if g == reference or str(g) == str(reference):
+                return g
+        raise ValueError(f"reference group {reference!r} is not among {list(rates)}")
+    best = max(rates.values())
+    return next(g for g, r in rates.items() if r == best)
+
+
+def adverse_impact(favorable: Any, member: Mapping[Any, np.ndarray], *,
+                   reference: Any = None) -> list[dict[str, Any]]:
+    """One row per group: n, favorable, selection_rate, air, four_fifths, test, p_value,
+    shortfall (weighted counts when membership is a probability)."""
+    fav = np.asarray(favorable, dtype=float)
+    proxied = _proxied(member)
+    counts = {g: (float(m.sum()), float((m * fav).sum())) for g, m in member.items()
+              if m.sum() > 0}
+    rates = {g: f / n for g, (n, f) in counts.items()}
+    ref = _reference(rates, reference)
+    rows = []
+    for g, (n, f) in counts.items():
+        n0, f0 = counts[ref]
+        air = (f * n0) / (n * f0) if f0 else None  # one division: 64/80 is exactly 0.8
+        test, p = (None, None) if g == ref else _test(f, n, f0, n0, exact_ok=not proxied)
+        needed = FOUR_FIFTHS * rates[ref] * n - f if air is not None else 0.0
+        rows.append({"group": g, "n": n, "favorable": f, "selection_rate": rates[g],
+                     "air": air, "four_fifths": air is not None and air < FOUR_FIFTHS,
+                     "test": test, "p_value": p, "reference": g == ref,
+                     "shortfall": max(0, math.ceil(needed - 1e-9))})
+    return rows
+
+
+def _test(f1: float, n1: float, f2: float, n2: float, *, exact_ok: bool
+          ) -> tuple[str, float]:
+    total, selected = n1 + n2, f1 + f2
+    expected = [n * k / total for n in (n1, n2) for k in (selected, total - selected)]
+    if exact_ok and min(expected) < 5:
+        from scipy.stats import fisher_exact
+
+        table = [[int(f1), int(n1 - f1)], [int(f2), int(n2 - f2)]]
+        return "fisher", float(fisher_exact(table).pvalue)
+    pooled = selected / total
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if spread == 0:
+        return "z", 1.0
+    z = (f1 / n1 - f2 / n2) / spread
+    return "z", math.erfc(abs(z) / math.sqrt(2))
+
+
+def _weighted(values: np.ndarray, weights: np.ndarray) -> tuple[float, float, float]:
+    """Weighted mean, variance (frequency weights, n - 1) and total weight."""
+    total = float(weights.sum())
+    mean = float((weights * values).sum() / total)
+    var = float((weights * (values - mean) ** 2).sum() / (total - 1)) if total > 1 else 0.0
+    return mean, var, total
+
+
+def standardized_mean_difference(values: Any, member: Mapping[Any, np.ndarray], *,
+                                 reference: Any = None) -> list[dict[str, Any]]:
+    """Per group: mean, the difference from the reference's mean, the SMD (Cohen's d with
+    the pooled standard deviation) and Welch's t-test p-value."""
+    x = np.asarray(values, dtype=float)
+    ok = ~np.isnan(x)
+    stats = {g: _weighted(x[ok], m[ok]) for g, m in member.items() if m[ok].sum() > 1}
+    means = {g: s[0] for g, s in stats.items()}
+    ref = reference if reference is not None else min(means, key=lambda g: str(g))
+    ref = _reference(means, ref)
+    m0, v0, n0 = stats[ref]
+    rows = []
+    for g, (m1, v1, n1) in stats.items():
+        pooled = math.sqrt(((n1 - 1) * v1 + (n0 - 1) * v0) / (n1 + n0 - 2))
+        row = {"group": g, "n": n1, "mean": m1, "difference": m1 - m0,
+               "smd": (m1 - m0) / pooled if pooled else None, "p_value": None,
+               "reference": g == ref}
+        if g != ref:
+            row["p_value"] = _welch(m1, v1, n1, m0, v0, n0)
+        rows.append(row)
+    return rows
+
+
+def _welch(m1: float, v1: float, n1: float, m0: float, v0: float, n0: float) -> float | None:
+    from scipy.stats import t as student
+
+    se2 = v1 / n1 + v0 / n0
+    if se2 == 0:
+        return None
+    dof = se2 ** 2 / ((v1 / n1) ** 2 / (n1 - 1) + (v0 / n0) ** 2 / (n0 - 1))
+    return float(2 * student.sf(abs((m1 - m0) / math.sqrt(se2)), dof))
+
+
+def marginal_effect(outcome: Any, member: Mapping[Any, np.ndarray], controls: Any, *,
+                    reference: Any = None, names: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The group coefficients of ``outcome ~ 1 + membership (reference left out) +
+    controls`` by least squares, with HC1 standard errors and normal p-values. With a
+    decision as the outcome this is a linear probability model: the coefficient is the
+    difference in the probability of a favorable outcome at equal credit factors."""
+    y = np.asarray(outcome, dtype=float)
+    z = np.asarray(controls, dtype=float).reshape(len(y), -1)
+    means = {g: float((m * y).sum() / m.sum()) for g, m in member.items() if m.sum() > 0}
+    ref = _reference(means, reference) if reference is not None else max(means,
+                                                                          key=means.__getitem__)
+    groups = [g for g in means if g != ref]
+    design = np.column_stack([np.ones(len(y)), *(member[g] for g in groups), z])
+    keep = ~np.isnan(design).any(axis=1) & ~np.isnan(y)
+    design, y = design[keep], y[keep]
+    beta, *_ = np.linalg.lstsq(design, y, rcond=None)
+    resid = y - design @ beta
+    n, k = design.shape
+    bread = np.linalg.pinv(design.T @ design)
+    meat = (design * resid[:, None] ** 2).T @ design
+    cov = bread @ meat @ bread * n / (n - k)
+    rows = []
+    for i, g in enumerate(groups, start=1):
+        se = math.sqrt(cov[i, i]) if cov[i, i] > 0 else float("nan")
+        p = math.erfc(abs(beta[i] / se) / math.sqrt(2)) if se == se and se > 0 else None
+        rows.append({"group": g, "reference": ref, "effect": float(beta[i]), "std_error": se,
+                     "p_value": p, "controls": ", ".join(names) or f"{z.shape[1]} columns",
+                     "n": int(n)})
+    return rows
+
+
+def error_rates(predicted_favorable: Any, actual_favorable: Any,
+                member: Mapping[Any, np.ndarray], *,
+                reference: Any = None) -> list[dict[str, Any]]:
+    """False-positive rate (favorable decision, unfavorable outcome, among actual
+    unfavorable) and false-negative rate (unfavorable decision among actual favorable) per
+    group, and each one's gap to the reference group's (rows without an outcome left out)."""
+    pred = np.asarray(predicted_favorable, dtype=float)
+    actual = np.asarray(actual_favorable, dtype=float)
+    ok = ~np.isnan(actual)
+    rates: dict[Any, dict[str, Any]] = {}
+    for g, m in member.items():
+        w = m[ok]
+        pos, neg = (w * actual[ok]).sum(), (w * (1 - actual[ok])).sum()
+        fp = (w * pred[ok] * (1 - actual[ok])).sum()
+        fn = (w * (1 - pred[ok]) * actual[ok]).sum()
+        if pos + neg > 0:
+            rates[g] = {"group": g, "n": float(pos + neg),
+                        "fpr": float(fp / neg) if neg else None,
+                        "fnr": float(fn / pos) if pos else None}
+    ref = reference if reference is not None else next(iter(rates))
+    ref = _reference({g: 0.0 for g in rates}, ref)
+    for row in rates.values():
+        for name in ("fpr", "fnr"):
+            base = rates[ref][name]
+            row[f"{name}_gap"] = (row[name] - base if row[name] is not None
+                                  and base is not None else None)
+        row["reference"] = row["group"] == ref
+    return list(rates.values())

@@ -1,0 +1,202 @@
+"""Used inside report templates: open the pinned registry, show tables and charts, and
+record the key figures (which ``nbr.reverify`` compares) in the notebook's output.
+
+Everything here returns or shows plain HTML with inline styles, SVG charts and JSON
+payloads under nbregistry's own MIME types, so the executed notebook reads the same in
+JupyterLab, in static HTML and years later without a network.
+"""
+
+from __future__ import annotations
+
+import builtins
+import html
+import json
+import math
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .context import ReportContext
+from .context import open_report as _open
+
+# Templates import this first, in the report's kernel. altair imports jsonschema, which
+# imports rfc3987_syntax when it is installed, and that compiles a grammar for about a second;
+# a report never validates IRIs, so its kernel does without it (ImportError: jsonschema's own
+# fallback).
+if "rfc3987_syntax" not in sys.modules:
+    sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]
+
+FIGURES_MIME = "application/vnd.nbregistry.figures+json"
+HEAD_MIME = "application/vnd.nbregistry.head+json"
+TABLES_MIME = "application/vnd.nbregistry.tables+json"
+CELL = "style='padding:3px 8px;border-bottom:1px solid #d0d7de;text-align:left'"
+RAG = {"ok": ("#1a7f37", "GREEN"), "warn": ("#9a6700", "AMBER"), "alert": ("#cf222e", "RED"),
+       "insufficient": ("#57606a", "N/A"), "unknown": ("#57606a", "N/A")}
+
+
+class Output:
+    """A displayable bundle (``display(Output(...))`` or the last expression of a cell)."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.data = dict(data)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        return self.data
+
+    def __repr__(self) -> str:
+        return str(self.data.get("text/plain", ""))
+
+
+def show(*items: Any) -> None:
+    """Display in a kernel (IPython puts ``display`` in builtins), print elsewhere."""
+    display = getattr(builtins, "display", None)
+    for item in items:
+        if display is not None:
+            display(item)
+        else:
+            print(repr(item))
+
+
+def open_report(registry_uri: str | None, pin: Mapping[str, Any] | None = None,
+                *, title: str = "") -> ReportContext:
+    """Open the registry this report reads and print the head it sees (write it down:
+    ``nbregistry verify --expected-head SEQ:HASH`` detects a log cut after this report)."""
+    context = _open(registry_uri, pin)
+    show(head_banner(context, title))
+    return context
+
+
+def head_banner(context: ReportContext, title: str = "") -> Output:
+    seq, digest = context.head
+    text = (f"Registry {context.live.uri}, head seq {seq} hash {digest}. To check later that "
+            f"the audit log was not cut or rewritten: nbregistry verify --expected-head "
+            f"{seq}:{digest}")
+    body = (f"<div style='border:1px solid #d0d7de;padding:6px 10px;font-size:12px'>"
+            f"{f'<b>{html.escape(title)}</b><br>' if title else ''}"
+            f"Registry <code>{html.escape(context.live.uri)}</code> read at head "
+            f"<b>seq {seq}</b>, hash <code>{digest}</code>.<br>To prove later that the audit "
+            f"log was not cut or rewritten: <code>nbregistry verify --expected-head "
+            f"{seq}:{digest}</code></div>")
+    return Output({"text/plain": text, "text/html": body,
+                   HEAD_MIME: {"seq": seq, "hash": digest}})
+
+
+def plain(value: Any) -> Any:
+    """A JSON value for a figure: numpy scalars become Python numbers, NaN becomes None."""
+    if hasattr(value, "item") and not isinstance(value, list | dict | str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def figures(values: Mapping[str, Any], *, caption: str = "Key figures") -> Output:
+    """Key figures, shown as a table and recorded for ``reverify``."""
+    recorded = {str(k): plain(v) for k, v in values.items()}
+    json.dumps(recorded)  # fail here, in the cell that made it, if a value is not JSON
+    rows = [{"figure": k, "value": _fmt(v)} for k, v in recorded.items()]
+    out = table(rows, caption=caption)
+    return Output({**out.data, FIGURES_MIME: recorded})
+
+
+def record_figure(name: str, value: Any) -> None:
+    """Record one key figure (and show it)."""
+    show(figures({name: value}, caption=""))
+
+
+def record_figures(values: Mapping[str, Any], *, caption: str = "Key figures") -> None:
+    show(figures(values, caption=caption))
+
+
+def tables_read(context: ReportContext) -> Output:
+    """The Delta version of every table this report read (recorded in its event)."""
+    rows = [{"table": k, "Delta version": v} for k, v in sorted(context.tables.items())]
+    out = table(rows, caption="Tables read (Delta versions)")
+    return Output({**out.data, TABLES_MIME: dict(sorted(context.tables.items()))})
+
+
+def close(context: ReportContext) -> None:
+    """The report's last cell: the tables read and the head, once more."""
+    show(tables_read(context), head_banner(context))
+
+
+def table(rows: Any, *, columns: Sequence[str] | None = None, caption: str = "",
+          max_rows: int = 500) -> Output:
+    """Rows (dicts, an Arrow table or a DataFrame) as a plain HTML table."""
+    records = _records(rows)
+    cols = list(columns) if columns else list(dict.fromkeys(k for r in records for k in r))
+    head = "".join(f"<th {CELL}>{html.escape(str(c))}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td {CELL}>{_cell(r.get(c))}</td>" for c in cols)
+                   + "</tr>" for r in records[:max_rows])
+    more = (f"<div style='color:#57606a'>… {len(records) - max_rows} more rows</div>"
+            if len(records) > max_rows else "")
+    cap = f"<div style='font-weight:600;margin:6px 0 2px'>{html.escape(caption)}</div>" \
+        if caption else ""
+    empty = "<div style='color:#57606a'>(none)</div>" if not records else ""
+    text = "\n".join([caption, *(" | ".join(_fmt(r.get(c)) for c in cols)
+                                 for r in records[:50])])
+    return Output({"text/plain": text,
+                   "text/html": f"{cap}<table style='border-collapse:collapse;font-size:12px'>"
+                                f"<tr>{head}</tr>{body}</table>{more}{empty}"})
+
+
+def chart(spec: Any) -> Output:
+    """An altair chart as inline SVG (rendered offline: no script, no CDN)."""
+    from ..charts import to_svg
+
+    return Output({"image/svg+xml": to_svg(spec), "text/plain": "<chart>"})
+
+
+def rag(status: str) -> str:
+    """A red/amber/green badge for a monitoring status (HTML)."""
+    color, word = RAG.get(status, ("#57606a", status.upper()))
+    return (f"<span style='background:{color};color:#fff;padding:0 6px;border-radius:3px'>"
+            f"{word}</span>")
+
+
+def note(text: str, *, kind: str = "info") -> Output:
+    color = {"info": "#0969da", "warn": "#9a6700", "bad": "#cf222e", "good": "#1a7f37"}[kind]
+    return Output({"text/plain": text, "text/html":
+                   f"<div style='border-left:4px solid {color};padding:4px 8px'>"
+                   f"{html.escape(text)}</div>"})
+
+
+def _records(rows: Any) -> list[dict[str, Any]]:
+    if hasattr(rows, "to_pylist"):
+        return list(rows.to_pylist())
+    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):
+        return list(rows.to_dict("records"))
+    return [dict(r) for r in rows] if isinstance(rows, Iterable) else []
+
+
+def _cell(value: Any) -> str:
+    text = _fmt(value)
+    if isinstance(value, str) and value.startswith("<span style="):
+        return value  # a badge made by rag()
+    return html.escape(text)
+
+
+def fmt(value: Any) -> str:
+    """A value as a report shows it (4 significant digits, dates to the second)."""
+    return _fmt(value)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat(sep=" ", timespec="seconds")) \
+            if hasattr(value, "hour") else str(value.isoformat())
+    if isinstance(value, list | tuple) and all(not isinstance(v, dict | list) for v in value):
+        return ", ".join(_fmt(v) for v in value) or "—"
+    if isinstance(value, list | dict):
+        return json.dumps(value, default=str)
+    return str(value)

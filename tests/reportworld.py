@@ -1,0 +1,96 @@
+"""Registries the report tests build: a governed lifecycle (SOX) and a monitored credit
+model with its training table, prediction log and outcomes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import nbregistry as nbr
+from nbregistry.demo import credit_data
+from nbregistry.store import write_table
+
+FEATURES = ["income", "debt_ratio", "history_years", "utilisation", "late_payments"]
+CARD = {"intended_use": "retail credit decisions", "limitations": "synthetic data"}
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+
+def users(uri: str) -> dict[str, nbr.Registry]:
+    alice = nbr.open_registry(uri, user="alice", create=True)  # admin, data scientist
+    alice.grant_role("bob", "validator")
+    alice.grant_role("carol", "risk_officer")
+    return {"alice": alice, "bob": nbr.open_registry(uri, user="bob"),
+            "carol": nbr.open_registry(uri, user="carol")}
+
+
+def governed(uri: str) -> dict[str, Any]:
+    """v1 promoted with bob's approval and deployed twice (the second time with a hash that
+    is not the approved artifact's); v2 promoted in an emergency and never ratified; v3
+    promoted in an emergency and ratified; then a rollback."""
+    from conftest import TinyModel
+
+    people = users(uri)
+    alice, bob = people["alice"], people["bob"]
+    for weight in (1.0, 2.0, 3.0):
+        alice.register(TinyModel(weight), "credit", card=CARD)
+    alice.request_promotion("credit", 1, to="staging")
+    alice.request_promotion("credit", 1, to="production")
+    bob.approve("credit", 1, comment="validated")
+    alice.record_deployment("credit", 1, "scoring-eu")
+    bad = alice.record_deployment("credit", 1, "scoring-us", sha256="ab" * 32)
+    alice.request_promotion("credit", 2, to="staging")
+    alice.request_promotion("credit", 2, to="production", emergency=True, comment="incident")
+    alice.request_promotion("credit", 3, to="staging")
+    alice.request_promotion("credit", 3, to="production", emergency=True, comment="incident 2")
+    bob.approve("credit", 3, comment="reviewed after the fact")
+    alice.rollback("credit", stage="production", reason="back to v2")
+    alice.revoke_role("carol", "risk_officer")
+    return {**people, "bad_deploy": bad}
+
+
+def monitored(uri: str, data_dir: Path) -> dict[str, Any]:
+    """credit v1 (trained on a Delta table) in production with a week of logged traffic and
+    outcomes; v2 a challenger in staging."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    data = credit_data(6000, seed=3)
+    table = str(data_dir / "applications")
+    frame = data.iloc[:3000].assign(split=np.where(np.arange(3000) < 2100, "train", "test"))
+    write_table(table, frame)
+    train = frame[frame.split == "train"]
+    people = users(uri)
+    alice, bob = people["alice"], people["bob"]
+    alice.set_policy({**alice.policy.source, "monitoring": {
+        "window": "7d", "min_rows": 100, "fairness_group": "sex", "fairness_favorable": 0}})
+    model = LogisticRegression(max_iter=500).fit(train[FEATURES], train["default"])
+    alice.register(model, "credit", training_data=table, reference_data=train[FEATURES],
+                   reference_target=train["default"], card=CARD, metrics={"auc": 0.7})
+    challenger = make_pipeline(StandardScaler(), LogisticRegression(C=0.01)).fit(
+        train[FEATURES], train["default"])
+    alice.register(challenger, "credit", training_data=table, reference_data=train[FEATURES],
+                   reference_target=train["default"], card=CARD, metrics={"auc": 0.7})
+    alice.request_promotion("credit", 1, to="staging")
+    alice.request_promotion("credit", 1, to="production")
+    bob.approve("credit", 1, comment="validated, see report")
+    alice.request_promotion("credit", 2, to="staging")
+    live = data.iloc[3000:].reset_index(drop=True)
+    mon = alice.monitor("credit")
+    start = NOW - timedelta(days=7)
+    ts = [start + timedelta(seconds=200 * i) for i in range(len(live))]
+    receipt = mon.log_predictions(live, model.predict_proba(live[FEATURES]), ts=ts,
+                                  attributes=["sex"], version=1)
+    ids = list(receipt.ids.to_pylist())
+    mon.log_outcomes(ids, live["default"], ts=NOW)
+    return {**people, "model": model, "challenger": challenger, "table": table,
+            "live": live, "train": train, "frame": frame, "mon": mon,
+            "start": start, "end": NOW}
+
+
+def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows)

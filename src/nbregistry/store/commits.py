@@ -41,13 +41,19 @@ def data_file(table: pa.Table) -> tuple[str, bytes]:
 
 
 def commit_body(name: str, size: int, event: Event) -> bytes:
-    """commitInfo + add, with the statistics readers skip files by (seq and ts: the ranges
-    ``history``, ``as_of`` and time-travel queries filter on). Kept small: one per event."""
+    """commitInfo + add, with the statistics readers skip files by. Every column a reader
+    may filter on (seq, ts, action, model, version) has them: a reader given statistics for
+    some columns only was seen to skip files it must read (deltalake 1.6, conformance test)."""
     now = int(time.time() * 1000)
     ts = event.ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{event.ts.microsecond // 1000:03d}Z"
-    bounds = {"seq": event.seq, "ts": ts}
-    stats = {"numRecords": 1, "minValues": bounds, "maxValues": bounds,
-             "nullCount": {"seq": 0, "ts": 0}}
+    bounds: dict[str, Any] = {"seq": event.seq, "ts": ts, "action": event.action}
+    nulls = {"seq": 0, "ts": 0, "action": 0, "model": int(event.model is None),
+             "version": int(event.version is None)}
+    if event.model is not None:
+        bounds["model"] = event.model
+    if event.version is not None:
+        bounds["version"] = event.version
+    stats = {"numRecords": 1, "minValues": bounds, "maxValues": bounds, "nullCount": nulls}
     info = {"timestamp": now, "operation": "WRITE", "operationParameters": {"mode": "Append"},
             "isBlindAppend": True, "clientVersion": "nbregistry",
             "nbregistry.seq": str(event.seq), "nbregistry.hash": event.hash}

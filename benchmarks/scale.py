@@ -1,0 +1,209 @@
+"""The event log at scale, against MLflow on SQLite at the same sizes (issue: 1k, 10k, 100k
+versions, each with as many alias moves).
+
+    python benchmarks/scale.py                 # 1,000 / 10,000 / 100,000 (~45 min)
+    python benchmarks/scale.py --sizes 1000 10000
+    python benchmarks/scale.py --skip-mlflow   # nbregistry only
+
+For each size both sides build the same registry (100 models; each step registers the next
+version of one model and moves its ``champion`` alias there), timing the last 200 writes
+of each kind; then a fresh process opens the registry and resolves ``m7@champion`` (the
+whole process, import included, median of 3; Python's bytecode cache on). For nbregistry
+it also reports the bytes per event of ``_registry`` without artifacts, the files under
+the event table, and ``verify()`` of the whole chain in a fresh process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+MODELS = 100
+TIMED = 200
+TARGETS = {"open_s": 0.5, "bytes_per_event": 2048, "verify_s": 10.0}
+
+
+def build_nbregistry(uri: str, n: int) -> dict[str, Any]:
+    import nbregistry as nbr
+
+    reg = nbr.open_registry(uri, user="bench", create=True)
+    register, alias = [], []
+    for i in range(n):
+        name = f"m{i % MODELS}"
+        start = time.perf_counter()
+        mv = reg.register({"weights": [i, i + 1]}, name, metrics={"auc": 0.7})
+        middle = time.perf_counter()
+        reg.set_alias(name, "champion", mv.version)
+        end = time.perf_counter()
+        if i >= n - TIMED:
+            register.append(middle - start)
+            alias.append(end - middle)
+    return {"register_ms": 1000 * statistics.median(register),
+            "alias_ms": 1000 * statistics.median(alias), "events": reg.head[0]}
+
+
+def build_mlflow(db: str, n: int) -> dict[str, Any]:
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{db}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    for m in range(MODELS):
+        client.create_registered_model(f"m{m}")
+    register, alias = [], []
+    for i in range(n):
+        name = f"m{i % MODELS}"
+        start = time.perf_counter()
+        mv = client.create_model_version(name, f"file:///tmp/model-{i}")
+        middle = time.perf_counter()
+        client.set_registered_model_alias(name, "champion", mv.version)
+        end = time.perf_counter()
+        if i >= n - TIMED:
+            register.append(middle - start)
+            alias.append(end - middle)
+    return {"register_ms": 1000 * statistics.median(register),
+            "alias_ms": 1000 * statistics.median(alias)}
+
+
+OPEN = {"nbregistry": "import nbregistry as nbr\nreg = nbr.open_registry({uri!r}, create=False)\n"
+                      "v = reg.get('m7@champion').version\n",
+        "mlflow": "from mlflow import MlflowClient\nc = MlflowClient(tracking_uri={uri!r}, "
+                  "registry_uri={uri!r})\nv = c.get_model_version_by_alias('m7', 'champion')\n"}
+
+
+def cold_open(python: str, side: str, uri: str) -> float:
+    """Median wall time of a whole fresh process that opens and resolves the alias."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    code = OPEN[side].format(uri=uri)
+    times = []
+    for _ in range(4):
+        start = time.perf_counter()
+        subprocess.run([python, "-c", code], check=True, env=env, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])  # the first run warms the bytecode and disk caches
+
+
+def storage(root: Path) -> dict[str, Any]:
+    total = sum(p.stat().st_size for p in (root / "_registry").rglob("*")
+                if p.is_file() and "artifacts" not in p.parts)
+    files = sum(1 for p in (root / "_registry" / "events").rglob("*") if p.is_file())
+    data = sum(1 for p in (root / "_registry" / "events").glob("*.parquet"))
+    return {"bytes": total, "files": files, "data_files": data}
+
+
+def verify_time(uri: str) -> float:
+    code = (f"import time, nbregistry as nbr\nt = time.perf_counter()\n"
+            f"r = nbr.verify({uri!r}, artifacts=False)\nassert r.ok, r\n"
+            "print(time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def nbregistry_side(work: Path, n: int) -> dict[str, Any]:
+    root = work / f"nbr-{n}"
+    built = build_nbregistry(str(root), n)
+    found = storage(root)
+    return {**built, **found, "bytes_per_event": found["bytes"] / built["events"],
+            "open_s": cold_open(sys.executable, "nbregistry", str(root)),
+            "verify_s": verify_time(str(root))}
+
+
+def mlflow_side(python: str, work: Path, n: int) -> dict[str, Any]:
+    db = work / f"mlflow-{n}.db"
+    code = (f"import sys, json; sys.path.insert(0, {str(HERE)!r}); import scale; "
+            f"print(json.dumps(scale.build_mlflow({str(db)!r}, {n})))")
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
+    out = subprocess.run([python, "-c", code], check=True, capture_output=True, text=True,
+                         env=env).stdout
+    built: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return {**built, "open_s": cold_open(python, "mlflow", f"sqlite:///{db}")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
+    parser.add_argument("--skip-mlflow", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the registries")
+    args = parser.parse_args()
+    python = ""
+    if not args.skip_mlflow:
+        from run import ensure_mlflow_venv, venv_python
+
+        ensure_mlflow_venv()
+        python = str(venv_python())
+    work = Path(tempfile.mkdtemp(prefix="nbr-scale-"))
+    rows = []
+    try:
+        for n in args.sizes:
+            ours = nbregistry_side(work, n)
+            theirs = mlflow_side(python, work, n) if python else {}
+            rows.append({"versions": n, "nbregistry": ours, "mlflow": theirs})
+            report(rows[-1])
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    verdicts(rows)
+    out = HERE / "results" / "scale-latest.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2))
+    print(f"\nfigures written to {out}")
+
+
+def report(row: dict[str, Any]) -> None:
+    ours, theirs = row["nbregistry"], row["mlflow"]
+
+    def cmp(key: str, unit: str, scale: float = 1.0) -> str:
+        text = f"{ours[key] * scale:.3g} {unit}"
+        if key in theirs:
+            text += (f"  (MLflow {theirs[key] * scale:.3g} {unit}, "
+                     f"ratio {theirs[key] / ours[key]:.2f}x)")
+        return text
+
+    print(f"\n== {row['versions']:,} versions, {ours['events']:,} events ==")
+    print(f"open + resolve alias, fresh process: {cmp('open_s', 's')}")
+    print(f"register p50: {cmp('register_ms', 'ms')}   alias p50: {cmp('alias_ms', 'ms')}")
+    print(f"storage: {ours['bytes_per_event']:.0f} bytes/event ({ours['bytes'] / 1e6:.1f} MB), "
+          f"{ours['files']:,} files under the event table ({ours['data_files']:,} data files)")
+    print(f"verify (whole chain, fresh process): {ours['verify_s']:.2f} s")
+
+
+def verdicts(rows: list[dict[str, Any]]) -> None:
+    print("\n== targets ==")
+    first, last = rows[0]["nbregistry"], rows[-1]["nbregistry"]
+    checks = [(f"open at {rows[-1]['versions']:,} <= {TARGETS['open_s']} s",
+               last["open_s"] <= TARGETS["open_s"]),
+              (f"bytes/event at {rows[-1]['versions']:,} <= 2 KB",
+               last["bytes_per_event"] <= TARGETS["bytes_per_event"]),
+              (f"verify at {rows[-1]['versions']:,} <= 10 s",
+               last["verify_s"] <= TARGETS["verify_s"]),
+              ("register p50 within 2x from smallest to largest",
+               last["register_ms"] <= 2 * first["register_ms"]),
+              ("alias p50 within 2x from smallest to largest",
+               last["alias_ms"] <= 2 * first["alias_ms"])]
+    checks += [(f"open faster than MLflow at {r['versions']:,}",
+                r["nbregistry"]["open_s"] < r["mlflow"]["open_s"]) for r in rows if r["mlflow"]]
+    for text, ok in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {text}")
+
+
+if __name__ == "__main__":
+    main()

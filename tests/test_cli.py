@@ -10,22 +10,29 @@ import nbregistry as nbr
 from nbregistry.cli import main
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The whole product: register, approve (signed), deploy, monitor, alert, report, verify."""
     target = tmp_path / "demo"
     assert main(["demo", "--path", str(target)]) == 0
     out = capsys.readouterr().out
-    assert "champion alias now -> v2" in out
-    assert "<VerifyReport OK" in out and "may not approve production" in out
     assert "tried to approve her own request: refused" in out
-    reg = nbr.open_registry(target / "registry")
+    assert "<VerifyReport OK" in out and "witness" in out
+    reg = nbr.open_registry(target / "registry", create=False)
     champion = reg.get("credit_risk@champion")
     assert champion.version == 2 and champion.stage == "production"
     assert champion.status["approved_by"] == ["val-bob"]
+    assert reg.requests("credit_risk", status="promoted")[-1].approvals[0].signed
     assert champion.lineage["training_data"]["format"] == "delta"
-    assert champion.metrics["auc"] > reg.get("credit_risk", 1).metrics["auc"]
-    model = reg.load("credit_risk@champion", trusted=["sklearn.tree._tree.Tree"])  # skops
+    assert reg.deployments("credit_risk").num_rows == 1
+    assert champion.status.get("retrain_requested")  # the drift was caught and acted on
+    actions = reg.history("credit_risk").column("action").to_pylist()
+    assert actions.count("report") == 4 and "alert" in actions and "seal" in actions
+    assert (target / "reports" / "index.html").exists()
+    model = reg.load("credit_risk@champion")  # skops, with the tree type the policy trusts
     assert hasattr(model, "predict_proba")
-    assert main(["verify", "--uri", str(target / "registry")]) == 0
+    assert main(["verify", "--uri", str(target / "registry"), "--witness",
+                 str(target / "witness")]) == 0
     assert main(["history", "credit_risk", "--uri", str(target / "registry")]) == 0
     assert "set_alias" in capsys.readouterr().out
 

@@ -136,9 +136,9 @@ def crash_loop(uri: str, worker: int, announce_compaction: bool = False) -> None
     if announce_compaction:
         real = eventlog.EventLog.compact
 
-        def compact(self: Any) -> None:
+        def compact(self: Any, **options: Any) -> None:
             print("COMPACT", flush=True)
-            real(self)
+            real(self, **options)
             print("COMPACTED", flush=True)
 
         eventlog.EventLog.compact = compact  # type: ignore[method-assign]
@@ -217,6 +217,9 @@ def run_processes(uri: str, processes: int, iterations: int, *, create_first: bo
 
     if create_first:
         nbr.open_registry(uri, user="creator", storage_options=storage_options)
+    main = sys.modules["__main__"]
+    if not hasattr(main, "__spec__"):
+        main.__spec__ = None  # an IPython shell in this process replaced __main__ without one
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     barrier = ctx.Barrier(processes)

@@ -1,8 +1,16 @@
-"""``nbregistry demo``: the model lifecycle on a synthetic credit data set, in one folder."""
+"""``nbregistry demo``: the whole product on a synthetic credit book, in one folder.
+
+Register two models with lineage, promote the better one under the default policy (a signed
+approval by a validator who is neither registrant nor requester), record its deployment,
+monitor a week of production traffic (the last days drift), let the policy's check raise
+alerts and request retraining, file the four compliance reports, and verify the audit trail
+against the heads published to a witness folder.
+"""
 
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +20,11 @@ import pandas as pd
 from .domain.errors import NbRegistryError
 from .registry import open_registry
 from .store import write_table
+
+FEATURES = ["income", "debt_ratio", "history_years", "utilisation", "late_payments"]
+BASELINE = ["income", "debt_ratio"]
+MONITORING_POLICY = {"window": "2d", "min_rows": 200, "on_alert": "retrain",
+                     "fairness_group": "sex", "fairness_favorable": 0}
 
 
 def credit_data(n: int = 4000, seed: int = 7) -> pd.DataFrame:
@@ -31,86 +44,146 @@ def credit_data(n: int = 4000, seed: int = 7) -> pd.DataFrame:
                          "sex": rng.choice(["F", "M"], n), "default": default.astype(int)})
 
 
-def _fit_and_score(model: Any, train: pd.DataFrame, test: pd.DataFrame,
-                   features: list[str]) -> dict[str, float]:
-    from sklearn.metrics import accuracy_score, roc_auc_score
-
-    model.fit(train[features], train["default"])
-    proba = model.predict_proba(test[features])[:, 1]
-    return {"auc": round(float(roc_auc_score(test["default"], proba)), 4),
-            "accuracy": round(float(accuracy_score(test["default"], proba > 0.5)), 4)}
-
-
-def run(path: str | Path = "nbregistry-demo", *, fresh: bool = True,
+def run(path: str | Path = "nbregistry-demo", *, fresh: bool = True, reports: bool = True,
         say: Any = print) -> dict[str, Any]:
-    from sklearn.ensemble import GradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     root = Path(path).resolve()
     if fresh and root.exists():
         shutil.rmtree(root)
-    data = credit_data()
+    data = credit_data(9000)
+    train, test, live = data.iloc[:3000], data.iloc[3000:4000], data.iloc[4000:]
     table_uri = str(root / "data" / "credit_applications")
-    data_version = write_table(table_uri, data)
-    say(f"wrote {len(data)} synthetic credit applications to the Delta table {table_uri} "
+    data_version = write_table(table_uri, train.assign(split="train"))
+    say(f"1. wrote {len(train)} credit applications to the Delta table {table_uri} "
         f"(version {data_version})")
-    features = ["income", "debt_ratio", "history_years", "utilisation", "late_payments"]
-    baseline_features = ["income", "debt_ratio"]
-    train, test = data.iloc[:3000], data.iloc[3000:]
-    admin = open_registry(root / "registry", user="risk-admin", create=True)  # the creator is admin
+    uri, witness = root / "registry", root / "witness"
+    bob_key = _setup(uri, witness, say)
+    reg = open_registry(uri, user="ds-alice", witness=witness)
+    versions = _register(reg, train, test, table_uri, say)
+    champion = max(versions, key=lambda mv: mv.metrics["auc"])
+    _promote(uri, witness, champion.version, bob_key, say)
+    event = reg.record_deployment("credit_risk", champion.version, "scoring-eu-1")
+    say(f"4. the deployment pipeline recorded v{champion.version} on scoring-eu-1 "
+        f"(deployed sha256 matches the approved one: {event.payload['matches']})")
+    check = _monitor(reg, live, champion.version, say)
+    pack = _reports(uri, champion.version, root / "reports", say) if reports else None
+    report = reg.verify(witness=witness)
+    say(f"\n7. audit check of the whole trail (chain, signatures, snapshots, seals, witness):\n"
+        f"{report!r}")
+    say(f"\nproduction: v{reg.get('credit_risk', stage='production').version}; "
+        f"head {reg.head[0]}:{reg.head[1][:16]}… (also published to {witness})")
+    if pack is not None:
+        say(f"open {pack.index} for the compliance pack")
+    return {"registry": reg, "versions": versions, "champion": champion, "check": check,
+            "pack": pack, "verify": report}
+
+
+def _setup(uri: Path, witness: Path, say: Any) -> Any:
+    """The admin creates the registry, grants roles, enrols the validator's signing key and
+    adds the monitoring section to the policy."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    admin = open_registry(uri, user="risk-admin", create=True, witness=witness)
     admin.grant_role("val-bob", "validator")
-    reg = open_registry(root / "registry", user="ds-alice")
+    bob_key = Ed25519PrivateKey.generate()
+    public = bob_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+    admin.register_key(public, user="val-bob")
+    admin.set_policy({**admin.policy.source, "monitoring": MONITORING_POLICY,
+                      "loading": {"trusted_types": ["sklearn.tree._tree.Tree"]}})
+    say("2. risk-admin created the registry, made val-bob a validator, enrolled his "
+        "signing key and set the monitoring policy")
+    return bob_key
+
+
+def _register(reg: Any, train: pd.DataFrame, test: pd.DataFrame, table_uri: str,
+              say: Any) -> list[Any]:
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     candidates = [
         ("logistic regression", make_pipeline(StandardScaler(), LogisticRegression()),
-         {"model": "logistic_regression", "C": 1.0}, baseline_features),
+         {"model": "logistic_regression", "C": 1.0}, BASELINE),
         ("gradient boosting", GradientBoostingClassifier(n_estimators=60, max_depth=2,
                                                          random_state=0),
-         {"model": "gradient_boosting", "n_estimators": 60, "max_depth": 2}, features),
-    ]
+         {"model": "gradient_boosting", "n_estimators": 60, "max_depth": 2}, FEATURES)]
     versions = []
     for label, model, params, used in candidates:
-        metrics = _fit_and_score(model, train, test, used)
-        mv = reg.register(model, "credit_risk", params=params, metrics=metrics,
+        model.fit(train[used], train["default"])
+        auc = round(float(roc_auc_score(test["default"],
+                                        model.predict_proba(test[used])[:, 1])), 4)
+        mv = reg.register(model, "credit_risk", params=params, metrics={"auc": auc},
                           tags={"team": "retail-credit"}, training_data=table_uri,
                           reference_data=train[used], reference_target=train["default"],
                           description=f"{label} on {len(used)} bureau features",
                           card={"intended_use": "retail credit default scoring",
                                 "limitations": "synthetic data; demo only"})
         versions.append(mv)
-        say(f"registered credit_risk v{mv.version} ({label}): auc={metrics['auc']}, "
-            f"sha256={mv.sha256[:12]}…, trained on {table_uri}@v{data_version}")
-    reg.set_alias("credit_risk", "champion", versions[0].version)
-    say(f"champion alias -> v{versions[0].version} (the baseline)")
+        say(f"   registered credit_risk v{mv.version} ({label}): auc={auc}, flavor "
+            f"{mv.flavor}, sha256={mv.sha256[:12]}…")
     best = max(versions, key=lambda mv: mv.metrics["auc"])
-    champion = reg.set_alias("credit_risk", "champion", best.version)
-    say(f"champion alias now -> v{champion.version} (best auc {champion.metrics['auc']})")
-    _promote(root / "registry", champion.version, say)
-    history = reg.history("credit_risk").to_pandas()
-    say("\nhistory of credit_risk:")
-    say(history[["seq", "ts", "actor", "action", "version"]].to_string(index=False))
-    report = reg.verify()
-    say(f"production: v{reg.get('credit_risk', stage='production').version}; head of the log "
-        f"(record it elsewhere to detect truncation): {reg.head[0]}:{reg.head[1][:16]}…")
-    say(f"\naudit check: {report!r}")
-    return {"registry": reg, "versions": versions, "champion": champion, "verify": report}
+    reg.set_alias("credit_risk", "champion", best.version)
+    say(f"   champion alias -> v{best.version}")
+    return versions
 
 
-def _promote(uri: Path, version: int, say: Any) -> None:
+def _promote(uri: Path, witness: Path, version: int, bob_key: Any, say: Any) -> None:
     """The default policy: staging needs nothing; production needs a validator who is
     neither the registrant nor the requester, and a model card."""
-    scientist = open_registry(uri, user="ds-alice")
-    scientist.request_promotion("credit_risk", version, to="staging", comment="candidate")
-    request = scientist.request_promotion("credit_risk", version, to="production",
-                                          comment="beats the baseline on AUC")
-    say(f"ds-alice requested production: {request!r}")
+    alice = open_registry(uri, user="ds-alice", witness=witness)
+    alice.request_promotion("credit_risk", version, to="staging", comment="candidate")
+    request = alice.request_promotion("credit_risk", version, to="production",
+                                      comment="beats the baseline on AUC")
+    say(f"3. ds-alice requested production: {request!r}")
     try:
-        scientist.approve("credit_risk", version)
+        alice.approve("credit_risk", version)
     except NbRegistryError as refusal:
-        say(f"ds-alice tried to approve her own request: refused ({refusal})")
-    validator = open_registry(uri, user="val-bob")
-    done = validator.approve("credit_risk", version, comment="validation evidence reviewed")
-    say(f"val-bob approved: {done!r}")
+        say(f"   ds-alice tried to approve her own request: refused ({refusal})")
+    bob = open_registry(uri, user="val-bob", witness=witness, signing_key=bob_key)
+    done = bob.approve("credit_risk", version, comment="validation evidence reviewed")
+    say(f"   val-bob approved (signed with his key): {done!r}")
     for gate in done.gates:
-        say(f"  gate {gate.gate}: {'PASS' if gate.passed else 'FAIL'} ({gate.detail})")
+        say(f"     gate {gate.gate}: {'PASS' if gate.passed else 'FAIL'} ({gate.detail})")
+
+
+def _monitor(reg: Any, live: pd.DataFrame, version: int, say: Any) -> Any:
+    """A week of production traffic, 700 applications a day; from day 6 applicants carry
+    more debt. Outcomes of the first five days have arrived."""
+    mon = reg.monitor("credit_risk")
+    model = reg.load("credit_risk", version)
+    now = datetime.now(UTC).replace(microsecond=0)
+    for day in range(7):
+        frame = live.iloc[day * 700:(day + 1) * 700]
+        if day >= 5:
+            frame = frame.assign(debt_ratio=(frame["debt_ratio"] + 0.25).clip(upper=1.0))
+        start = now - timedelta(days=7 - day)
+        receipt = mon.log_predictions(
+            frame, model.predict_proba(frame[FEATURES]), attributes=["sex"],
+            ts=[start + timedelta(seconds=100 * i) for i in range(len(frame))])
+        if day < 5:
+            mon.log_outcomes(receipt.ids, frame["default"], ts=start + timedelta(days=1))
+    say(f"5. logged {len(live):,} production predictions over 7 days (and 5 days of "
+        "outcomes) in the Delta tables under registry/monitoring/credit_risk")
+    perf = mon.performance(window=None).column("roc_auc")[0].as_py()
+    air = min(mon.fairness("sex", favorable=0).column("air").to_pylist())
+    check = mon.check()
+    drifted = sorted({e.payload["feature"] for e in check.alerts if e.payload["feature"]})
+    say(f"   realized AUC {perf:.3f}, lowest adverse impact ratio by sex {air:.3f}; the "
+        f"policy's check raised {len(check.alerts)} alert(s) on {', '.join(drifted) or '-'} "
+        f"and recorded: {', '.join(e.action for e in check.actions) or 'nothing'}")
+    return check
+
+
+def _reports(uri: Path, version: int, folder: Path, say: Any) -> Any:
+    from .reports import run_pack
+
+    say("6. filing the compliance pack (validation, monitoring, fair lending, SOX change "
+        "evidence); each report is recorded in the audit log")
+    pack = run_pack("credit_risk", version, output_dir=folder, uri=uri, user="mrm-carol",
+                    progress=False)
+    for name, report in pack.reports.items():
+        say(f"   {name}: {report.files.get('html')} ({report.seconds:.1f} s)")
+    return pack

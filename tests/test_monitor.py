@@ -193,3 +193,18 @@ def test_importance_is_frozen_with_the_baseline_and_ranks_drift(world: dict[str,
     html = Comparison([reg.get("credit", 1), reg.get("credit", 1)],
                       importance=[importance, importance]).html(chart=False)
     assert "Feature importance" in html and "debt_ratio" in html
+
+
+def test_falling_performance_with_stable_inputs_is_named_concept_drift(
+        world: dict[str, Any]) -> None:
+    reg, model, live = world["reg"], world["model"], world["live"]
+    reg.set_policy({**reg.policy.source, "monitoring": {
+        "window": "7d", "min_rows": 100, "thresholds": {
+            "roc_auc": {"warn": 0.7, "alert": 0.65, "direction": "below"}}}})
+    mon = reg.monitor("credit")
+    ids = log(mon, model, live, start=NOW - timedelta(days=3))
+    flipped = 1 - live["default"]  # same inputs, the outcome's relation to them reversed
+    mon.log_outcomes(ids, flipped, ts=NOW - timedelta(hours=1))
+    result = mon.check(now=NOW)
+    kinds = {e.payload["kind"] for e in result.alerts}
+    assert kinds == {"concept_drift"}

@@ -201,3 +201,13 @@ def test_sizes_are_capped_so_the_log_stays_fast(registry: nbr.Registry) -> None:
     with pytest.raises(nbr.InvalidInputError, match="limit"):
         registry.comment("m", 1, big)
     assert registry.head[0] == before[0] + 1
+
+
+def test_a_private_registry_is_closed_to_other_users(tmp_path: object) -> None:
+    import os
+    import stat
+
+    reg = nbr.open_registry(f"{tmp_path}/private", create=True, private=True)
+    reg.register(TinyModel(), "m")
+    mode = stat.S_IMODE(os.stat(reg.uri).st_mode)
+    assert mode == 0o700

@@ -6,6 +6,8 @@ warn/alert status, seals the three monitoring tables in the audit log, records a
 event per breach, and applies the policy's action: ``retrain_requested`` or an automatic
 rollback of production to the previous approved version (which must still pass its gates).
 A window with fewer than ``min_rows`` rows is reported as insufficient, never as an alert.
+A performance alert while no input feature drifted (not even to warn) is recorded as
+``concept_drift``: the relation between inputs and outcome changed, so retrain.
 """
 
 from __future__ import annotations
@@ -180,10 +182,15 @@ def _record(mon: Monitor, result: CheckResult, figures: list[dict[str, Any]]) ->
                "alerts": sum(f["status"] == "alert" for f in figures)}
     result.seal = reg._record("seal", name, lambda s: (None, {**mon.seals(), "check": summary}))
     action = mon.policy.on_alert if mon.policy.on_alert != "none" else None
+    inputs_drifted = any(f["status"] in ("warn", "alert") for f in figures
+                         if f["kind"] == "drift" and f["feature"] not in (None, "score"))
     for f in (f for f in figures if f["status"] == "alert"):
         band = _band(mon, f["metric"])
         assert band is not None
-        payload = {"kind": f["kind"], "metric": f["metric"], "feature": f["feature"],
+        # performance falling while every input stays stable: the relation changed
+        kind = ("concept_drift" if f["kind"] == "performance" and not inputs_drifted
+                else f["kind"])
+        payload = {"kind": kind, "metric": f["metric"], "feature": f["feature"],
                    "value": f["value"], "status": "alert", "window": window, "action": action,
                    "band": {"warn": band.warn, "alert": band.alert,
                             "direction": band.direction}}

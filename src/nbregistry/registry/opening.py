@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ DEFAULT_URI = ".nbregistry"
 def open_registry(uri: str | os.PathLike[str] | None = None, user: str | None = None, *,
                   storage_options: Mapping[str, str] | None = None,
                   max_staleness: float = 0.0, create: bool | None = None,
+                  private: bool = False,
                   signing_key: Any = None, witness: str | os.PathLike[str] | None = None,
                   witness_storage_options: Mapping[str, str] | None = None) -> Registry:
     """Open the registry at ``uri`` (a folder, or ``s3://…``, ``gs://…``, ``az://…``).
@@ -40,6 +42,9 @@ def open_registry(uri: str | os.PathLike[str] | None = None, user: str | None = 
         ``NotFoundError`` instead (a mistyped path never makes a new registry).
     signing_key : Ed25519 private key, optional
         Signs every event you write; required once an admin enrolled your public key.
+    private : bool
+        A local registry created now gets a folder only its owner can enter (mode 0700):
+        reference data (with its target) and models are stored in it.
     witness : str or path, optional
         Where heads of the log are published (default ``$NBREGISTRY_WITNESS``): a folder or
         bucket the registry's writers cannot rewrite (S3 Object Lock), checked by
@@ -50,6 +55,8 @@ def open_registry(uri: str | os.PathLike[str] | None = None, user: str | None = 
         raise InvalidInputError(f"max_staleness must be a number of seconds >= 0, got "
                                 f"{max_staleness!r}", field="max_staleness")
     witness = witness if witness is not None else os.environ.get("NBREGISTRY_WITNESS") or None
+    if private and location.is_local and not Path(location.uri).exists():
+        Path(location.uri).mkdir(parents=True, mode=0o700)
     return Registry(location, resolve_user(user), max_staleness=float(max_staleness),
                     create=create,
                     signing_key=None if signing_key is None else signing.private_key(signing_key),

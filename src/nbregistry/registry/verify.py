@@ -114,8 +114,12 @@ def _fold_checked(events: list[Event]) -> tuple[RegistryState, list[Problem]]:
     seq, head = 0, GENESIS_HASH
     state, folding, problems = RegistryState(), True, []
     last_ts: datetime | None = None
+    from tqdm.auto import tqdm
+
     snapshots = {e.payload.get("seq"): e for e in events if e.action == "snapshot"}
-    for event in events:
+    # A bar where one shows (a notebook, a terminal), silent in logs and pipes.
+    for event in tqdm(events, desc="verifying the chain", unit=" events", disable=None,
+                      leave=False):
         broken = link_problem(event, seq, head)
         if broken is not None:
             problems.append(broken)

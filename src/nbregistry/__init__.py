@@ -93,7 +93,8 @@ def load_ipython_extension(ipython: Any) -> None:
 def verify(uri: Any = None, *, storage_options: dict[str, str] | None = None,
            artifacts: bool = True, expected_head: tuple[int, str] | None = None,
            trusted_keys: dict[str, Any] | None = None, witness: Any = None,
-           witness_storage_options: dict[str, str] | None = None) -> VerifyReport:
+           witness_storage_options: dict[str, str] | None = None,
+           progress: bool = False) -> VerifyReport:
     """Check a registry's audit trail without opening it (works on a damaged registry).
 
     ``expected_head`` is a ``(seq, hash)`` recorded elsewhere (a report, a ticket): a log
@@ -110,6 +111,6 @@ def verify(uri: Any = None, *, storage_options: dict[str, str] | None = None,
     location = Location.parse(_default_uri(uri), storage_options)
     witness = witness or os.environ.get("NBREGISTRY_WITNESS") or None
     return verify_log(location, artifacts=artifacts, expected_head=expected_head,
-                      trusted_keys=trusted_keys,
+                      trusted_keys=trusted_keys, progress=progress,
                       witness=None if witness is None else witness_location(
                           witness, witness_storage_options))

@@ -126,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
         from . import verify
 
         report = verify(args.uri, expected_head=_head(args.expected_head),
-                        witness=args.witness)
+                        witness=args.witness, progress=sys.stderr.isatty())
         print(repr(report))
         return 0 if report.ok else 1
     from .registry import open_registry

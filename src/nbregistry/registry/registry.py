@@ -443,7 +443,8 @@ class Registry(RegistryView):
                expected_head: tuple[int, str] | None = None,
                trusted_keys: Mapping[str, str | Sequence[str]] | None = None,
                witness: str | os.PathLike[str] | None = None,
-               witness_storage_options: Mapping[str, str] | None = None) -> VerifyReport:
+               witness_storage_options: Mapping[str, str] | None = None,
+               progress: bool = False) -> VerifyReport:
         """Re-read the whole log from storage and check the chain, gaps, signatures and
         artifacts; the report says what each check proves.
 
@@ -458,12 +459,14 @@ class Registry(RegistryView):
         witness : str or path, optional
             The witness location (default: the one this registry publishes to): every head
             published there must still be in the log.
+        progress : bool
+            Show a progress bar while the chain is folded (large registries).
         """
         head = expected_head or (self._state.seq, self._state.head_hash)
         where = (self._witness if witness is None
                  else witnesses.location(witness, witness_storage_options))
         return verify_log(self._location, artifacts=artifacts, expected_head=head,
-                          trusted_keys=trusted_keys, witness=where)
+                          trusted_keys=trusted_keys, witness=where, progress=progress)
 
     def as_of(self, when: str | datetime | date) -> RegistryView:
         """A read-only view of the registry as it was at ``when`` (ISO text, a datetime or a

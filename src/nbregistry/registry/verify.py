@@ -56,7 +56,7 @@ KINDS = {"missing_file": "chain", "missing_commit": "chain", "checkpoint": "chec
 def verify_log(location: Location, *, artifacts: bool = True,
                expected_head: tuple[int, str] | None = None,
                trusted_keys: Mapping[str, str | Sequence[str]] | None = None,
-               witness: Location | None = None) -> VerifyReport:
+               witness: Location | None = None, progress: bool = False) -> VerifyReport:
     log = EventLog(location)
     if not log.exists():
         absent = Problem("missing", f"no event log at {log.uri}")
@@ -72,7 +72,7 @@ def verify_log(location: Location, *, artifacts: bool = True,
     problems += [Problem("rewritten_file", f"event data file {name} was rewritten after its "
                          "commit (its size differs from the Delta log)") for name in rewritten]
     events = events_from_table(table)
-    state, chain_problems = _fold_checked(events)
+    state, chain_problems = _fold_checked(events, progress=progress)
     problems += chain_problems + state.skipped
     seq, head = (events[-1].seq, events[-1].hash) if events else (0, GENESIS_HASH)
     run = {"chain", "events", "signatures", "clock", "checkpoints"}
@@ -108,7 +108,8 @@ def verify_log(location: Location, *, artifacts: bool = True,
                         tuple(state.notices), checks)
 
 
-def _fold_checked(events: list[Event]) -> tuple[RegistryState, list[Problem]]:
+def _fold_checked(events: list[Event], *, progress: bool = False
+                  ) -> tuple[RegistryState, list[Problem]]:
     """Fold as far as the chain holds (a state after a break means nothing); report every
     broken link, every backdated event, and every state snapshot that is not the fold."""
     seq, head = 0, GENESIS_HASH
@@ -117,9 +118,9 @@ def _fold_checked(events: list[Event]) -> tuple[RegistryState, list[Problem]]:
     from tqdm.auto import tqdm
 
     snapshots = {e.payload.get("seq"): e for e in events if e.action == "snapshot"}
-    # A bar where one shows (a notebook, a terminal), silent in logs and pipes.
-    for event in tqdm(events, desc="verifying the chain", unit=" events", disable=None,
-                      leave=False):
+    # Opt-in: a report that verifies must not embed a progress widget.
+    for event in tqdm(events, desc="verifying the chain", unit=" events",
+                      disable=not progress, leave=False):
         broken = link_problem(event, seq, head)
         if broken is not None:
             problems.append(broken)

@@ -110,3 +110,25 @@ def test_storage_failures_are_storage_errors(tmp_path: Any) -> None:
     assert reg.head == before
     with pytest.raises(nbr.StorageError, match="cannot read"):
         Location.parse(tmp_path, None).read_bytes("../../etc/passwd")
+
+
+def test_a_registry_from_before_adopts_expiring_tombstones_at_compaction(
+        registry_uri: str) -> None:
+    from nbregistry.store import eventlog
+
+    reg = nbr.open_registry(registry_uri, user="alice")
+    events_table(registry_uri).alter.set_table_properties(
+        {"delta.deletedFileRetentionDuration": "interval 36500 days"})
+    reg.refresh()._log.compact()
+    config = events_table(registry_uri).metadata().configuration
+    wanted = eventlog.CONFIGURATION["delta.deletedFileRetentionDuration"]
+    assert config["delta.deletedFileRetentionDuration"] == wanted
+    assert reg.verify().ok
+
+
+def test_verify_can_show_progress(registry: nbr.Registry,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    registry.register(TinyModel(), "m")
+    assert registry.verify(progress=True).ok
+    assert "verifying the chain" in capsys.readouterr().err
+    assert registry.verify().ok and capsys.readouterr().err == ""  # quiet by default

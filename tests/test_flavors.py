@@ -46,12 +46,37 @@ def test_pickles_load_only_when_trusted(registry_uri: str) -> None:
     assert alice.load("m") == TinyModel(3)
 
 
-def test_a_model_skops_cannot_serialize_falls_back_to_joblib(registry: nbr.Registry) -> None:
+def _identity(x: object) -> object:
+    return x
+
+
+def test_code_inside_a_skops_artifact_needs_trust(registry: nbr.Registry) -> None:
     from sklearn.preprocessing import FunctionTransformer
 
-    model = make_pipeline(FunctionTransformer(lambda x: x), LogisticRegression()).fit(X, Y)
-    try:
-        mv = registry.register(model, "odd")
-    except nbr.InvalidInputError:
-        pytest.skip("neither skops nor joblib can serialize a lambda here")
-    assert mv.flavor in {"skops", "joblib"}
+    model = make_pipeline(FunctionTransformer(_identity), LogisticRegression()).fit(X, Y)
+    assert registry.register(model, "odd").flavor == "skops"
+    with pytest.raises(nbr.PolicyViolationError, match="_identity"):
+        registry.load("odd")  # our own function is a type the safe loader refuses
+    assert registry.load("odd", trusted=True).predict(X).shape == (60,)
+
+
+def test_a_flavor_that_cannot_serialize_falls_back_to_the_next(
+        registry: nbr.Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbregistry.registry import flavors
+
+    class Brittle:
+        name, safe = "brittle", True
+
+        def matches(self, model: object) -> bool:
+            return True
+
+        def dump(self, model: object) -> bytes:
+            raise TypeError("cannot serialize this")
+
+        def load(self, data: bytes) -> object:
+            raise AssertionError("never dumped, never loaded")
+
+    monkeypatch.setattr(flavors, "_FLAVORS", [Brittle(), *flavors._FLAVORS])
+    assert registry.register(TinyModel(2), "m").flavor == "joblib"
+    with pytest.raises(nbr.InvalidInputError, match="cannot serialize this"):
+        registry.register(TinyModel(2), "m", flavor="brittle")  # named: no fallback

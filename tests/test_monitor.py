@@ -208,3 +208,17 @@ def test_falling_performance_with_stable_inputs_is_named_concept_drift(
     result = mon.check(now=NOW)
     kinds = {e.payload["kind"] for e in result.alerts}
     assert kinds == {"concept_drift"}
+
+
+def test_predict_scores_logs_and_returns_and_the_logger_buffers(world: dict[str, Any]
+                                                                ) -> None:
+    reg, model, live = world["reg"], world["model"], world["live"]
+    mon = reg.monitor("credit")
+    scored = mon.predict(live.iloc[:50], attributes=["sex"])
+    assert np.allclose(scored, model.predict_proba(live.iloc[:50][FEATURES]))
+    logged = mon.tables.predictions.read()
+    assert logged.num_rows == 50 and set(logged.column("sex").to_pylist()) <= {"F", "M"}
+    with mon.logger(flush_rows=10) as logger:
+        for row in live.iloc[:25][FEATURES].to_dict("records"):
+            logger.log(row, 0.3)
+    assert mon.tables.predictions.read().num_rows == 75

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.metadata as md
 import os
 import platform
@@ -15,6 +14,7 @@ from typing import Any
 
 from ..domain.errors import InvalidInputError
 from ..store import delta_version, normalize_uri
+from ..store.blobs import file_sha256
 
 KEY_PACKAGES = ("numpy", "pandas", "scikit-learn", "pyarrow", "deltalake", "nbregistry")
 
@@ -45,19 +45,11 @@ def training_data_ref(uri: str | os.PathLike[str],
     if version is not None:
         return {"uri": text, "format": "delta", "version": version}
     if local and Path(text).is_file():
-        return {"uri": text, "format": "file", "sha256": _file_sha256(Path(text))}
+        return {"uri": text, "format": "file", "sha256": file_sha256(Path(text))}
     raise InvalidInputError(
         f"training_data {os.fspath(uri)!r} is neither a Delta table nor a readable file; pass "
         "the Delta table's path/URI (its version is pinned) or a data file",
         field="training_data", value=os.fspath(uri))
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @functools.cache

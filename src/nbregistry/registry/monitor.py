@@ -195,7 +195,7 @@ class Monitor:
         from ..monitoring.drift import drift
 
         mv = self.version(version)
-        predictions, _ = self.snapshots(start, end)
+        predictions = self.tables.predictions.snapshot(_time(start, "start"), _time(end, "end"))
         _require_rows(predictions, self.name)
         baseline = self.baseline(mv.version)
         table = drift(self.connection(), predictions.relation(), baseline,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..domain.entities import GateResult
 from ..domain.errors import InvalidInputError
+from .governance import find_request
 from .state import RegistryState
 
 if TYPE_CHECKING:
@@ -35,6 +36,14 @@ def evaluate(reg: Registry, name: str, number: int, to: str) -> list[GateResult]
               "replay": lambda: _replay(mon, number, to),
               "fairness": lambda: _fairness(mon, number)}
     return [checks[gate]() for gate in wanted]
+
+
+def for_approval(reg: Registry, name: str, number: int, to: str | None) -> list[GateResult]:
+    """The measured gates of the request being approved (none to measure: no lookup)."""
+    if not any(rules.monitoring for rules in reg.policy.stage_rules.values()):
+        return []
+    pending = find_request(reg._current(), name, number, to, for_approval=True)
+    return evaluate(reg, name, number, pending.to)
 
 
 def _no_drift_alert(state: RegistryState, name: str) -> GateResult:

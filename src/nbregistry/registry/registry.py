@@ -341,9 +341,7 @@ class Registry(RegistryView):
         a public key; ``to`` picks the request when there are several."""
         name, number = validate.model_name(name), validate.version_number(version)
         comment = validate.text(comment, what="comment")
-
-        pending = governance.find_request(self._current(), name, number, to, for_approval=True)
-        measured = monitoring_gates.evaluate(self, name, number, pending.to)
+        measured = monitoring_gates.for_approval(self, name, number, to)
         event = self._record("approve", name, lambda s: governance.approve(
             s, self.user, name=name, number=number, to=to, comment=comment, measured=measured),
             signing_key=None if signing_key is None else signing.private_key(signing_key))

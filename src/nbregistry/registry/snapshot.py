@@ -212,7 +212,8 @@ def _vouched(state: RegistryState, pointer: dict[str, Any], text: str) -> bool:
 
 
 def due(state: RegistryState) -> bool:
-    newest = max((e.payload["seq"] for e in state.snapshots), default=0)
+    """Checked after every write: O(1) (snapshot events are folded in seq order)."""
+    newest = state.snapshots[-1].payload.get("seq", 0) if state.snapshots else 0
     return state.seq - max(newest, state.base_seq) >= SNAPSHOT_EVERY
 
 

@@ -165,13 +165,16 @@ class RegistryState:
     snapshots: list[Event] = field(default_factory=list)
     loader: Loader | None = None
     history: Callable[[], list[Event]] | None = None
+    _before: list[Event] | None = field(default=None, repr=False)
 
     def all_events(self) -> list[Event]:
-        """Every event up to this state's seq (read from the log when opened from a
-        snapshot)."""
+        """Every event up to this state's seq. Opened from a snapshot, the events before it
+        are read from the log once (they never change) and kept."""
         if self.base_seq == 0 or self.history is None:
             return self.events
-        return [e for e in self.history() if e.seq <= self.seq]
+        if self._before is None:
+            self._before = [e for e in self.history() if e.seq <= self.base_seq]
+        return [*self._before, *self.events]
     roles: dict[str, set[str]] = field(default_factory=dict)
     policy: Policy = field(default_factory=default_policy)
     requests: dict[str, PromotionRequest] = field(default_factory=dict)

@@ -15,9 +15,10 @@ from typing import Any
 
 from ..domain.entities import Event
 from ..domain.errors import InvalidInputError, NbRegistryError, NotFoundError
+from ..store.blobs import file_sha256
 from . import params
 from .execute import kernel_env
-from .run import Report, collect, produce, sha256_file
+from .run import Report, collect, produce
 from .templates import template_path
 
 REL_TOL = 1e-9  # DuckDB may sum in another order: the last bits of a float can move
@@ -163,7 +164,7 @@ def check_files(reg: Any, payload: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for name, recorded in payload["outputs"].items():
         path = Path(payload["output_dir"]) / name
-        now = sha256_file(path) if path.is_file() else None
+        now = file_sha256(path) if path.is_file() else None
         status = "missing" if now is None else "unchanged" if now == recorded else "modified"
         rows.append({"file": str(path), "recorded_sha256": recorded, "sha256": now,
                      "status": status, "stored_copy": reg._blobs.exists(recorded)})
@@ -180,7 +181,7 @@ def _recorded_figures(reg: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
     except NbRegistryError:
         notebook = next((n for n, s in payload["outputs"].items() if s == digest), None)
         path = Path(payload["output_dir"]) / (notebook or "")
-        if notebook is None or not path.is_file() or sha256_file(path) != digest:
+        if notebook is None or not path.is_file() or file_sha256(path) != digest:
             return {}
         data = path.read_bytes()
     notebook_node = nbformat.reads(data.decode(), as_version=4)  # type: ignore[no-untyped-call]

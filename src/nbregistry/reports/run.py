@@ -4,7 +4,6 @@ the ``report`` event."""
 
 from __future__ import annotations
 
-import hashlib
 import html
 import os
 import time
@@ -15,6 +14,7 @@ from typing import Any
 
 from ..domain.entities import Event
 from ..domain.errors import InvalidInputError, NbRegistryError, NotFoundError
+from ..store.blobs import file_sha256
 from . import export, params
 from .execute import SharedKernel, execute, kernel_env, read_notebook
 from .helpers import FIGURES_MIME, HEAD_MIME, TABLES_MIME
@@ -147,7 +147,7 @@ def produce(path: Path, values: Mapping[str, Any], folder: Path, *, reg: Any,
     elif pdf is None:
         messages.append("no PDF: Chromium is not installed (apt-get install chromium)")
         print(f"nbregistry: {messages[-1]}")
-    outputs = {p.name: sha256_file(p) for p in files.values()}
+    outputs = {p.name: file_sha256(p) for p in files.values()}
     return Report(template=template_id(path), model=str(values.get("model", "")),
                   version=int(values.get("version") or 0), parameters=dict(values),
                   files=files, outputs=outputs, figures=found["figures"],
@@ -199,9 +199,3 @@ def collect(notebook: Any, template: str) -> dict[str, Any]:
     return {"figures": figures, "tables": tables, "head": heads[0]}
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

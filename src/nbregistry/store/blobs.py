@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 from ..domain.errors import IntegrityError, NotFoundError
 from .location import Location
 
 PREFIX = "_registry/artifacts/sha256"
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks (data files and report outputs can be large)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def key_for(sha256: str) -> str:

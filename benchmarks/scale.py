@@ -4,6 +4,10 @@ versions, each with as many alias moves).
     python benchmarks/scale.py                 # 1,000 / 10,000 / 100,000 (~45 min)
     python benchmarks/scale.py --sizes 1000 10000
     python benchmarks/scale.py --skip-mlflow   # nbregistry only
+    python benchmarks/scale.py --work DIR      # keep what is built in DIR and reuse it
+
+A side already built in ``--work`` (its build figures are saved next to it) is not built
+again; its open, storage and verify are measured again in this run.
 
 For each size both sides build the same registry (100 models; each step registers the next
 version of one model and moves its ``champion`` alias there), timing the last 200 writes
@@ -117,9 +121,20 @@ def verify_time(uri: str) -> float:
     return float(out.strip().splitlines()[-1])
 
 
+def built_once(work: Path, name: str, build: Any) -> dict[str, Any]:
+    """The build figures of ``name`` in ``work``, building it only if not built before."""
+    saved = work / f"{name}.build.json"
+    if saved.exists():
+        found: dict[str, Any] = json.loads(saved.read_text())
+        return found
+    built: dict[str, Any] = build()
+    saved.write_text(json.dumps(built))
+    return built
+
+
 def nbregistry_side(work: Path, n: int) -> dict[str, Any]:
     root = work / f"nbr-{n}"
-    built = build_nbregistry(str(root), n)
+    built = built_once(work, root.name, lambda: build_nbregistry(str(root), n))
     found = storage(root)
     return {**built, **found, "bytes_per_event": found["bytes"] / built["events"],
             "open_s": cold_open(sys.executable, "nbregistry", str(root)),
@@ -131,9 +146,14 @@ def mlflow_side(python: str, work: Path, n: int) -> dict[str, Any]:
     code = (f"import sys, json; sys.path.insert(0, {str(HERE)!r}); import scale; "
             f"print(json.dumps(scale.build_mlflow({str(db)!r}, {n})))")
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
-    out = subprocess.run([python, "-c", code], check=True, capture_output=True, text=True,
-                         env=env).stdout
-    built: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+
+    def build() -> dict[str, Any]:
+        out = subprocess.run([python, "-c", code], check=True, capture_output=True,
+                             text=True, env=env).stdout
+        found: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        return found
+
+    built = built_once(work, db.stem, build)
     return {**built, "open_s": cold_open(python, "mlflow", f"sqlite:///{db}")}
 
 
@@ -143,6 +163,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
     parser.add_argument("--skip-mlflow", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the registries")
+    parser.add_argument("--work", type=Path, help="build in (and reuse from) this folder")
+    parser.add_argument("--skip-nbregistry", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     python = ""
     if not args.skip_mlflow:
@@ -150,17 +172,23 @@ def main() -> None:
 
         ensure_mlflow_venv()
         python = str(venv_python())
-    work = Path(tempfile.mkdtemp(prefix="nbr-scale-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="nbr-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
     rows = []
     try:
         for n in args.sizes:
+            if args.skip_nbregistry:  # prepares the peer's side in a --work folder
+                mlflow_side(python, work, n)
+                continue
             ours = nbregistry_side(work, n)
             theirs = mlflow_side(python, work, n) if python else {}
             rows.append({"versions": n, "nbregistry": ours, "mlflow": theirs})
             report(rows[-1])
     finally:
-        if not args.keep:
+        if not args.keep and args.work is None:
             shutil.rmtree(work, ignore_errors=True)
+    if not rows:
+        return
     verdicts(rows)
     out = HERE / "results" / "scale-latest.json"
     out.parent.mkdir(exist_ok=True)

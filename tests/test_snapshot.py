@@ -81,7 +81,7 @@ def test_a_forged_snapshot_is_refused(registry_uri: str, caplog: pytest.LogCaptu
     assert "ignoring the state snapshot" in caplog.text
 
 
-def test_verify_recomputes_every_snapshot_from_the_fold(registry_uri: str,
+def test_verify_recomputes_the_trusted_snapshot_from_the_fold(registry_uri: str,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     reg = busy(registry_uri)
     assert reg.verify().ok
@@ -97,3 +97,35 @@ def test_verify_recomputes_every_snapshot_from_the_fold(registry_uri: str,
     monkeypatch.setattr(snapshot, "dump", real)
     report = reg.verify()
     assert not report.ok and {p.kind for p in report.problems} == {"snapshot"}
+
+
+def test_a_pointer_left_at_an_older_snapshot_is_followed_to_the_newest(
+        registry_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = busy(registry_uri)
+    newest = reg._state.snapshots[-1].payload
+    older = next(e.payload for e in reversed(reg._state.snapshots)
+                 if e.payload["seq"] < newest["seq"])
+    Path(registry_uri, snapshot.POINTER).write_text(json.dumps(older))
+    fresh = nbr.open_registry(registry_uri, create=False)
+    assert fresh._state.base_seq == newest["seq"]
+    assert snapshot.dump(fresh._state) == snapshot.dump(full_fold(registry_uri))
+
+
+def test_only_the_newest_snapshot_is_trusted_so_only_it_is_recomputed(
+        registry_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = snapshot.dump
+
+    def lying(state: RegistryState) -> str:
+        return real(state).replace('"bob":["validator"]', '"bob":["admin","validator"]')
+
+    monkeypatch.setattr(snapshot, "dump", lying)
+    reg = busy(registry_uri)  # doctored snapshots...
+    doctored = reg._state.snapshots[-1].payload
+    monkeypatch.setattr(snapshot, "dump", real)
+    for i in range(20):  # ...then an honest one
+        reg.register(TinyModel(700 + i), "m2")
+    assert reg._state.snapshots[-1].payload["seq"] > doctored["seq"]
+    assert reg.verify().ok
+    Path(registry_uri, snapshot.POINTER).write_text(json.dumps(doctored))
+    fresh = nbr.open_registry(registry_uri, create=False)
+    assert "admin" not in fresh.roles().get("bob", [])

@@ -94,6 +94,8 @@ def report_call(queue: Any, what: str, uri: str | None = None, reg: Any = None) 
             result = reg.get(MODEL).version
         elif what == "open_get":
             result = nbr.open_registry(uri, user="child").get(MODEL).version
+        elif what == "write":
+            result = nbr.open_registry(uri, user="child").register(Model(2, 2), MODEL).version
         else:
             raise ValueError(what)
         queue.put(("ok", result))

@@ -36,6 +36,11 @@ def apply(state: RegistryState, event: Event) -> None:
                              f"{problem.message}. Run `nbregistry verify` for a full "
                              "report and restore the log from backup.",
                              problems=[problem.message])
+    interpret(state, event)
+
+
+def interpret(state: RegistryState, event: Event) -> None:
+    """``apply`` for an event whose link to the state's head the caller has checked."""
     handler = HANDLERS.get(event.action)
     if handler is None:
         state.notices.append(Problem("newer_writer", f"event {event.seq} has action "
@@ -50,7 +55,8 @@ def apply(state: RegistryState, event: Event) -> None:
         except (Skip, KeyError, TypeError, ValueError, InvalidInputError) as exc:
             state.skipped.append(Problem("malformed", f"event {event.seq} ({event.action} by "
                                          f"{event.actor}) was not applied: {exc}", event.seq))
-    state.events.append(event)
+    if state.keep_events:
+        state.events.append(event)
     state.seq, state.head_hash = event.seq, event.hash
     if state.last_ts is None or event.ts > state.last_ts:
         state.last_ts = event.ts

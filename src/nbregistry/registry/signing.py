@@ -136,39 +136,52 @@ def signature_problems(events: Iterable[Event], *,
                        ) -> list[Problem]:
     """Every event by a user with an enrolled key must carry a valid signature by that key
     (and, for users in ``trusted_keys``, by one of the keys pinned there)."""
-    from cryptography.exceptions import InvalidSignature
+    check = SignatureCheck(trusted_keys)
+    return [problem for event in events if (problem := check(event)) is not None]
 
-    pinned = {user: {public_key_pem(k)[0] for k in ([keys] if isinstance(keys, str) else keys)}
-              for user, keys in (trusted_keys or {}).items()}
-    keys: dict[str, str] = {}
-    problems = []
-    for event in events:
-        pem, signature = keys.get(event.actor), event.payload.get("signature")
-        if pem is None and event.actor in pinned:
-            pem = next(iter(pinned[event.actor])) if signature is not None else None
-            if signature is None:
-                problems.append(Problem("signature", f"event {event.seq} by {event.actor} is "
-                                        "unsigned, but their key is pinned", event.seq))
-                continue
-        if pem is not None and signature is None:
-            problems.append(Problem("signature", f"event {event.seq} ({event.action}) by "
-                                    f"{event.actor} is unsigned although they have an "
-                                    "enrolled key", event.seq))
-        elif pem is None and signature is not None:
-            problems.append(Problem("signature", f"event {event.seq} carries a signature but "
-                                    "its actor has no enrolled key", event.seq))
-        elif pem is not None:
-            candidates = pinned.get(event.actor, {pem})
-            if pem not in candidates:
-                problems.append(Problem("pinned_key", f"event {event.seq} by {event.actor} is "
-                                        "signed with a key that is not among the keys pinned "
-                                        "for them (swapped in the log?)", event.seq))
-            elif not _valid(pem, signature, message(event), InvalidSignature):
-                problems.append(Problem("signature", f"event {event.seq} ({event.action}) by "
-                                        f"{event.actor} has an invalid signature", event.seq))
+
+class SignatureCheck:
+    """``signature_problems`` one event at a time, in seq order (keys as enrolled so far)."""
+
+    def __init__(self, trusted_keys: Mapping[str, str | Sequence[str]] | None = None) -> None:
+        from cryptography.exceptions import InvalidSignature
+
+        self._invalid = InvalidSignature
+        self._pinned = {user: {public_key_pem(k)[0]
+                               for k in ([keys] if isinstance(keys, str) else keys)}
+                        for user, keys in (trusted_keys or {}).items()}
+        self._keys: dict[str, str] = {}
+
+    def __call__(self, event: Event) -> Problem | None:
+        problem = self._problem(event)
         if event.action == "register_key":
-            keys[event.payload.get("user", event.actor)] = event.payload["public_key"]
-    return problems
+            self._keys[event.payload.get("user", event.actor)] = event.payload["public_key"]
+        return problem
+
+    def _problem(self, event: Event) -> Problem | None:
+        pinned = self._pinned
+        pem, signature = self._keys.get(event.actor), event.payload.get("signature")
+        if pem is None and event.actor in pinned:
+            if signature is None:
+                return Problem("signature", f"event {event.seq} by {event.actor} is "
+                               "unsigned, but their key is pinned", event.seq)
+            pem = next(iter(pinned[event.actor]))
+        if pem is not None and signature is None:
+            return Problem("signature", f"event {event.seq} ({event.action}) by "
+                           f"{event.actor} is unsigned although they have an enrolled key",
+                           event.seq)
+        if pem is None and signature is not None:
+            return Problem("signature", f"event {event.seq} carries a signature but its "
+                           "actor has no enrolled key", event.seq)
+        if pem is not None:
+            if pem not in pinned.get(event.actor, {pem}):
+                return Problem("pinned_key", f"event {event.seq} by {event.actor} is signed "
+                               "with a key that is not among the keys pinned for them "
+                               "(swapped in the log?)", event.seq)
+            if not _valid(pem, signature, message(event), self._invalid):
+                return Problem("signature", f"event {event.seq} ({event.action}) by "
+                               f"{event.actor} has an invalid signature", event.seq)
+        return None
 
 
 def _valid(pem: str, signature: Any, data: bytes, invalid: type[Exception]) -> bool:

@@ -4,9 +4,10 @@ after N instead of the whole log.
 A snapshot is canonical JSON (compressed into a content-addressed blob) of everything the
 fold produced except the version records themselves: for those it keeps each version's
 register-event seq (records are read from the log when first used). Its hashes are recorded
-in the chain by a ``snapshot`` event, which is what authenticates it: opening refuses a
-snapshot that no ``snapshot`` event after it vouches for (edited, swapped or planted), and
-``verify()`` re-folds the whole chain and recomputes every snapshot from the fold.
+in the chain by a ``snapshot`` event, which is what authenticates it: opening uses only the
+snapshot the newest ``snapshot`` event vouches for (an edited, swapped, planted or older
+one is refused or passed over), and ``verify()`` re-folds the whole chain and recomputes
+that snapshot from the fold (recomputing every one would cost the square of the log).
 ``_registry/snapshot.json`` only points at the newest one; it is a hint, never trusted.
 """
 
@@ -162,8 +163,10 @@ def _unevent(d: list[Any]) -> Event:
 
 
 def open_state(log: EventLog, blobs: BlobStore, location: Location) -> RegistryState:
-    """The current state: the newest authenticated snapshot plus the events after it, else
-    the fold of the whole log. Version records are loaded from the log on first use."""
+    """The current state: the newest snapshot the log vouches for plus the events after it,
+    else the fold of the whole log. Version records are loaded from the log on first use.
+    Only the newest ``snapshot`` event is trusted (so verify recomputes only that one): a
+    pointer left at an older snapshot is followed to the newest."""
     def versions(seqs: list[int]) -> dict[int, Event]:
         return {e.seq: e for e in events_from_table(log.read_seqs(seqs))}
 
@@ -171,44 +174,65 @@ def open_state(log: EventLog, blobs: BlobStore, location: Location) -> RegistryS
         return events_from_table(log.read())
 
     found = _pointed(location, blobs)
-    if found is not None:
-        text, pointer = found
-        try:
-            state = load(text, versions)
-            fold(state, events_from_table(log.read_after(state.seq)))
-        except (NbRegistryError, KeyError, ValueError, TypeError) as exc:
-            state, why = None, f"it does not continue the log ({exc})"
-        else:
-            why = "no snapshot event in the log vouches for it"
-        if state is not None and _vouched(state, pointer, text):
+    for _ in range(2):  # the pointer's snapshot, then the newest one if the pointer lags
+        if found is None:
+            break
+        text, sha = found
+        state, newer, why = _continued(text, sha, log, versions)
+        if state is not None:
             state.history = history
             return state
-        log_.warning("ignoring the state snapshot %s… at %s: %s; folding the whole log "
-                     "instead (run `nbregistry verify`)", pointer.get("sha256", "?")[:12],
-                     location.uri, why)
+        if newer is None:
+            log_.warning("ignoring the state snapshot %s… at %s: %s; folding the whole log "
+                         "instead (run `nbregistry verify`)", sha[:12], location.uri, why)
+            break
+        found = _blob(location, blobs, newer)
     state = fold(RegistryState(loader=versions), events_from_table(log.read()))
     state.history = history
     return state
 
 
-def _pointed(location: Location, blobs: BlobStore) -> tuple[str, dict[str, Any]] | None:
+def _continued(text: str, sha: str, log: EventLog, versions: Loader
+               ) -> tuple[RegistryState | None, str | None, str]:
+    """(the state, None, "") when the newest snapshot event vouches for this snapshot;
+    (None, the newer snapshot's sha, "") when a newer one exists; else (None, None, why)."""
+    try:
+        state = load(text, versions)
+        fold(state, events_from_table(log.read_after(state.seq)))
+    except (NbRegistryError, KeyError, ValueError, TypeError) as exc:
+        return None, None, f"it does not continue the log ({exc})"
+    newest = state.snapshots[-1] if state.snapshots else None
+    if newest is None or newest.seq <= state.base_seq:
+        return None, None, "no snapshot event in the log vouches for it"
+    payload = newest.payload
+    if (payload.get("sha256") == sha and payload.get("seq") == state.base_seq
+            and payload.get("state_sha256") == hashlib.sha256(text.encode()).hexdigest()):
+        return state, None, ""
+    if isinstance(payload.get("seq"), int) and payload["seq"] > state.base_seq:
+        return None, str(payload.get("sha256")), ""
+    return None, None, "the newest snapshot event in the log vouches for another"
+
+
+def _pointed(location: Location, blobs: BlobStore) -> tuple[str, str] | None:
     try:
         pointer = json.loads(location.read_bytes(POINTER))
-        return unpack(blobs.get(str(pointer["sha256"]))), pointer
+        sha = str(pointer["sha256"])
     except FileNotFoundError:
         return None
-    except (NbRegistryError, ValueError, KeyError, TypeError, zlib.error) as exc:
+    except (NbRegistryError, ValueError, KeyError, TypeError) as exc:
         log_.warning("the state snapshot pointer at %s is unusable (%s); folding the whole log",
                      location.uri, exc)
         return None
+    return _blob(location, blobs, sha)
 
 
-def _vouched(state: RegistryState, pointer: dict[str, Any], text: str) -> bool:
-    state_sha = hashlib.sha256(text.encode()).hexdigest()
-    return any(e.payload.get("sha256") == pointer["sha256"]
-               and e.payload.get("state_sha256") == state_sha
-               and e.payload.get("seq") == state.base_seq for e in state.snapshots
-               if e.seq > state.base_seq)
+def _blob(location: Location, blobs: BlobStore, sha: str) -> tuple[str, str] | None:
+    try:
+        return unpack(blobs.get(sha)), sha
+    except (NbRegistryError, ValueError, FileNotFoundError, zlib.error) as exc:
+        log_.warning("the state snapshot %s… at %s is unusable (%s); folding the whole log",
+                     sha[:12], location.uri, exc)
+        return None
 
 
 def due(state: RegistryState) -> bool:

@@ -158,6 +158,7 @@ class RegistryState:
     # The events folded by this process: all of them, or those after the state snapshot it
     # opened from (``history`` reads the log for the rest).
     events: list[Event] = field(default_factory=list)
+    keep_events: bool = True  # verify streams the log and keeps none
     base_seq: int = 0
     registry_id: str = ""
     last_ts: datetime | None = None

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 import uuid
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -29,39 +31,155 @@ def log_key(table: str, version: int) -> str:
     return f"{table}/{LOG}/{version:020d}.json"
 
 
+class Entry(NamedTuple):
+    """One live data file: its size and, from the commit's statistics, its seq range."""
+    size: int
+    records: int | None = None
+    low: int | None = None   # smallest seq in the file
+    high: int | None = None  # largest seq in the file
+
+
+# Data files are named for the seqs they hold, so a clean-up can tell which live file holds
+# a removed file's rows (and since when) from a listing alone, without reading the log.
+_NAME = re.compile(r"^e(\d{12})-(\d{12})-[0-9a-f]{32}\.parquet$")
+
+
+def file_name(low: int, high: int) -> str:
+    return f"e{low:012d}-{high:012d}-{uuid.uuid4().hex}.parquet"
+
+
+def seq_range(name: str) -> tuple[int, int] | None:
+    """The seqs a data file named by ``file_name`` holds (None for other names)."""
+    found = _NAME.match(name)
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
 def data_file(table: pa.Table) -> tuple[str, bytes]:
     """A one-event parquet file, as small as parquet allows (~1.2 KB): no compression,
     statistics or embedded Arrow schema, which on one row only add bytes (the commit carries
     the statistics readers skip by, and compaction rewrites these into compressed files)."""
-    name = f"part-00000-{uuid.uuid4()}-c000.parquet"
+    seq = table.column("seq")[0].as_py()
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="none", write_statistics=False,
                    store_schema=False, use_dictionary=False)
-    return name, buffer.getvalue()
+    return file_name(seq, seq), buffer.getvalue()
+
+
+def compacted_file(table: pa.Table) -> tuple[str, bytes]:
+    """Many events (sorted by seq) in one compressed file."""
+    seqs = table.column("seq")
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd", store_schema=False)
+    return file_name(seqs[0].as_py(), seqs[-1].as_py()), buffer.getvalue()
+
+
+def _ms(ts: datetime, *, up: bool = False) -> str:
+    """Delta statistics hold milliseconds: a maximum rounds up, or a reader filtering on a
+    time between it and the true value would skip the file."""
+    ms = ts.microsecond // 1000
+    if up and ts.microsecond % 1000:
+        ts = ts.replace(microsecond=0) + timedelta(milliseconds=ms + 1)
+        ms = ts.microsecond // 1000
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms:03d}Z"
+
+
+def _stats(n: int, low: dict[str, Any], high: dict[str, Any], nulls: dict[str, int]) -> str:
+    stats = {"numRecords": n, "minValues": low, "maxValues": high, "nullCount": nulls}
+    return json.dumps(stats, separators=(",", ":"))
+
+
+def event_stats(event: Event) -> str:
+    """Statistics on every column a reader may filter on (seq, ts, action, model, version):
+    a reader given statistics for some columns only was seen to skip files it must read
+    (deltalake 1.6, conformance test)."""
+    low: dict[str, Any] = {"seq": event.seq, "ts": _ms(event.ts), "action": event.action}
+    high = {**low, "ts": _ms(event.ts, up=True)}
+    for key in ("model", "version"):
+        if getattr(event, key) is not None:
+            low[key] = high[key] = getattr(event, key)
+    nulls = {"seq": 0, "ts": 0, "action": 0, "model": int(event.model is None),
+             "version": int(event.version is None)}
+    return _stats(1, low, high, nulls)
+
+
+def table_stats(table: pa.Table) -> str:
+    """The same statistics, for a file of many events."""
+    import pyarrow.compute as pc
+
+    low: dict[str, Any] = {}
+    high: dict[str, Any] = {}
+    nulls: dict[str, int] = {}
+    for key in ("seq", "ts", "action", "model", "version"):
+        column = table.column(key)
+        nulls[key] = column.null_count
+        if nulls[key] == len(column):
+            continue
+        bounds = pc.min_max(column.cast(pa.int64()) if key == "ts" else column)
+        small, big = bounds["min"].as_py(), bounds["max"].as_py()
+        if key == "ts":
+            small = _ms(datetime.fromtimestamp(small / 1e6, UTC))
+            big = _ms(datetime.fromtimestamp(big / 1e6, UTC), up=True)
+        low[key], high[key] = small, big
+    return _stats(table.num_rows, low, high, nulls)
+
+
+def _line(action: str, body: dict[str, Any]) -> str:
+    return json.dumps({action: body}, separators=(",", ":"))
 
 
 def commit_body(name: str, size: int, event: Event) -> bytes:
-    """commitInfo + add, with the statistics readers skip files by. Every column a reader
-    may filter on (seq, ts, action, model, version) has them: a reader given statistics for
-    some columns only was seen to skip files it must read (deltalake 1.6, conformance test)."""
+    """commitInfo + add, with the statistics readers skip files by."""
     now = int(time.time() * 1000)
-    ts = event.ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{event.ts.microsecond // 1000:03d}Z"
-    bounds: dict[str, Any] = {"seq": event.seq, "ts": ts, "action": event.action}
-    nulls = {"seq": 0, "ts": 0, "action": 0, "model": int(event.model is None),
-             "version": int(event.version is None)}
-    if event.model is not None:
-        bounds["model"] = event.model
-    if event.version is not None:
-        bounds["version"] = event.version
-    stats = {"numRecords": 1, "minValues": bounds, "maxValues": bounds, "nullCount": nulls}
     info = {"timestamp": now, "operation": "WRITE", "operationParameters": {"mode": "Append"},
             "isBlindAppend": True, "clientVersion": "nbregistry",
             "nbregistry.seq": str(event.seq), "nbregistry.hash": event.hash}
     add = {"path": name, "partitionValues": {}, "size": size, "modificationTime": now,
-           "dataChange": True, "stats": json.dumps(stats, separators=(",", ":"))}
-    lines = [json.dumps({"commitInfo": info}, separators=(",", ":")),
-             json.dumps({"add": add}, separators=(",", ":"))]
+           "dataChange": True, "stats": event_stats(event)}
+    return (_line("commitInfo", info) + "\n" + _line("add", add) + "\n").encode()
+
+
+def compaction_body(removed: dict[str, int], name: str, size: int, stats: str) -> bytes:
+    """An OPTIMIZE commit: the merged file replaces its inputs, no row added or dropped
+    (dataChange = false, which an appendOnly table allows)."""
+    now = int(time.time() * 1000)
+    info = {"timestamp": now, "operation": "OPTIMIZE",
+            "operationParameters": {"files": str(len(removed))}, "isBlindAppend": False,
+            "clientVersion": "nbregistry"}
+    lines = [_line("commitInfo", info)]
+    lines += [_line("remove", {"path": path, "deletionTimestamp": now, "dataChange": False,
+                               "extendedFileMetadata": True, "partitionValues": {},
+                               "size": removed_size})
+              for path, removed_size in removed.items()]
+    lines.append(_line("add", {"path": name, "partitionValues": {}, "size": size,
+                               "modificationTime": now, "dataChange": False, "stats": stats}))
     return ("\n".join(lines) + "\n").encode()
+
+
+def file_actions(raw: bytes) -> tuple[list[tuple[str, Entry, bool]], list[str]]:
+    """(added files with their entry and dataChange flag, removed paths) of one commit."""
+    adds: list[tuple[str, Entry, bool]] = []
+    removes: list[str] = []
+    for line in raw.decode().splitlines():
+        if '"add"' not in line and '"remove"' not in line:
+            continue
+        action: dict[str, Any] = json.loads(line)
+        if "add" in action:
+            add = action["add"]
+            adds.append((unquote(add["path"]), entry_of(add), bool(add.get("dataChange", True))))
+        elif "remove" in action:
+            removes.append(unquote(action["remove"]["path"]))
+    return adds, removes
+
+
+def entry_of(add: dict[str, Any]) -> Entry:
+    try:
+        stats = json.loads(add.get("stats") or "{}")
+        records = stats.get("numRecords")
+        low, high = stats["minValues"].get("seq"), stats["maxValues"].get("seq")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        records = low = high = None
+    return Entry(int(add["size"]), records if isinstance(records, int) else None,
+                 low if isinstance(low, int) else None, high if isinstance(high, int) else None)
 
 
 # What this writer honours: plain appends of files with statistics, nothing else.
@@ -137,7 +255,7 @@ def added_files(raw: bytes, table_uri: str) -> list[str]:
     return paths
 
 
-def read_parquet(raw: bytes) -> pa.Table:
+def read_parquet(raw: bytes, columns: list[str] | None = None) -> pa.Table:
     # ParquetFile, not read_table: read_table pulls in pyarrow.dataset (and pandas), is 3x
     # slower on small files and aborted the interpreter at exit in a bare script here.
-    return pq.ParquetFile(io.BytesIO(raw)).read()
+    return pq.ParquetFile(io.BytesIO(raw)).read(columns=columns)

@@ -3,16 +3,25 @@
 A commit is put-if-absent on the Delta log, and we append with zero commit retries, so an
 append lands at exactly the version our state was read at plus one, or fails. That turns
 Delta's optimistic concurrency into compare-and-swap on the whole log: the chain cannot fork.
+
+Storage stays linear: every FANOUT one-event files are merged into one file, every FANOUT
+of those into one, and so on up to MAX_LEVEL (a log-structured merge: each event is
+rewritten at most MAX_LEVEL times, and a file is never rewritten to grow). Merges are our
+own OPTIMIZE commits (``dataChange = false``), compare-and-swapped like events. The files
+they replace are deleted once they have been replaced for GRACE: a reader holding an older
+snapshot that long falls back to the current one.
 """
 
 from __future__ import annotations
 
 import array
 import bisect
+import json
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,8 +29,9 @@ import pyarrow.compute as pc
 from ..domain.entities import Event
 from ..domain.errors import ForkedProcessError, IntegrityError, StorageError
 from . import commits, forkguard
+from .commits import Entry
 from .location import Location
-from .replay import Replay, replay
+from .replay import Replay, from_checkpoint, replay
 
 TABLE = "_registry/events"
 SCHEMA = pa.schema([
@@ -36,20 +46,21 @@ SCHEMA = pa.schema([
     pa.field("prev_hash", pa.string(), nullable=False),
     pa.field("hash", pa.string(), nullable=False),
 ])
-# History is evidence: keep the log (the JSON commits) for a century, refuse deletes and
-# updates, never VACUUM. Tombstones of compacted one-event files expire from checkpoints
-# after a day (the files stay on disk; their rows live on, identical, in the compacted file):
+# History is evidence: keep the log (the JSON commits) for a century and refuse deletes and
+# updates. The data files a merge replaced are deleted after GRACE (their rows live on,
+# identical, in the merged file), and their tombstones expire from checkpoints as well:
 # otherwise every checkpoint carries one tombstone per event ever written and their total
 # size grows with the square of the log.
 CONFIGURATION = {
     "delta.appendOnly": "true",
     "delta.logRetentionDuration": "interval 36500 days",
-    "delta.deletedFileRetentionDuration": "interval 1 days",
+    "delta.deletedFileRetentionDuration": "interval 1 hours",
 }
-COMPACT_EVERY = 50
+GRACE = timedelta(hours=1)
+FANOUT = 50
+MAX_LEVEL = 3  # files of up to FANOUT ** 3 = 125,000 events are not merged further
 CHECKPOINT_EVERY = 500
 KEEP_CHECKPOINTS = 2  # derived data: older ones are deleted
-COMPACT_TARGET_BYTES = 256 * 1024  # bigger files are left alone: compaction stays O(new)
 
 
 class CommitConflict(Exception):
@@ -87,14 +98,42 @@ def after(table: pa.Table, seq: int) -> pa.Table:
     return ordered.slice(bisect.bisect_right(ordered.column("seq").to_pylist(), seq))
 
 
+def level(entry: Entry) -> int:
+    """0 for a one-event file, k for a file of up to FANOUT ** k events."""
+    if entry.records is None:
+        return MAX_LEVEL  # no statistics: leave it alone
+    found = 0
+    while entry.records > FANOUT ** found:
+        found += 1
+    return found
+
+
+def runs(files: dict[str, Entry]) -> list[dict[str, Entry]]:
+    """The files in seq order, grouped so that no two groups' seq ranges overlap: each group
+    can be read, sorted and checked on its own. Files without statistics put everything in
+    one group."""
+    if any(e.low is None or e.high is None for e in files.values()):
+        return [dict(files)] if files else []
+    groups: list[dict[str, Entry]] = []
+    top = -1
+    for path, entry in sorted(files.items(), key=lambda item: item[1].low or 0):
+        if groups and (entry.low or 0) <= top:
+            groups[-1][path] = entry
+        else:
+            groups.append({path: entry})
+        top = max(top, entry.high or 0)
+    return groups
+
+
 class EventLog:
     def __init__(self, location: Location) -> None:
         self.location = location
         self.uri = location.join(TABLE)
-        self._dt: Any = None
         self._version = -1
         self._refusal: str | None = None
-        self._replay = Replay()
+        self._protocol: dict[str, Any] = {}
+        self._configuration: dict[str, Any] = {}
+        self._live: dict[str, Entry] = {}  # the data files as of self._version
 
     def _options(self) -> dict[str, str] | None:
         return self.location.storage_options or None
@@ -129,44 +168,44 @@ class EventLog:
         return True
 
     def open(self) -> None:
-        """Load the snapshot through deltalake (checkpoints make it fast); if deltalake
-        cannot (a damaged checkpoint: derived data), replay the JSON commits instead."""
+        """Load the snapshot from the last checkpoint and the commits after it; if the
+        checkpoint cannot be read (derived data), replay every JSON commit instead."""
+        try:
+            found = from_checkpoint(self.location, TABLE)
+        except (FileNotFoundError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
+            found = replay(self.location, TABLE)
+            log.warning("the event log's checkpoint at %s is unreadable (%s); reading every "
+                        "JSON commit instead. A damaged checkpoint is derived data: delete it "
+                        "(and _delta_log/_last_checkpoint) to make opening fast again.",
+                        self.uri, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        if found.version < 0:
+            raise StorageError(f"cannot open the event log at {self.uri}: it has no commits")
+        self._version, self._live = found.version, dict(found.files)
+        self._protocol, self._configuration = found.protocol, found.configuration
+        self._refuse()
+
+    def _refuse(self) -> None:
+        self._refusal = commits.writer_refusal(
+            reader_version=int(self._protocol.get("minReaderVersion", 1)),
+            writer_version=int(self._protocol.get("minWriterVersion", 2)),
+            writer_features=self._protocol.get("writerFeatures"),
+            configuration=self._configuration)
+
+    def _load(self) -> Any:
         from deltalake import DeltaTable
 
+        return forkguard.guarded(lambda: DeltaTable(self.uri, storage_options=self._options()))
+
+    def checkpoint_problem(self) -> str | None:
+        """Why the checkpoints (derived data) cannot be read, by us or by deltalake."""
         try:
-            self._dt = forkguard.guarded(lambda: DeltaTable(self.uri,
-                                                            storage_options=self._options()))
+            from_checkpoint(self.location, TABLE)
+            self._load()
         except ForkedProcessError:
             raise
         except Exception as exc:
-            self._open_from_commits(exc)
-            return
-        self._version = int(self._dt.version())
-        protocol = self._dt.protocol()
-        self._refusal = commits.writer_refusal(
-            reader_version=protocol.min_reader_version,
-            writer_version=protocol.min_writer_version,
-            writer_features=protocol.writer_features,
-            configuration=self._dt.metadata().configuration)
-
-    def _open_from_commits(self, error: Exception) -> None:
-        found = replay(self.location, TABLE)
-        if found.version < 0:
-            raise StorageError(f"cannot open the event log at {self.uri}: {error}") from error
-        log.warning("deltalake could not open the event log at %s (%s); reading it from its "
-                    "JSON commits instead. A damaged checkpoint is derived data: delete it "
-                    "(and _delta_log/_last_checkpoint) to make opening fast again.", self.uri,
-                    str(error).splitlines()[0])
-        self._dt, self._replay, self._version = None, found, found.version
-        self._refusal = commits.writer_refusal(
-            reader_version=int(found.protocol.get("minReaderVersion", 1)),
-            writer_version=int(found.protocol.get("minWriterVersion", 2)),
-            writer_features=found.protocol.get("writerFeatures"),
-            configuration=found.configuration)
-
-    @property
-    def opened_from_commits(self) -> bool:
-        return self._dt is None and self._version >= 0
+            return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return None
 
     def replay(self) -> Replay:
         """The log replayed from its JSON commits (no checkpoints): what verify reads."""
@@ -177,7 +216,9 @@ class EventLog:
         return self.location.exists(commits.log_key(TABLE, self._version + 1))
 
     def read_new(self, after_seq: int) -> pa.Table:
-        """Events committed after our version, read commit by commit (no listing)."""
+        """Events committed after our version, read commit by commit (no listing). A reader
+        so far behind that a clean-up deleted files those commits name catches up from the
+        current snapshot instead."""
         tables = []
         while True:
             try:
@@ -185,48 +226,43 @@ class EventLog:
             except FileNotFoundError:
                 break
             self._note_protocol(raw)
-            for path in commits.added_files(raw, self.uri):
+            added, removed = commits.file_actions(raw)
+            for path in removed:
+                self._live.pop(path, None)
+            for path, entry, new_rows in added:
+                self._live[path] = entry
+                if not new_rows:
+                    continue  # a merge: the same rows in a new file
                 try:
                     data = self.location.read_bytes(f"{TABLE}/{path}")
+                except FileNotFoundError:
+                    self.open()
+                    return self.read_after(after_seq)
+                try:
                     tables.append(commits.read_parquet(data).cast(SCHEMA))
-                except (OSError, pa.ArrowException) as exc:
+                except pa.ArrowException as exc:
                     raise IntegrityError(
                         f"event data file {path} named by commit {self._version + 1} is "
-                        f"missing or unreadable ({exc}); run `nbregistry verify`",
+                        f"unreadable ({exc}); run `nbregistry verify`",
                         problems=[str(exc)]) from exc
             self._version += 1
         if not tables:
             return SCHEMA.empty_table()
-        table = pa.concat_tables(tables)
-        return after(table, after_seq)
+        return after(pa.concat_tables(tables), after_seq)
 
     def _note_protocol(self, raw: bytes) -> None:
         protocol, metadata = commits.protocol_changes(raw)
         if protocol is None and metadata is None:
             return
-        if self._dt is None:
-            self._replay.protocol = protocol or self._replay.protocol
-            if metadata is not None:
-                self._replay.configuration = dict(metadata.get("configuration") or {})
-            reader = int(self._replay.protocol.get("minReaderVersion", 1))
-            writer = int(self._replay.protocol.get("minWriterVersion", 2))
-            features, config = (self._replay.protocol.get("writerFeatures"),
-                                self._replay.configuration)
-        else:
-            self._dt.update_incremental()  # a rare event: let deltalake apply it properly
-            current = self._dt.protocol()
-            reader, writer = current.min_reader_version, current.min_writer_version
-            features, config = current.writer_features, self._dt.metadata().configuration
-        self._refusal = commits.writer_refusal(reader_version=reader, writer_version=writer,
-                                               writer_features=features, configuration=config)
+        self._protocol = protocol or self._protocol
+        if metadata is not None:
+            self._configuration = dict(metadata.get("configuration") or {})
+        self._refuse()
 
-    def read(self) -> pa.Table:
-        """Every event of the snapshot; any damaged file refuses the whole read."""
-        return self._read_checked(self.files())
-
+    # -- writing -------------------------------------------------------------------------
     def append(self, event: Event) -> int:
         """Commit one event at exactly version+1 and return that version, or raise
-        CommitConflict. Every COMPACT_EVERY versions the writer also compacts."""
+        CommitConflict. Every FANOUT one-event files the writer also merges them."""
         if self._refusal is not None:
             raise StorageError(f"refusing to append to the event log at {self.uri}: the table "
                                f"was changed in ways this writer does not honour "
@@ -234,45 +270,81 @@ class EventLog:
                                "protocol and properties (or its backup) to write again.")
         self.location.require_put_if_absent()
         name, data = commits.data_file(to_table([event]))
+        started = time.monotonic()
         self.location.put(f"{TABLE}/{name}", data)
         landed = self._version + 1
         body = commits.commit_body(name, len(data), event)
         if not self.location.put_if_absent(commits.log_key(TABLE, landed), body):
             self.location.delete(f"{TABLE}/{name}")  # never referenced: not evidence
             raise CommitConflict(f"log version {landed} was taken by another writer")
+        if time.monotonic() - started > GRACE.total_seconds() / 2:
+            # paused that long between the two writes, a clean-up may have taken the data
+            # file for an orphan: write it again (the same bytes) now that it is committed
+            self.location.put(f"{TABLE}/{name}", data)
         self._version = landed
-        if landed % COMPACT_EVERY == 0:
-            self.compact(checkpoint=landed % CHECKPOINT_EVERY == 0)
+        self._live[name] = Entry(len(data), 1, event.seq, event.seq)
+        if sum(1 for e in self._live.values() if e.records == 1) >= FANOUT:
+            self.compact()
         return landed
 
-    def compact(self, *, checkpoint: bool = True) -> None:
-        """Merge small files (and checkpoint, pruning older checkpoints) so reads stay flat
-        as commits pile up."""
-        def run() -> None:
-            if self._dt is None:
-                raise StorageError("the table was opened from its JSON commits (a damaged "
-                                   "checkpoint?), so deltalake cannot compact it")
-            self._dt.update_incremental()
-            config = self._dt.metadata().configuration
-            retention = CONFIGURATION["delta.deletedFileRetentionDuration"]
-            if config.get("delta.deletedFileRetentionDuration") != retention:
-                # a registry created before tombstones expired: adopt the setting once
-                self._dt.alter.set_table_properties(
-                    {"delta.deletedFileRetentionDuration": retention})
-            self._dt.optimize.compact(target_size=COMPACT_TARGET_BYTES)
-            if checkpoint:
-                self._dt.create_checkpoint()
-                self._prune_checkpoints()
-
-        # Best effort: if it fails (say, a racing compaction) a later writer compacts again,
-        # and nothing is lost; but say so, since reads slow down until one succeeds.
+    def compact(self) -> None:
+        """Merge full levels of files (and every CHECKPOINT_EVERY versions checkpoint and
+        delete what merges replaced) so reads stay flat as commits pile up. Best effort: if
+        it fails (a racing writer) a later writer merges instead, and nothing is lost; but
+        say so, since reads slow down until one succeeds."""
         try:
-            forkguard.guarded(run)
+            forkguard.guarded(self._compact)
         except ForkedProcessError:
             raise
         except Exception as exc:
             log.warning("compaction of the event log at %s failed (a later writer will "
                         "retry): %s", self.uri, exc)
+
+    def _compact(self) -> None:
+        for depth in range(MAX_LEVEL):
+            group = {p: e for p, e in self._live.items() if level(e) == depth}
+            if len(group) < (FANOUT if depth else 2):
+                break
+            if not self._merge(group):
+                return  # another writer moved on: whoever is next merges
+        if self._version - self._checkpointed() >= CHECKPOINT_EVERY:
+            self.checkpoint()
+            self.vacuum()
+
+    def _merge(self, group: dict[str, Entry]) -> bool:
+        table = self._read_checked(group)
+        table = table.take(pc.sort_indices(table.column("seq")))
+        name, data = commits.compacted_file(table)
+        self.location.put(f"{TABLE}/{name}", data)
+        body = commits.compaction_body({p: e.size for p, e in group.items()}, name,
+                                       len(data), commits.table_stats(table))
+        if not self.location.put_if_absent(commits.log_key(TABLE, self._version + 1), body):
+            self.location.delete(f"{TABLE}/{name}")
+            return False
+        self._version += 1
+        for path in group:
+            del self._live[path]
+        seqs = table.column("seq")
+        self._live[name] = Entry(len(data), table.num_rows, seqs[0].as_py(), seqs[-1].as_py())
+        return True
+
+    def _checkpointed(self) -> int:
+        try:
+            raw = self.location.read_bytes(f"{TABLE}/{commits.LOG}/_last_checkpoint")
+            return int(json.loads(raw)["version"])
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return -1
+
+    def checkpoint(self) -> None:
+        """A checkpoint at the current version (older ones are pruned): derived data that
+        makes opening fast."""
+        table = self._load()
+        retention = CONFIGURATION["delta.deletedFileRetentionDuration"]
+        if table.metadata().configuration.get("delta.deletedFileRetentionDuration") != retention:
+            # a registry created before tombstones expired this soon: adopt the setting
+            table.alter.set_table_properties({"delta.deletedFileRetentionDuration": retention})
+        table.create_checkpoint()
+        self._prune_checkpoints()
 
     def _prune_checkpoints(self) -> None:
         """Checkpoints are derived data; keeping every one makes storage grow without bound."""
@@ -283,67 +355,115 @@ class EventLog:
             if key.rsplit("/", 1)[-1].split(".")[0] not in versions[-KEEP_CHECKPOINTS:]:
                 self.location.delete(key)
 
-    def files(self) -> dict[str, int]:
-        """path -> size of the snapshot's data files."""
-        if self._dt is None:
-            return dict(self._replay.files)
-        actions = forkguard.guarded(lambda: self._dt.get_add_actions(flatten=True))
-        return dict(zip(actions.column("path").to_pylist(),
-                        actions.column("size_bytes").to_pylist(), strict=True))
+    def vacuum(self, *, grace: timedelta = GRACE) -> list[str]:
+        """Delete the data files no live file needs: files a merge replaced, once the file
+        holding their rows has existed for ``grace``, and files no commit names (a writer
+        that died between its two writes) as old. Returns the names deleted. Files written
+        within ``grace`` are never touched, whoever wrote them."""
+        listed = {key.rsplit("/", 1)[-1]: when
+                  for key, _, when in self.location.list_shallow(f"{TABLE}/")}
+        spans = sorted((e.low, e.high, p) for p, e in self._live.items()
+                       if e.low is not None and e.high is not None)
+        lows = [low for low, _, _ in spans]
+        cutoff = datetime.now(UTC) - grace
+        deleted = []
+        for name, when in listed.items():
+            if name in self._live or not name.endswith(".parquet") or when > cutoff:
+                continue
+            span = commits.seq_range(name)
+            if span is not None:
+                at = bisect.bisect_right(lows, span[0]) - 1
+                if at < 0 or spans[at][1] < span[1]:
+                    continue  # no live file we know of holds its rows (yet)
+                holder = listed.get(spans[at][2])
+                if holder is None or holder > cutoff:
+                    continue
+            self.location.delete(f"{TABLE}/{name}")
+            deleted.append(name)
+        return deleted
 
-    def _ranges(self) -> list[tuple[str, int, int | None, int | None]]:
-        """(path, size, min seq, max seq) of each data file; None where there are no stats."""
-        if self._dt is None:
-            return [(p, size, None, None) for p, size in self._replay.files.items()]
-        actions = forkguard.guarded(lambda: self._dt.get_add_actions(flatten=True))
-        names = actions.schema.names
-        lows = (actions.column("min.seq").to_pylist() if "min.seq" in names
-                else [None] * len(actions))
-        highs = (actions.column("max.seq").to_pylist() if "max.seq" in names
-                 else [None] * len(actions))
-        return list(zip(actions.column("path").to_pylist(),
-                        actions.column("size_bytes").to_pylist(), lows, highs, strict=True))
+    # -- reading the snapshot ------------------------------------------------------------
+    def files(self) -> dict[str, Entry]:
+        """path -> entry of the snapshot's data files."""
+        return dict(self._live)
+
+    def read(self) -> pa.Table:
+        """Every event of the snapshot; any damaged file refuses the whole read."""
+        return self._read_live(lambda live: live)
 
     def read_after(self, seq: int) -> pa.Table:
         """Events with seq > ``seq`` of the snapshot; only files that can hold them are read."""
-        files = {p: size for p, size, _, high in self._ranges() if high is None or high > seq}
-        return after(self._read_checked(files), seq)
+        return after(self._read_live(
+            lambda live: {p: e for p, e in live.items() if e.high is None or e.high > seq}),
+            seq)
 
     def read_seqs(self, seqs: list[int]) -> pa.Table:
         """The events with these seqs, reading only the files whose seq range holds one."""
         ordered = sorted(seqs)
-        files = {p: size for p, size, low, high in self._ranges()
-                 if low is None or high is None
-                 or bisect.bisect_left(ordered, low) < bisect.bisect_right(ordered, high)}
-        table = self._read_checked(files)
+
+        def holding(live: dict[str, Entry]) -> dict[str, Entry]:
+            return {p: e for p, e in live.items() if e.low is None or e.high is None
+                    or bisect.bisect_left(ordered, e.low) < bisect.bisect_right(ordered,
+                                                                                 e.high)}
+
+        table = self._read_live(holding)
         return table.filter(pc.is_in(table.column("seq"), value_set=int64s(ordered)))
 
-    def _read_checked(self, files: dict[str, int]) -> pa.Table:
-        table, missing, rewritten = self.read_each_file(files)
+    def _read_live(self, select: Callable[[dict[str, Entry]], dict[str, Entry]]) -> pa.Table:
+        """Read the selected files; if some are gone and the log has moved on, they were
+        merged and cleaned up after GRACE: read the same selection of the current files."""
+        table, missing, rewritten = self.read_each_file(select(self._live))
+        if missing and not rewritten and self.has_newer():
+            current = from_checkpoint(self.location, TABLE).files
+            table, missing, rewritten = self.read_each_file(select(current))
         if missing or rewritten:
-            names = ", ".join([*missing, *rewritten])
-            raise IntegrityError(
-                f"event data files named by the Delta log are missing, unreadable or rewritten "
-                f"({names}). The audit trail is damaged; run `nbregistry verify` and restore "
-                "from backup.", problems=[*missing, *rewritten])
+            _damaged(missing, rewritten)
         return table
 
-    def read_each_file(self, files: dict[str, int] | None = None
+    def _read_checked(self, files: dict[str, Entry]) -> pa.Table:
+        table, missing, rewritten = self.read_each_file(files)
+        if missing or rewritten:
+            _damaged(missing, rewritten)
+        return table
+
+    def read_each_file(self, files: dict[str, Entry] | None = None, *,
+                       columns: list[str] | None = None
                        ) -> tuple[pa.Table, list[str], list[str]]:
         """(rows, missing files, rewritten files) of the snapshot (or of ``files``), file by
         file: verify must report damage, not stop at the first. Files are read as bytes (not
         through deltalake's pyarrow dataset, whose filesystem bridge can abort the
         interpreter at exit), and a size that differs from the Delta log marks a rewritten
         file."""
+        chosen = self._live if files is None else files
+        schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns])
         tables, missing, rewritten = [], [], []
-        for path, size in (self.files() if files is None else files).items():
+        keys = [f"{TABLE}/{path}" for path in chosen]
+        for (path, entry), (_, raw) in zip(chosen.items(), self.location.read_many(keys),
+                                           strict=True):
             try:
-                raw = self.location.read_bytes(f"{TABLE}/{unquote(path)}")
-                tables.append(commits.read_parquet(raw).cast(SCHEMA))
-            except (OSError, pa.ArrowException):
+                if raw is None:
+                    raise FileNotFoundError(path)
+                tables.append(commits.read_parquet(raw, columns).cast(schema))
+            except (OSError, pa.ArrowException, KeyError):
                 missing.append(path)
                 continue
-            if len(raw) != size:
+            if len(raw) != entry.size:
                 rewritten.append(path)
-        table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+        table = pa.concat_tables(tables) if tables else schema.empty_table()
         return table, missing, rewritten
+
+    def stream(self, files: dict[str, Entry], *, columns: list[str] | None = None
+               ) -> Iterator[tuple[pa.Table, list[str], list[str]]]:
+        """``read_each_file`` run by run in seq order, each run's rows sorted: the whole log
+        is never in memory at once."""
+        for group in runs(files):
+            table, missing, rewritten = self.read_each_file(group, columns=columns)
+            yield table.take(pc.sort_indices(table.column("seq"))), missing, rewritten
+
+
+def _damaged(missing: Sequence[str], rewritten: Sequence[str]) -> None:
+    names = ", ".join([*missing, *rewritten])
+    raise IntegrityError(
+        f"event data files named by the Delta log are missing, unreadable or rewritten "
+        f"({names}). The audit trail is damaged; run `nbregistry verify` and restore "
+        "from backup.", problems=[*missing, *rewritten])

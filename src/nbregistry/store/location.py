@@ -8,7 +8,7 @@ import fcntl
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -135,10 +135,55 @@ class Location:
         return True
 
     def read_bytes(self, key: str) -> bytes:
+        if self.is_local:
+            data = self.read_optional(key)
+            if data is None:
+                raise FileNotFoundError(self.join(key))
+            return data
         import obstore
 
         return bytes(_guard("read", self.join(key),
                             lambda: obstore.get(self.store, key).bytes()))
+
+    def _local(self, action: str, key: str) -> str:
+        """The file for ``key`` in a local registry, never outside it."""
+        if key.startswith("/") or ".." in key.split("/"):
+            raise _storage_error(action, self.join(key),
+                                 ValueError("the path leaves the registry"))
+        return os.path.join(self.uri, key)
+
+    def read_optional(self, key: str) -> bytes | None:
+        """The bytes at ``key``, or None when there is nothing there. Local reads are plain
+        file reads: a third of obstore's cost, and safe in a forked child."""
+        if not self.is_local:
+            try:
+                return self.read_bytes(key)
+            except FileNotFoundError:
+                return None
+        try:
+            with open(self._local("read", key), "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _storage_error("read", self.join(key), exc) from exc
+
+    def read_many(self, keys: Sequence[str]) -> Iterator[tuple[str, bytes | None]]:
+        """(key, bytes or None when absent) for each key, in order: plain file reads on a
+        local disk (a third of obstore's per-call cost) and concurrent GETs on an object
+        store (each is a round trip)."""
+        if self.is_local:
+            for key in keys:
+                yield key, self.read_optional(key)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        def fetch(key: str) -> tuple[str, bytes | None]:
+            return key, self.read_optional(key)
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            for start in range(0, len(keys), 256):  # bounded memory, in order
+                yield from pool.map(fetch, keys[start:start + 256])
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Write atomically; False when the key already exists (content-addressed callers)."""
@@ -164,6 +209,31 @@ class Location:
 
         with contextlib.suppress(FileNotFoundError):
             _guard("delete", self.join(key), lambda: obstore.delete(self.store, key))
+
+    def list_shallow(self, prefix: str) -> list[tuple[str, int, datetime]]:
+        """Like ``list``, for the objects directly under prefix (not in its sub-folders)."""
+        if self.is_local:  # a sixth of obstore's cost, which builds a dict per object
+            return self._scan(prefix)
+        import obstore
+
+        def run() -> list[tuple[str, int, datetime]]:
+            found = obstore.list_with_delimiter(self.store, prefix)
+            return [(m["path"], int(m["size"]), m["last_modified"]) for m in found["objects"]]
+
+        return _guard("list", self.join(prefix), run)
+
+    def _scan(self, prefix: str) -> list[tuple[str, int, datetime]]:
+        found = []
+        try:
+            with os.scandir(self._local("list", prefix)) as entries:
+                for entry in entries:
+                    if entry.is_file(follow_symlinks=False):
+                        info = entry.stat(follow_symlinks=False)
+                        found.append((f"{prefix.rstrip('/')}/{entry.name}", info.st_size,
+                                      datetime.fromtimestamp(info.st_mtime, UTC)))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return found
 
     def list(self, prefix: str) -> list[tuple[str, int, datetime]]:
         """(key, size, last modified by the storage's clock) of every object under prefix."""

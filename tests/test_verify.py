@@ -154,3 +154,42 @@ def test_any_sequence_of_operations_verifies(tmp_path: Path, ops: list[tuple[str
     report = reg.verify()
     assert report.ok, report
     assert report.events == reg.head[0]
+
+
+# -- a long log: the commits are replayed in a child process while the files are read ------
+
+@pytest.fixture
+def in_parallel(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbregistry.registry import verify
+
+    monkeypatch.setattr(verify, "PARALLEL_FROM", 0)
+
+
+def test_the_replay_in_a_child_process_finds_what_the_one_here_does(
+        registry_uri: str, in_parallel: None) -> None:
+    reg = populated(registry_uri)
+    report = nbr.verify(registry_uri)
+    assert report.ok and report.events == reg.head[0]
+    os.remove(file_holding(registry_uri, 3))
+    assert {p.kind for p in nbr.verify(registry_uri).problems} >= {"missing_file"}
+
+
+def test_a_checkpoint_that_disagrees_with_the_commits_loses(
+        registry_uri: str, in_parallel: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbregistry.registry import verify
+    from nbregistry.store.eventlog import EventLog
+
+    populated(registry_uri)
+    real = EventLog.snapshot
+
+    def hiding(self: EventLog) -> object:  # a checkpoint that leaves a file out
+        found = real(self)
+        found.files.pop(sorted(found.files)[-1])
+        return found
+
+    walked: list[int] = []
+    real_walk = verify.walk_log
+    monkeypatch.setattr(EventLog, "snapshot", hiding)
+    monkeypatch.setattr(verify, "walk_log", lambda *a, **k: walked.append(1) or real_walk(*a, **k))
+    assert nbr.verify(registry_uri).ok  # every event, read again from the commits' files
+    assert len(walked) == 2

@@ -9,7 +9,11 @@ from .errors import InvalidInputError
 
 def ts_text(ts: datetime) -> str:
     """The log's text form of a time (microseconds, UTC, "Z")."""
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if ts.tzinfo is not UTC:
+        ts = ts.astimezone(UTC)
+    if ts.year >= 1000:  # isoformat is a third faster, and the chain hashes every ts
+        return ts.isoformat(timespec="microseconds")[:-6] + "Z"
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_time(when: object, *, field: str = "when") -> datetime:

@@ -3,29 +3,23 @@
 from __future__ import annotations
 
 import hashlib
-import json
-from collections import deque
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import pyarrow.compute as pc
-
 from ..domain.canonical import GENESIS_HASH
-from ..domain.entities import Check, Event, Problem, VerifyReport
+from ..domain.entities import Check, Problem, VerifyReport
 from ..domain.errors import NbRegistryError
-from ..domain.timefmt import ts_text
 from ..store import EventLog, Location, check_seals
 from ..store.blobs import key_for
 from ..store.commits import Entry
-from . import snapshot
+from ..store.eventlog import TABLE
+from ..store.replay import Replay, elsewhere
 from . import witness as witnesses
-from .chain import events_from_table, link_problem
-from .fold import interpret
-from .signing import SignatureCheck
-from .state import RegistryState
+from .walk import Walk, clock_problems, trusted_snapshot, walk_log
 
-CLOCK_TOLERANCE = timedelta(minutes=5)
+# Commits from which the replay runs in a child process: below, starting one costs more than
+# it saves (0.4 s of imports; the replay itself costs about 40 µs a commit here).
+PARALLEL_FROM = 20_000
 # What each check proves when it passes, in an auditor's terms (docs/design.md repeats it).
 PROVES = {
     "chain": "no event was altered, reordered, dropped or inserted unless every later hash "
@@ -66,29 +60,22 @@ def verify_log(location: Location, *, artifacts: bool = True,
     if not log.exists():
         absent = Problem("missing", f"no event log at {log.uri}")
         return VerifyReport(False, 0, 0, 0, GENESIS_HASH, (absent,))
-    commits = log.replay()  # the evidence itself, not the checkpoints derived from it
+    evidence, files = _evidence(log)
+
+    def walk_files(chosen: dict[str, Entry]) -> tuple[Walk, list[Problem]]:
+        walk = Walk(trusted_keys, expected_head, keep_hashes=witness is not None,
+                    snapshot_at=trusted_snapshot(log, chosen))
+        return walk, walk_log(log, chosen, walk, progress=progress)
+
+    walk, problems = walk_files(files)
+    commits = evidence()  # the JSON commits themselves, not the checkpoints derived from them
+    if commits.files != files:  # the checkpoint disagrees with them: the evidence wins
+        walk, problems = walk_files(commits.files)
     problems = [Problem("missing_commit", f"Delta log commit {v} is missing: the events "
-                        "it held may be lost") for v in commits.missing]
+                        "it held may be lost") for v in commits.missing] + problems
     problems += [Problem("missing_commit", f"Delta log commit {v} is unreadable")
                  for v in commits.unreadable]
-    walk = _Walk(commits.written, trusted_keys, expected_head, keep_hashes=witness is not None,
-                 snapshot_at=_trusted_snapshot(log, commits.files))
-    from tqdm.auto import tqdm
-
-    # Opt-in: a report that verifies must not embed a progress widget.
-    with tqdm(total=sum(e.records or 1 for e in commits.files.values()), disable=not progress,
-              desc="verifying the chain", unit=" events", leave=False) as bar:
-        for table, missing, rewritten in log.stream(commits.files):
-            problems += [Problem("missing_file", f"event data file missing or unreadable: "
-                                 f"{name}") for name in missing]
-            problems += [Problem("rewritten_file", f"event data file {name} was rewritten "
-                                 "after its commit (its size differs from the Delta log)")
-                         for name in rewritten]
-            for event in events_from_table(table):
-                walk.feed(event)
-            bar.update(table.num_rows)
-    walk.finish()
-    problems += walk.problems + walk.state.skipped
+    problems += walk.problems + walk.state.skipped + clock_problems(walk, commits.written)
     run = {"chain", "events", "signatures", "clock", "checkpoints"}
     if expected_head is not None:
         run.add("expected_head")
@@ -117,117 +104,18 @@ def verify_log(location: Location, *, artifacts: bool = True,
                         tuple(problems), tuple(walk.state.notices), checks)
 
 
-def _trusted_snapshot(log: EventLog, files: dict[str, Entry]) -> int | None:
-    """The seq whose state the newest ``snapshot`` event vouches for: the one snapshot
-    opening trusts, so the one verify recomputes (a light pass over three columns)."""
-    newest: tuple[int, Any] | None = None
-    for table, _, _ in log.stream(files, columns=["seq", "action", "payload"]):
-        rows = table.filter(pc.equal(table.column("action"), "snapshot"))
-        if rows.num_rows:
-            newest = (rows.column("seq")[-1].as_py(), rows.column("payload")[-1].as_py())
-    if newest is None:
-        return None
+def _evidence(log: EventLog) -> tuple[Callable[[], Replay], dict[str, Entry]]:
+    """(a function returning the replay of every JSON commit, the files to read meanwhile).
+    A long log is replayed in a child process on the other core while this one reads the
+    files the checkpoint names; the two must agree, or the files are read again."""
     try:
-        vouched = json.loads(newest[1]).get("seq")
-    except (ValueError, AttributeError):
-        return None  # a malformed event: the fold reports it
-    return vouched if isinstance(vouched, int) else None
-
-
-class _Walk:
-    """One pass over the events in seq order, holding the fold and what later checks need
-    (never the events themselves). The fold lags LAG events behind the reading, so that the
-    ``snapshot`` event vouching for the state at seq N is seen before the fold passes N."""
-
-    LAG = 256
-
-    def __init__(self, written: Mapping[int, datetime],
-                 trusted_keys: Mapping[str, str | Sequence[str]] | None,
-                 expected_head: tuple[int, str] | None, *, keep_hashes: bool,
-                 snapshot_at: int | None) -> None:
-        self.state, self.folding = RegistryState(keep_events=False), True
-        self.seq, self.head, self.count = 0, GENESIS_HASH, 0
-        self.last_ts: datetime | None = None
-        self.first_hash: str | None = None
-        self.problems: list[Problem] = []
-        self.signatures = SignatureCheck(trusted_keys)
-        self.written = written
-        self.expected = expected_head
-        self.expected_hash: str | None = None
-        self.hashes: dict[int, str] = {}
-        self.keep_hashes = keep_hashes
-        self.blobs: list[tuple[str, int]] = []
-        self.sealed: list[Any] = []
-        self.pending: deque[Event] = deque()
-        self.snapshot_at = snapshot_at
-        self.vouching: Event | None = None
-
-    def feed(self, event: Event) -> None:
-        if event.action == "snapshot" and event.payload.get("seq") == self.snapshot_at:
-            if self.snapshot_at is not None and self.snapshot_at <= self.seq:
-                self.problems.append(Problem("snapshot", f"the state snapshot vouched for by "
-                                             f"event {event.seq} describes seq "
-                                             f"{self.snapshot_at}, more than {self.LAG} "
-                                             "events earlier: it cannot be checked",
-                                             event.seq))
-            self.vouching = event  # the newest one for that seq wins
-        self.pending.append(event)
-        if len(self.pending) > self.LAG:
-            self._step(self.pending.popleft())
-
-    def finish(self) -> None:
-        while self.pending:
-            self._step(self.pending.popleft())
-
-    def _step(self, event: Event) -> None:
-        broken = link_problem(event, self.seq, self.head)
-        if broken is not None:
-            self.problems.append(broken)
-            self.folding = False  # a state after a break means nothing
-        elif self.folding:
-            interpret(self.state, event)
-            if event.seq == self.snapshot_at and self.vouching is not None:
-                self.problems += _snapshot_problems(self.state, self.vouching)
-        self._check(event)
-        self.count += 1
-        self.first_hash = self.first_hash or event.hash
-        self.seq, self.head = event.seq, event.hash
-        self.last_ts = max(event.ts, self.last_ts or event.ts)
-
-    def _check(self, event: Event) -> None:
-        if self.last_ts is not None and event.ts < self.last_ts:
-            self.problems.append(Problem("clock", f"event {event.seq} is dated "
-                                         f"{ts_text(event.ts)}, before the event preceding "
-                                         f"it ({ts_text(self.last_ts)}): backdated", event.seq))
-        stored = self.written.get(event.seq)
-        if stored is not None and abs(event.ts - stored) > CLOCK_TOLERANCE:
-            self.problems.append(Problem("clock", f"event {event.seq} ({event.action} by "
-                                         f"{event.actor}) is dated {ts_text(event.ts)} but "
-                                         f"the storage wrote it at {ts_text(stored)}",
-                                         event.seq))
-        signed = self.signatures(event)
-        if signed is not None:
-            self.problems.append(signed)
-        if self.keep_hashes:
-            self.hashes[event.seq] = event.hash
-        if self.expected is not None and event.seq == self.expected[0]:
-            self.expected_hash = event.hash
-        if event.action == "register":
-            self.blobs.append((event.payload["sha256"], event.seq))
-            if event.payload.get("reference"):
-                self.blobs.append((event.payload["reference"]["sha256"], event.seq))
-        elif event.action == "seal" and isinstance(event.payload.get("tables"), dict):
-            self.sealed += event.payload["tables"].values()
-
-
-def _snapshot_problems(state: RegistryState, vouching: Event) -> list[Problem]:
-    """The snapshot recorded at this seq must be exactly this fold (opening trusts it)."""
-    text = snapshot.dump(state)
-    if hashlib.sha256(text.encode()).hexdigest() != vouching.payload.get("state_sha256"):
-        return [Problem("snapshot", f"the state snapshot vouched for by event {vouching.seq} "
-                        f"is not the fold of events 1..{state.seq}: opening from it would "
-                        "show a different registry", vouching.seq)]
-    return []
+        quick = log.snapshot()
+    except (OSError, ValueError, KeyError, TypeError, NbRegistryError):
+        quick = None
+    if quick is not None and quick.version >= PARALLEL_FROM:
+        return elsewhere(log.location, TABLE, until=quick.version), quick.files
+    found = log.replay(until=None if quick is None else quick.version)
+    return (lambda: found), found.files
 
 
 def _head_problems(seq: int, expected: tuple[int, str], found: str | None) -> list[Problem]:

@@ -207,9 +207,13 @@ class EventLog:
             return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return None
 
-    def replay(self) -> Replay:
+    def replay(self, *, until: int | None = None) -> Replay:
         """The log replayed from its JSON commits (no checkpoints): what verify reads."""
-        return replay(self.location, TABLE)
+        return replay(self.location, TABLE, until=until)
+
+    def snapshot(self) -> Replay:
+        """The current files from the last checkpoint and the commits after it."""
+        return from_checkpoint(self.location, TABLE)
 
     def has_newer(self) -> bool:
         """Cheap probe (one stat or HEAD): has anyone committed after our snapshot?"""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,6 +20,8 @@ from urllib.parse import unquote
 from . import commits
 from .commits import Entry
 from .location import Location
+
+log = logging.getLogger("nbregistry")
 
 
 @dataclass
@@ -32,14 +36,16 @@ class Replay:
     checkpoints: list[str] = field(default_factory=list)
 
 
-def replay(location: Location, table: str) -> Replay:
-    """Active files, commit times and damage, from one listing and every commit file."""
+def replay(location: Location, table: str, *, until: int | None = None) -> Replay:
+    """Active files, commit times and damage, from one listing and every commit file (up to
+    version ``until``, when given)."""
     out = Replay()
     versions: dict[int, tuple[str, datetime]] = {}
     for key, _, modified in location.list_shallow(f"{table}/{commits.LOG}/"):
         name = key.rsplit("/", 1)[-1]
         if name.endswith(".json") and name[:-5].isdigit():
-            versions[int(name[:-5])] = (key, modified)
+            if until is None or int(name[:-5]) <= until:
+                versions[int(name[:-5])] = (key, modified)
         elif ".checkpoint." in name:
             out.checkpoints.append(key)
     if not versions:
@@ -48,7 +54,7 @@ def replay(location: Location, table: str) -> Replay:
     out.missing = [v for v in range(out.version + 1) if v not in versions]
     ordered = sorted(versions)
     keys = [versions[v][0] for v in ordered]
-    adds: dict[str, dict[str, Any]] = {}  # live path -> its add action
+    adds: dict[str, bytes] = {}  # live path -> the line of its add action
     for version, (key, raw) in zip(ordered, location.read_many(keys), strict=True):
         try:
             if raw is None:
@@ -56,7 +62,7 @@ def replay(location: Location, table: str) -> Replay:
             _apply_raw(out, adds, raw, version, versions[version][1])
         except (ValueError, UnicodeDecodeError, FileNotFoundError, KeyError, TypeError):
             out.unreadable.append(version)
-    out.files = {path: commits.entry_of(add) for path, add in adds.items()}
+    out.files = {path: commits.entry_of(json.loads(line)["add"]) for path, line in adds.items()}
     return out
 
 
@@ -65,10 +71,18 @@ def replay(location: Location, table: str) -> Replay:
 # to one whenever a line is not exactly that shape. Statistics are parsed only for the
 # files still live at the end.
 _INFO, _SEQ = b'{"commitInfo":', b'"nbregistry.seq":"'
-_REMOVE = b'{"remove":{"path":"'
+_ADD, _REMOVE = b'{"add":{"path":"', b'{"remove":{"path":"'
 
 
-def _apply_raw(out: Replay, adds: dict[str, dict[str, Any]], raw: bytes, version: int,
+def _plain_path(line: bytes, prefix: bytes) -> str | None:
+    """The path a line of that prefix names, when it needs no unescaping."""
+    if not line.startswith(prefix):
+        return None
+    path = line[len(prefix):line.index(b'"', len(prefix))]
+    return None if b"\\" in path or b"%" in path else path.decode()
+
+
+def _apply_raw(out: Replay, adds: dict[str, bytes], raw: bytes, version: int,
                modified: datetime) -> None:
     for line in raw.splitlines():
         if line.startswith(_INFO) and line.count(_SEQ) == 1:
@@ -77,16 +91,17 @@ def _apply_raw(out: Replay, adds: dict[str, dict[str, Any]], raw: bytes, version
             if digits.isdigit():
                 out.written[int(digits)] = modified
             continue
-        if line.startswith(_REMOVE):
-            path = line[len(_REMOVE):line.index(b'"', len(_REMOVE))]
-            if b"\\" not in path and b"%" not in path:
-                adds.pop(path.decode(), None)
-                continue
+        if (path := _plain_path(line, _ADD)) is not None:
+            adds[path] = line
+            continue
+        if (path := _plain_path(line, _REMOVE)) is not None:
+            adds.pop(path, None)
+            continue
         if not line.strip():
             continue
         action = json.loads(line)
         if "add" in action:
-            adds[unquote(action["add"]["path"])] = action["add"]
+            adds[unquote(action["add"]["path"])] = line
         elif "remove" in action:
             adds.pop(unquote(action["remove"]["path"]), None)
         else:
@@ -145,3 +160,54 @@ def _apply(out: Replay, actions: list[dict[str, Any]], version: int,
                 out.written[int(seq)] = modified
     if version == 0 and modified is not None:
         out.written.setdefault(1, modified)  # the genesis event, written by deltalake
+
+
+def elsewhere(location: Location, table: str, *, until: int) -> Callable[[], Replay]:
+    """``replay`` in a child process, on the machine's other core, while this one goes on:
+    returns the function that waits for it. A child started with ``python -m`` (not
+    multiprocessing, whose children re-run a script's unguarded top level), given the
+    request on stdin (credentials stay out of the process list)."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = str(Path(__file__).resolve().parents[2])  # where this nbregistry is imported from
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+    child = subprocess.Popen([sys.executable, "-m", "nbregistry.store.replay"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path})
+    request = {"uri": location.uri, "options": location.storage_options, "table": table,
+               "until": until}
+    assert child.stdin is not None
+    child.stdin.write(pickle.dumps(request))
+    child.stdin.close()
+    child.stdin = None  # sent: communicate() must not flush it
+
+    def wait() -> Replay:
+        out, err = child.communicate()
+        if child.returncode != 0:  # say why, then do it here
+            log.warning("replaying the log in a child process failed (%s); replaying here",
+                        err.decode(errors="replace").strip().splitlines()[-1:] or "no output")
+            return replay(location, table, until=until)
+        found: Replay = pickle.loads(out)
+        return found
+    return wait
+
+
+def _serve() -> None:
+    import pickle
+    import sys
+
+    request = pickle.load(sys.stdin.buffer)
+    found = replay(Location.parse(request["uri"], request["options"]), request["table"],
+                   until=request["until"])
+    pickle.dump(found, sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+if __name__ == "__main__":
+    # the package's own module, so that what is pickled is nbregistry.store.replay.Replay
+    from nbregistry.store.replay import _serve as serve
+
+    serve()

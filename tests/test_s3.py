@@ -55,6 +55,29 @@ def test_round_trip(s3_server: dict[str, str], s3_uri: str) -> None:
         "register", "register", "set_alias", "set_alias"]
 
 
+def test_merges_checkpoints_and_a_clean_up_on_s3(s3_server: dict[str, str], s3_uri: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    from nbregistry.registry import verify
+    from nbregistry.store import eventlog
+
+    monkeypatch.setattr(eventlog, "FANOUT", 3)
+    monkeypatch.setattr(eventlog, "CHECKPOINT_EVERY", 10)
+    monkeypatch.setattr(verify, "PARALLEL_FROM", 0)  # the replay in a child, over HTTP too
+    reg = nbr.open_registry(s3_uri, user="alice", storage_options=s3_server)
+    reg.register(workers.Model(1, 0), "m")
+    reader = nbr.open_registry(s3_uri, user="bob", storage_options=s3_server)
+    for i in range(30):
+        reg.comment("m", 1, f"note {i}")
+    assert len(reg._log.files()) < 10
+    assert reg._log.vacuum(grace=timedelta(0))  # the replaced files, an hour later
+    fresh = nbr.open_registry(s3_uri, storage_options=s3_server)  # checkpoint + listed tail
+    assert fresh.head == reg.head and fresh._log.files() == reg._log.files()
+    assert reader.refresh().head == reg.head  # far behind the clean-up: catches up
+    assert nbr.verify(s3_uri, storage_options=s3_server).ok
+
+
 def test_four_processes_register_and_alias(s3_server: dict[str, str], s3_uri: str) -> None:
     processes, iterations = 4, 10
     got = workers.run_processes(s3_uri, processes, iterations, storage_options=s3_server)

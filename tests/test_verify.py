@@ -193,3 +193,15 @@ def test_a_checkpoint_that_disagrees_with_the_commits_loses(
     monkeypatch.setattr(verify, "walk_log", lambda *a, **k: walked.append(1) or real_walk(*a, **k))
     assert nbr.verify(registry_uri).ok  # every event, read again from the commits' files
     assert len(walked) == 2
+
+
+@pytest.mark.parametrize("python", ["/bin/false", "/no/such/python"])
+def test_a_child_that_cannot_replay_leaves_it_to_this_process(
+        registry_uri: str, in_parallel: None, python: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import sys
+
+    populated(registry_uri)
+    monkeypatch.setattr(sys, "executable", python)
+    assert nbr.verify(registry_uri).ok
+    assert ("replaying here" in caplog.text) == (python == "/bin/false")

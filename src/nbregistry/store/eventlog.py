@@ -134,6 +134,7 @@ class EventLog:
         self._protocol: dict[str, Any] = {}
         self._configuration: dict[str, Any] = {}
         self._live: dict[str, Entry] = {}  # the data files as of self._version
+        self._vacuumed_at = float("-inf")
 
     def _options(self) -> dict[str, str] | None:
         return self.location.storage_options or None
@@ -171,7 +172,10 @@ class EventLog:
         """Load the snapshot from the last checkpoint and the commits after it; if the
         checkpoint cannot be read (derived data), replay every JSON commit instead."""
         try:
-            found = from_checkpoint(self.location, TABLE)
+            try:
+                found = from_checkpoint(self.location, TABLE)
+            except FileNotFoundError:  # pruned as we read its pointer: read the newer one
+                found = from_checkpoint(self.location, TABLE)
         except (FileNotFoundError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
             found = replay(self.location, TABLE)
             log.warning("the event log's checkpoint at %s is unreadable (%s); reading every "
@@ -313,7 +317,9 @@ class EventLog:
                 return  # another writer moved on: whoever is next merges
         if self._version - self._checkpointed() >= CHECKPOINT_EVERY:
             self.checkpoint()
-            self.vacuum()
+            if time.monotonic() - self._vacuumed_at >= GRACE.total_seconds() / 4:
+                self.vacuum()  # it lists the table's folder: not at every checkpoint
+                self._vacuumed_at = time.monotonic()
 
     def _merge(self, group: dict[str, Entry]) -> bool:
         table = self._read_checked(group)

@@ -243,6 +243,16 @@ class Location:
             return []
         return found
 
+    def list_after(self, prefix: str, offset: str) -> list[tuple[str, int, datetime]]:
+        """Like ``list``, for the keys after ``offset`` (S3's start-after: no full listing)."""
+        import obstore
+
+        def run() -> list[tuple[str, int, datetime]]:
+            return [(m["path"], int(m["size"]), m["last_modified"])
+                    for batch in obstore.list(self.store, prefix, offset=offset) for m in batch]
+
+        return _guard("list", self.join(prefix), run)
+
     def list(self, prefix: str) -> list[tuple[str, int, datetime]]:
         """(key, size, last modified by the storage's clock) of every object under prefix."""
         import obstore

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -136,11 +136,32 @@ def from_checkpoint(location: Location, table: str) -> Replay:
         protocol: dict[str, Any] = next((p for p in rest.column("protocol").to_pylist() if p), {})
         out.protocol = {key: value for key, value in protocol.items() if value is not None}
         out.version = version
-    while (raw := location.read_optional(commits.log_key(table, out.version + 1))) is not None:
+    for raw in _tail(location, table, out.version):
         out.version += 1
         _apply(out, [json.loads(line) for line in raw.decode().splitlines() if line.strip()],
                out.version, None)
     return out
+
+
+def _tail(location: Location, table: str, version: int) -> Iterator[bytes]:
+    """The commits after ``version``, up to the first that does not exist: probed one by one
+    on a local disk (a failed open costs microseconds), listed from an offset and fetched
+    concurrently on an object store (each probe would be a round trip)."""
+    if location.is_local:
+        while (raw := location.read_optional(commits.log_key(table, version + 1))) is not None:
+            version += 1
+            yield raw
+        return
+    listed = location.list_after(f"{table}/{commits.LOG}/", commits.log_key(table, version))
+    keys: list[str] = []
+    for key in sorted(key for key, _, _ in listed):
+        if key != commits.log_key(table, version + len(keys) + 1):
+            continue
+        keys.append(key)
+    for _, raw in location.read_many(keys):
+        if raw is None:
+            return
+        yield raw
 
 
 def _apply(out: Replay, actions: list[dict[str, Any]], version: int,
@@ -167,6 +188,7 @@ def elsewhere(location: Location, table: str, *, until: int) -> Callable[[], Rep
     returns the function that waits for it. A child started with ``python -m`` (not
     multiprocessing, whose children re-run a script's unguarded top level), given the
     request on stdin (credentials stay out of the process list)."""
+    import contextlib
     import os
     import pickle
     import subprocess
@@ -175,14 +197,18 @@ def elsewhere(location: Location, table: str, *, until: int) -> Callable[[], Rep
 
     here = str(Path(__file__).resolve().parents[2])  # where this nbregistry is imported from
     path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
-    child = subprocess.Popen([sys.executable, "-m", "nbregistry.store.replay"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path})
+    try:
+        child = subprocess.Popen([sys.executable, "-m", "nbregistry.store.replay"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path})
+    except OSError:  # no interpreter to start (an embedded Python): replay here, later
+        return lambda: replay(location, table, until=until)
     request = {"uri": location.uri, "options": location.storage_options, "table": table,
                "until": until}
     assert child.stdin is not None
-    child.stdin.write(pickle.dumps(request))
-    child.stdin.close()
+    with contextlib.suppress(BrokenPipeError):  # a child that died at once: wait() says so
+        child.stdin.write(pickle.dumps(request))
+        child.stdin.close()
     child.stdin = None  # sent: communicate() must not flush it
 
     def wait() -> Replay:

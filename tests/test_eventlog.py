@@ -223,3 +223,16 @@ def test_statistics_bound_every_row(registry: nbr.Registry, small_levels: None) 
     for ts in table.to_pyarrow_table().column("ts").to_pylist():
         # a reader skipping files by their time statistics must still find every event
         assert table.to_pyarrow_table(filters=[("ts", "=", ts)]).num_rows == 1
+
+
+def test_a_clean_up_from_a_stale_handle_deletes_nothing_live(registry_uri: str,
+                                                            small_levels: None) -> None:
+    from datetime import timedelta
+
+    writer = nbr.open_registry(registry_uri, user="alice")
+    writer.register(TinyModel(), "m")
+    stale = nbr.open_registry(registry_uri, user="bob", max_staleness=3600)
+    fill(writer, 40)  # merges the stale handle has not seen
+    stale._log.vacuum(grace=timedelta(0))
+    assert nbr.verify(registry_uri, artifacts=False).ok
+    assert nbr.open_registry(registry_uri).history().num_rows == writer.head[0]

@@ -370,15 +370,18 @@ class EventLog:
         holding their rows has existed for ``grace``, and files no commit names (a writer
         that died between its two writes) as old. Returns the names deleted. Files written
         within ``grace`` are never touched, whoever wrote them."""
+        # The current files, not this object's (it may be behind a merge whose inputs it
+        # still counts as live, and whose output it would take for a replaced file).
+        live = from_checkpoint(self.location, TABLE).files
         listed = {key.rsplit("/", 1)[-1]: when
                   for key, _, when in self.location.list_shallow(f"{TABLE}/")}
-        spans = sorted((e.low, e.high, p) for p, e in self._live.items()
+        spans = sorted((e.low, e.high, p) for p, e in live.items()
                        if e.low is not None and e.high is not None)
         lows = [low for low, _, _ in spans]
         cutoff = datetime.now(UTC) - grace
         deleted = []
         for name, when in listed.items():
-            if name in self._live or not name.endswith(".parquet") or when > cutoff:
+            if name in live or not name.endswith(".parquet") or when > cutoff:
                 continue
             span = commits.seq_range(name)
             if span is not None:

@@ -73,6 +73,9 @@ def compacted_file(table: pa.Table) -> tuple[str, bytes]:
     return file_name(seqs[0].as_py(), seqs[-1].as_py()), buffer.getvalue()
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _ms(ts: datetime, *, up: bool = False) -> str:
     """Delta statistics hold milliseconds: a maximum rounds up, or a reader filtering on a
     time between it and the true value would skip the file."""
@@ -117,8 +120,8 @@ def table_stats(table: pa.Table) -> str:
         bounds = pc.min_max(column.cast(pa.int64()) if key == "ts" else column)
         small, big = bounds["min"].as_py(), bounds["max"].as_py()
         if key == "ts":
-            small = _ms(datetime.fromtimestamp(small / 1e6, UTC))
-            big = _ms(datetime.fromtimestamp(big / 1e6, UTC), up=True)
+            small = _ms(_EPOCH + timedelta(microseconds=small))
+            big = _ms(_EPOCH + timedelta(microseconds=big), up=True)
         low[key], high[key] = small, big
     return _stats(table.num_rows, low, high, nulls)
 

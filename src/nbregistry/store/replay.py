@@ -123,7 +123,7 @@ def from_checkpoint(location: Location, table: str) -> Replay:
     if pointer is not None:
         found = json.loads(pointer)
         if found.get("parts") or found.get("v2Checkpoint"):
-            raise ValueError("a multi-part or v2 checkpoint: let deltalake read it")
+            raise ValueError("a multi-part or v2 checkpoint, which this reader does not read")
         version = int(found["version"])
         data = location.read_bytes(f"{folder}/{version:020d}.checkpoint.parquet")
         parquet = pq.ParquetFile(io.BytesIO(data))
@@ -131,10 +131,11 @@ def from_checkpoint(location: Location, table: str) -> Replay:
         for add in adds.filter(pc.is_valid(adds)).to_pylist():
             out.files[unquote(add["path"])] = commits.entry_of(add)
         rest = parquet.read(columns=["metaData.configuration", "protocol"])
-        metadata = next((m for m in rest.column("metaData").to_pylist() if m), None)
-        out.configuration = dict(metadata["configuration"] or []) if metadata else {}
-        protocol: dict[str, Any] = next((p for p in rest.column("protocol").to_pylist() if p), {})
-        out.protocol = {key: value for key, value in protocol.items() if value is not None}
+        metadata, protocol = (rest.column(name).filter(pc.is_valid(rest.column(name)))
+                              .to_pylist() for name in ("metaData", "protocol"))
+        out.configuration = dict(metadata[0]["configuration"] or []) if metadata else {}
+        out.protocol = {k: v for k, v in (protocol[0] if protocol else {}).items()
+                        if v is not None}
         out.version = version
     for raw in _tail(location, table, out.version):
         out.version += 1

@@ -13,10 +13,11 @@ For each size both sides build the same registry (100 models; each step register
 version of one model and moves its ``champion`` alias there), timing the last 200 writes
 of each kind; then a fresh process opens the registry and resolves ``m7@champion`` (the
 whole process, import included, median of 3; Python's bytecode cache on). For nbregistry
-it also reports the bytes per event of ``_registry`` without artifacts and the files under
-the event table, as built and at rest (once the data files merges replaced are deleted,
-which writers do an hour after each merge: the benchmark runs that clean-up with no grace
-instead of waiting the hour), and ``verify()`` of the whole chain in a fresh process.
+it also reports the bytes per event of ``_registry`` without model artifacts (state
+snapshots included) and the files under the event table, as built and at rest (once the
+data files merges replaced are deleted, which writers do an hour after each merge: the
+benchmark runs that clean-up with no grace instead of waiting the hour), and ``verify()``
+of the whole chain in a fresh process.
 """
 
 from __future__ import annotations
@@ -107,8 +108,16 @@ def cold_open(python: str, side: str, uri: str) -> float:
 
 
 def storage(root: Path) -> dict[str, Any]:
+    """Bytes under ``_registry`` but the model artifacts (state snapshots count), and the
+    files under the event table."""
+    import nbregistry as nbr
+    from nbregistry.store.blobs import key_for
+
     total = sum(p.stat().st_size for p in (root / "_registry").rglob("*")
                 if p.is_file() and "artifacts" not in p.parts)
+    for event in nbr.open_registry(str(root), create=False)._state.snapshots:
+        blob = root / key_for(event.payload["sha256"])
+        total += blob.stat().st_size if blob.exists() else 0
     files = sum(1 for p in (root / "_registry" / "events").rglob("*") if p.is_file())
     data = sum(1 for p in (root / "_registry" / "events").glob("*.parquet"))
     return {"bytes": total, "files": files, "data_files": data}

@@ -129,3 +129,16 @@ def test_only_the_newest_snapshot_is_trusted_so_only_it_is_recomputed(
     Path(registry_uri, snapshot.POINTER).write_text(json.dumps(doctored))
     fresh = nbr.open_registry(registry_uri, create=False)
     assert "admin" not in fresh.roles().get("bob", [])
+
+
+def test_superseded_snapshot_blobs_are_deleted_their_events_kept(registry_uri: str) -> None:
+    reg = busy(registry_uri)
+    for i in range(40):
+        reg.register(TinyModel(300 + i), "m2")
+    events = reg._state.snapshots
+    assert len(events) >= 4
+    kept = [e for e in events if reg._blobs.exists(e.payload["sha256"])]
+    assert kept == events[-snapshot.KEEP:]
+    assert nbr.open_registry(registry_uri, create=False)._state.base_seq == \
+        events[-1].payload["seq"]
+    assert reg.verify().ok

@@ -66,6 +66,7 @@ class Registry(RegistryView):
         self._max_staleness = max_staleness
         self._synced_at = time.monotonic()
         self._published = state.seq
+        self._pruned = False  # superseded snapshot blobs swept in this process yet?
 
     def _create(self, location: Location, user: str, create: bool | None) -> None:
         if create is False:
@@ -152,6 +153,8 @@ class Registry(RegistryView):
             payload = snapshot.take(self._state, self._blobs)
             self._record("snapshot", None, lambda s: (None, payload))
             snapshot.point(self._location, payload)
+            snapshot.prune(self._state, self._blobs, all_older=not self._pruned)
+            self._pruned = True
         except NbRegistryError as exc:
             log.warning("could not store a state snapshot of %s: %s", self.uri, exc)
 

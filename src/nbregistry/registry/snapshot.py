@@ -249,6 +249,21 @@ def take(state: RegistryState, blobs: BlobStore) -> dict[str, Any]:
             "hash": state.head_hash}
 
 
+KEEP = 2  # the newest, and the one before it for a pointer that has not moved yet
+
+
+def prune(state: RegistryState, blobs: BlobStore, *, all_older: bool = False) -> None:
+    """Delete the blobs of snapshots opening no longer uses (it trusts only the newest):
+    each is as large as the state, so keeping them all grows with the square of the log.
+    Their ``snapshot`` events stay, with the hashes. ``all_older`` sweeps every older one
+    (once per process: registries from before pruning); otherwise the one that just left."""
+    older = state.snapshots[:-KEEP]
+    for event in older if all_older else older[-1:]:
+        sha = event.payload.get("sha256")
+        if isinstance(sha, str) and len(sha) == 64:
+            blobs.delete(sha)
+
+
 def point(location: Location, payload: dict[str, Any]) -> None:
     """Move the (untrusted) pointer to the newest snapshot, once its event has landed."""
     location.put(POINTER, canonical_json({"sha256": payload["sha256"],

@@ -53,6 +53,10 @@ class BlobStore:
                 problems=[f"artifact {sha256} content hash {actual}"])
         return data
 
+    def delete(self, sha256: str) -> None:
+        """Remove a blob (derived data only: a superseded state snapshot)."""
+        self.location.delete(key_for(sha256))
+
     def all(self) -> dict[str, int]:
         """Every stored blob's hash and size."""
         out = {}

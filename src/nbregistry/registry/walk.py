@@ -76,8 +76,9 @@ class Walk:
         self.vouching: Event | None = None
 
     def feed(self, event: Event) -> None:
-        if event.action == "snapshot" and event.payload.get("seq") == self.snapshot_at:
-            if self.snapshot_at is not None and self.snapshot_at <= self.seq:
+        if (self.snapshot_at is not None and event.action == "snapshot"
+                and event.payload.get("seq") == self.snapshot_at):
+            if self.snapshot_at <= self.seq:
                 self.problems.append(Problem("snapshot", f"the state snapshot vouched for by "
                                              f"event {event.seq} describes seq "
                                              f"{self.snapshot_at}, more than {self.LAG} "
@@ -121,10 +122,12 @@ class Walk:
             self.hashes[event.seq] = event.hash
         if self.expected is not None and event.seq == self.expected[0]:
             self.expected_hash = event.hash
-        if event.action == "register":
-            self.blobs.append((event.payload["sha256"], event.seq))
-            if event.payload.get("reference"):
-                self.blobs.append((event.payload["reference"]["sha256"], event.seq))
+        if event.action == "register":  # a malformed one is reported by the fold
+            reference = event.payload.get("reference")
+            for sha in (event.payload.get("sha256"),
+                        reference.get("sha256") if isinstance(reference, dict) else None):
+                if isinstance(sha, str):
+                    self.blobs.append((sha, event.seq))
         elif event.action == "seal" and isinstance(event.payload.get("tables"), dict):
             self.sealed += event.payload["tables"].values()
 

@@ -97,6 +97,10 @@ def test_verify_recomputes_the_trusted_snapshot_from_the_fold(registry_uri: str,
     monkeypatch.setattr(snapshot, "dump", real)
     report = reg.verify()
     assert not report.ok and {p.kind for p in report.problems} == {"snapshot"}
+    # moving the (untrusted) pointer back to an honest snapshot hides nothing
+    honest = reg._state.snapshots[0].payload
+    Path(registry_uri, snapshot.POINTER).write_text(json.dumps(honest))
+    assert {p.kind for p in reg.verify().problems} == {"snapshot"}
 
 
 def test_a_pointer_left_at_an_older_snapshot_is_followed_to_the_newest(
@@ -129,6 +133,7 @@ def test_only_the_newest_snapshot_is_trusted_so_only_it_is_recomputed(
     Path(registry_uri, snapshot.POINTER).write_text(json.dumps(doctored))
     fresh = nbr.open_registry(registry_uri, create=False)
     assert "admin" not in fresh.roles().get("bob", [])
+    assert reg.verify().ok  # the newest, honest one is what verify recomputes
 
 
 def test_superseded_snapshot_blobs_are_deleted_their_events_kept(registry_uri: str) -> None:

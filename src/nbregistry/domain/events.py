@@ -340,6 +340,10 @@ def _build_pass(hint: Any) -> Callable[[Any], bool]:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         options = [_build_pass(o) for o in args]
+
+        if len(options) == 2:  # X | None, nearly always: no generator per call
+            first, second = options
+            return lambda value: first(value) or second(value)
         return lambda value: any(option(value) for option in options)
     if hint is type(None):
         return lambda value: value is None

@@ -226,6 +226,15 @@ def _pointed(location: Location, blobs: BlobStore) -> tuple[str, str] | None:
     return _blob(location, blobs, sha)
 
 
+def pointed_seq(location: Location) -> int | None:
+    """The seq the pointer says the newest snapshot covers: a hint, never trusted."""
+    try:
+        seq = json.loads(location.read_bytes(POINTER)).get("seq")
+    except (FileNotFoundError, ValueError, AttributeError, NbRegistryError):
+        return None
+    return seq if isinstance(seq, int) else None
+
+
 def _blob(location: Location, blobs: BlobStore, sha: str) -> tuple[str, str] | None:
     try:
         return unpack(blobs.get(sha)), sha

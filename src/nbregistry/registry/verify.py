@@ -14,8 +14,9 @@ from ..store.blobs import key_for
 from ..store.commits import Entry
 from ..store.eventlog import TABLE
 from ..store.replay import Replay, elsewhere
+from . import snapshot
 from . import witness as witnesses
-from .walk import Walk, clock_problems, trusted_snapshot, walk_log
+from .walk import Walk, clock_problems, walk_log
 
 # Commits from which the replay runs in a child process: below, starting one costs more than
 # it saves (0.4 s of imports; the replay itself costs about 40 µs a commit here).
@@ -62,20 +63,27 @@ def verify_log(location: Location, *, artifacts: bool = True,
         return VerifyReport(False, 0, 0, 0, GENESIS_HASH, (absent,))
     evidence, files = _evidence(log)
 
-    def walk_files(chosen: dict[str, Entry]) -> tuple[Walk, list[Problem]]:
+    def walk_files(chosen: dict[str, Entry], at: int | None) -> tuple[Walk, list[Problem]]:
         walk = Walk(trusted_keys, expected_head, keep_hashes=witness is not None,
-                    snapshot_at=trusted_snapshot(log, chosen))
-        return walk, walk_log(log, chosen, walk, progress=progress)
+                    snapshot_at=at)
+        problems = walk_log(log, chosen, walk, progress=progress)
+        if walk.newest_vouched != at:  # the pointer was behind (or lied): walk again
+            return walk_files(chosen, walk.newest_vouched)
+        return walk, problems
 
-    walk, problems = walk_files(files)
+    hint = snapshot.pointed_seq(location)
+    walk, problems = walk_files(files, hint)
     commits = evidence()  # the JSON commits themselves, not the checkpoints derived from them
     if commits.files != files:  # the checkpoint disagrees with them: the evidence wins
-        walk, problems = walk_files(commits.files)
+        walk, problems = walk_files(commits.files, walk.snapshot_at)
     problems = [Problem("missing_commit", f"Delta log commit {v} is missing: the events "
                         "it held may be lost") for v in commits.missing] + problems
     problems += [Problem("missing_commit", f"Delta log commit {v} is unreadable")
                  for v in commits.unreadable]
     problems += walk.problems + walk.state.skipped + clock_problems(walk, commits.written)
+    if walk.snapshot_at is not None and walk.snapshot_at > walk.seq:
+        problems.append(Problem("snapshot", f"the newest snapshot event vouches for seq "
+                                f"{walk.snapshot_at}, beyond the end of the log ({walk.seq})"))
     run = {"chain", "events", "signatures", "clock", "checkpoints"}
     if expected_head is not None:
         run.add("expected_head")

@@ -4,21 +4,20 @@ checks need, never the events themselves."""
 from __future__ import annotations
 
 import array
+import gc
 import hashlib
-import json
 from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import pyarrow.compute as pc
+import pyarrow as pa
 
 from ..domain.canonical import GENESIS_HASH
 from ..domain.entities import Event, Problem
 from ..domain.timefmt import ts_text
 from ..store import EventLog
 from ..store.commits import Entry
-from ..store.eventlog import runs
 from . import snapshot
 from .chain import EPOCH, events_from_table, link_problem
 from .fold import interpret
@@ -28,30 +27,13 @@ from .state import RegistryState
 CLOCK_TOLERANCE = timedelta(minutes=5)
 
 
-def trusted_snapshot(log: EventLog, files: dict[str, Entry]) -> int | None:
-    """The seq whose state the newest ``snapshot`` event vouches for: the one snapshot
-    opening trusts, so the one verify recomputes (a light pass over three columns)."""
-    holding = None
-    for group in runs(files):  # the action column is small; the payload is read once
-        table, _, _ = log.read_each_file(group, columns=["action"])
-        if pc.any(pc.equal(table.column("action"), "snapshot")).as_py():
-            holding = group
-    if holding is None:
-        return None
-    table = log.read_each_file(holding, columns=["seq", "action", "payload"])[0]
-    rows = table.filter(pc.equal(table.column("action"), "snapshot"))
-    newest = rows.take(pc.sort_indices(rows.column("seq"))).column("payload")[-1].as_py()
-    try:
-        vouched = json.loads(newest).get("seq")
-    except (ValueError, AttributeError):
-        return None  # a malformed event: the fold reports it
-    return vouched if isinstance(vouched, int) else None
-
-
 class Walk:
     """One pass over the events in seq order, holding the fold and what later checks need
     (never the events themselves). The fold lags LAG events behind the reading, so that the
-    ``snapshot`` event vouching for the state at seq N is seen before the fold passes N."""
+    ``snapshot`` event vouching for the state at seq N is seen before the fold passes N.
+    ``snapshot_at`` is the N to recompute: the one the newest ``snapshot`` event names, which
+    only the pass itself finds out (``newest_vouched``), so the caller starts from the
+    pointer's hint and walks again when the hint was wrong."""
 
     LAG = 256
 
@@ -74,8 +56,12 @@ class Walk:
         self.pending: deque[Event] = deque()
         self.snapshot_at = snapshot_at
         self.vouching: Event | None = None
+        self.newest_vouched: int | None = None
 
     def feed(self, event: Event) -> None:
+        if event.action == "snapshot":
+            vouched = event.payload.get("seq")
+            self.newest_vouched = vouched if isinstance(vouched, int) else None
         if (self.snapshot_at is not None and event.action == "snapshot"
                 and event.payload.get("seq") == self.snapshot_at):
             if self.snapshot_at <= self.seq:
@@ -113,8 +99,6 @@ class Walk:
             self.problems.append(Problem("clock", f"event {event.seq} is dated "
                                          f"{ts_text(event.ts)}, before the event preceding "
                                          f"it ({ts_text(self.last_ts)}): backdated", event.seq))
-        self.seqs.append(event.seq)
-        self.micros.append((event.ts - EPOCH) // timedelta(microseconds=1))
         signed = self.signatures(event)
         if signed is not None:
             self.problems.append(signed)
@@ -161,18 +145,31 @@ def walk_log(log: EventLog, files: dict[str, Entry], walk: Walk, *, progress: bo
     """Feed every event of ``files`` to ``walk``; the damaged files found on the way."""
     from tqdm.auto import tqdm
 
-    problems = []
+    problems: list[Problem] = []
+    collecting = gc.isenabled()
+    gc.disable()  # the fold holds a large state: full collections made each event dearer
     # Opt-in: a report that verifies must not embed a progress widget.
-    with tqdm(total=sum(e.records or 1 for e in files.values()), disable=not progress,
-              desc="verifying the chain", unit=" events", leave=False) as bar:
-        for table, missing, rewritten in log.stream(files):
-            problems += [Problem("missing_file", f"event data file missing or unreadable: "
-                                 f"{name}") for name in missing]
-            problems += [Problem("rewritten_file", f"event data file {name} was rewritten "
-                                 "after its commit (its size differs from the Delta log)")
-                         for name in rewritten]
-            for event in events_from_table(table):
-                walk.feed(event)
-            bar.update(table.num_rows)
+    try:
+        with tqdm(total=sum(e.records or 1 for e in files.values()), disable=not progress,
+                  desc="verifying the chain", unit=" events", leave=False) as bar:
+            _walk_runs(log, files, walk, problems, bar)
+    finally:
+        if collecting:
+            gc.enable()
     walk.finish()
     return problems
+
+
+def _walk_runs(log: EventLog, files: dict[str, Entry], walk: Walk, problems: list[Problem],
+               bar: Any) -> None:
+    for table, missing, rewritten in log.stream(files):
+        problems.extend(Problem("missing_file", f"event data file missing or unreadable: "
+                                f"{name}") for name in missing)
+        problems.extend(Problem("rewritten_file", f"event data file {name} was rewritten "
+                                "after its commit (its size differs from the Delta log)")
+                        for name in rewritten)
+        walk.seqs.extend(table.column("seq").to_pylist())  # for the clock check
+        walk.micros.extend(table.column("ts").cast(pa.int64()).to_pylist())
+        for event in events_from_table(table):
+            walk.feed(event)
+        bar.update(table.num_rows)

@@ -14,7 +14,6 @@ snapshot that long falls back to the current one.
 
 from __future__ import annotations
 
-import array
 import bisect
 import json
 import logging
@@ -24,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..domain.entities import Event
 from ..domain.errors import ForkedProcessError, IntegrityError, StorageError
@@ -85,17 +83,24 @@ def to_table(events: Sequence[Event]) -> pa.Table:
 log = logging.getLogger("nbregistry")
 
 
-# pyarrow converts Python values by first asking pandas whether they are pandas objects, and
-# importing pandas costs 0.3 s of every open: the read path never builds arrays from Python.
-def int64s(values: list[int]) -> pa.Array:
-    return pa.Array.from_buffers(pa.int64(), len(values),
-                                 [None, pa.py_buffer(array.array("q", values))])
+def rows_where(table: pa.Table, keep: Callable[[int], bool]) -> pa.Table:
+    """The rows whose seq passes ``keep``, as slices of ``table`` (in its order): no
+    pyarrow.compute, whose import is a tenth of opening a registry."""
+    seqs = table.column("seq").to_pylist()
+    chosen = [i for i, seq in enumerate(seqs) if keep(seq)]
+    if len(chosen) == len(seqs):
+        return table
+    pieces, start = [], 0
+    for at, index in enumerate(chosen):
+        if at + 1 == len(chosen) or chosen[at + 1] != index + 1:
+            pieces.append(table.slice(chosen[start], index - chosen[start] + 1))
+            start = at + 1
+    return pa.concat_tables(pieces) if pieces else table.slice(0, 0)
 
 
 def after(table: pa.Table, seq: int) -> pa.Table:
-    """The rows with seq greater than ``seq``, ordered by seq."""
-    ordered = table.take(pc.sort_indices(table.column("seq")))
-    return ordered.slice(bisect.bisect_right(ordered.column("seq").to_pylist(), seq))
+    """The rows with seq greater than ``seq`` (in the table's order)."""
+    return rows_where(table, lambda found: found > seq)
 
 
 def level(entry: Entry) -> int:
@@ -201,10 +206,9 @@ class EventLog:
         return forkguard.guarded(lambda: DeltaTable(self.uri, storage_options=self._options()))
 
     def checkpoint_problem(self) -> str | None:
-        """Why the checkpoints (derived data) cannot be read, by us or by deltalake."""
+        """Why the checkpoint (derived data) that opening reads cannot be read."""
         try:
             from_checkpoint(self.location, TABLE)
-            self._load()
         except ForkedProcessError:
             raise
         except Exception as exc:
@@ -247,7 +251,8 @@ class EventLog:
                     self.open()
                     return self.read_after(after_seq)
                 try:
-                    tables.append(commits.read_parquet(data).cast(SCHEMA))
+                    table = commits.read_parquet(data)
+                    tables.append(table if table.schema.equals(SCHEMA) else table.cast(SCHEMA))
                 except pa.ArrowException as exc:
                     raise IntegrityError(
                         f"event data file {path} named by commit {self._version + 1} is "
@@ -322,6 +327,8 @@ class EventLog:
                 self._vacuumed_at = time.monotonic()
 
     def _merge(self, group: dict[str, Entry]) -> bool:
+        import pyarrow.compute as pc
+
         table = self._read_checked(group)
         table = table.take(pc.sort_indices(table.column("seq")))
         name, data = commits.compacted_file(table)
@@ -419,8 +426,8 @@ class EventLog:
                     or bisect.bisect_left(ordered, e.low) < bisect.bisect_right(ordered,
                                                                                  e.high)}
 
-        table = self._read_live(holding)
-        return table.filter(pc.is_in(table.column("seq"), value_set=int64s(ordered)))
+        wanted = set(ordered)
+        return rows_where(self._read_live(holding), wanted.__contains__)
 
     def _read_live(self, select: Callable[[dict[str, Entry]], dict[str, Entry]]) -> pa.Table:
         """Read the selected files; if some are gone and the log has moved on, they were
@@ -456,7 +463,9 @@ class EventLog:
             try:
                 if raw is None:
                     raise FileNotFoundError(path)
-                tables.append(commits.read_parquet(raw, columns).cast(schema))
+                table = commits.read_parquet(raw, columns)
+                # cast only when needed: a no-op cast still imports pyarrow.compute
+                tables.append(table if table.schema.equals(schema) else table.cast(schema))
             except (OSError, pa.ArrowException, KeyError):
                 missing.append(path)
                 continue
@@ -469,6 +478,8 @@ class EventLog:
                ) -> Iterator[tuple[pa.Table, list[str], list[str]]]:
         """``read_each_file`` run by run in seq order, each run's rows sorted: the whole log
         is never in memory at once."""
+        import pyarrow.compute as pc
+
         for group in runs(files):
             table, missing, rewritten = self.read_each_file(group, columns=columns)
             yield table.take(pc.sort_indices(table.column("seq"))), missing, rewritten

@@ -57,7 +57,6 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple, TypeVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..domain.errors import ForkedProcessError, InvalidInputError, StorageError
 from ..domain.validate import model_name
@@ -196,6 +195,8 @@ class MonitorTable:
 
     def _shape(self, data: pa.Table) -> pa.Table:
         """Required columns present with castable types, ``day`` derived from ``ts``."""
+        import pyarrow.compute as pc  # lazily: opening a registry never needs it
+
         base = base_schema(self.kind)
         if self.kind == "metrics":
             extra = sorted(set(data.column_names) - set(base.names))
@@ -254,6 +255,8 @@ class MonitorTable:
         rows may fall in ``[start, end)`` of the time column (``ts``; ``window_start`` for
         metrics): pruned by the ``day`` partition and by the column's statistics. On object
         stores the files are fetched to the local cache first."""
+        import pyarrow.compute as pc
+
         start, end = utc(start, "start"), utc(end, "end")
         if start is not None and end is not None and end <= start:
             raise InvalidInputError(f"end {end.isoformat()} is not after start "
@@ -280,6 +283,8 @@ class MonitorTable:
     def find_ids(self, ids: pa.Array | pa.ChunkedArray) -> pa.Array:
         """The distinct ``prediction_id`` values among ``ids`` that the newest snapshot
         holds. Files whose id statistics cannot contain any of them are not read."""
+        import pyarrow.compute as pc
+
         wanted = pc.unique(pa.chunked_array([ids]).cast(pa.string()).drop_null())
         _, actions, schema = self._actions(None)
         if actions is None or len(wanted) == 0:
@@ -339,6 +344,8 @@ def paths(actions: pa.Table) -> list[str]:
 def _overlaps(actions: pa.Table, start: datetime | None, end: datetime | None,
               column: str) -> pa.Array:
     """Files whose day partition and time statistics may hold rows in [start, end)."""
+    import pyarrow.compute as pc
+
     keep = pa.array([True] * actions.num_rows, pa.bool_())
     names = actions.column_names
     if start is not None:
@@ -393,6 +400,8 @@ def widens(source: pa.DataType, target: pa.DataType) -> bool:
 
 def conform(data: pa.Table, schema: pa.Schema) -> pa.Table:
     """Cast ``data``'s columns that ``schema`` also has to its types (safe casts only)."""
+    import pyarrow.compute as pc
+
     for i, name in enumerate(data.column_names):
         if name not in schema.names:
             continue

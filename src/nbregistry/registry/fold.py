@@ -55,7 +55,7 @@ def interpret(state: RegistryState, event: Event) -> None:
         except (Skip, KeyError, TypeError, ValueError, InvalidInputError) as exc:
             state.skipped.append(Problem("malformed", f"event {event.seq} ({event.action} by "
                                          f"{event.actor}) was not applied: {exc}", event.seq))
-    if state.keep_events:
+    if not state.lean:
         state.events.append(event)
     state.seq, state.head_hash = event.seq, event.hash
     if state.last_ts is None or event.ts > state.last_ts:
@@ -107,9 +107,10 @@ def _register(state: RegistryState, event: Event) -> None:
             event.model, event.ts, event.actor, Versions(event.model, state.loader))
     if event.version in model.versions:
         raise Skip(f"{event.model!r} v{event.version} is already registered")
-    mv = record(event)
+    mv = record(event)  # also what checks the payload holds a version's fields
     model.versions.seqs[event.version] = event.seq
-    model.versions[event.version] = mv
+    if not state.lean:
+        model.versions[event.version] = mv
     model.latest = max(model.latest, event.version)
     model.stage_of[event.version] = state.policy.initial
     data = mv.lineage.get("training_data") or {}

@@ -25,6 +25,7 @@ from .signing import SignatureCheck
 from .state import RegistryState
 
 CLOCK_TOLERANCE = timedelta(minutes=5)
+BATCH = 4096  # events turned into Python objects at a time
 
 
 class Walk:
@@ -40,7 +41,7 @@ class Walk:
     def __init__(self, trusted_keys: Mapping[str, str | Sequence[str]] | None,
                  expected_head: tuple[int, str] | None, *, keep_hashes: bool,
                  snapshot_at: int | None) -> None:
-        self.state, self.folding = RegistryState(keep_events=False), True
+        self.state, self.folding = RegistryState(lean=True), True
         self.seq, self.head, self.count = 0, GENESIS_HASH, 0
         self.last_ts: datetime | None = None
         self.first_hash: str | None = None
@@ -170,6 +171,8 @@ def _walk_runs(log: EventLog, files: dict[str, Entry], walk: Walk, problems: lis
                         for name in rewritten)
         walk.seqs.extend(table.column("seq").to_pylist())  # for the clock check
         walk.micros.extend(table.column("ts").cast(pa.int64()).to_pylist())
-        for event in events_from_table(table):
-            walk.feed(event)
-        bar.update(table.num_rows)
+        for start in range(0, table.num_rows, BATCH):  # a merged file holds up to 125,000
+            batch = table.slice(start, BATCH)
+            for event in events_from_table(batch):
+                walk.feed(event)
+            bar.update(batch.num_rows)

@@ -102,7 +102,9 @@ def cold_open(python: str, side: str, uri: str) -> float:
     times = []
     for _ in range(4):
         start = time.perf_counter()
-        subprocess.run([python, "-c", code], check=True, env=env, capture_output=True)
+        done = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{side} open failed (rc {done.returncode}):\n{done.stderr}")
         times.append(time.perf_counter() - start)
     return statistics.median(times[1:])  # the first run warms the bytecode and disk caches
 

@@ -260,5 +260,7 @@ def added_files(raw: bytes, table_uri: str) -> list[str]:
 
 def read_parquet(raw: bytes, columns: list[str] | None = None) -> pa.Table:
     # ParquetFile, not read_table: read_table pulls in pyarrow.dataset (and pandas), is 3x
-    # slower on small files and aborted the interpreter at exit in a bare script here.
-    return pq.ParquetFile(io.BytesIO(raw)).read(columns=columns)
+    # slower on small files and aborted the interpreter at exit in a bare script here. No
+    # threads: a one-process CLI must not leave pyarrow's pool running at exit (a rare
+    # SIGABRT seen here), and these files are read one after another anyway.
+    return pq.ParquetFile(io.BytesIO(raw)).read(columns=columns, use_threads=False)

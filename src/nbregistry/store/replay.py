@@ -128,11 +128,12 @@ def from_checkpoint(location: Location, table: str) -> Replay:
         parquet = pq.ParquetFile(io.BytesIO(data))
         # to_pylist and skip the nulls (tombstone rows): pyarrow.compute would cost more
         # to import than this does on a checkpoint of 200,000 rows
-        adds = parquet.read(columns=["add.path", "add.size", "add.stats"]).column("add")
+        adds = parquet.read(columns=["add.path", "add.size", "add.stats"],
+                            use_threads=False).column("add")
         for add in adds.to_pylist():
             if add is not None:
                 out.files[unquote(add["path"])] = commits.entry_of(add)
-        rest = parquet.read(columns=["metaData.configuration", "protocol"])
+        rest = parquet.read(columns=["metaData.configuration", "protocol"], use_threads=False)
         metadata, protocol = ([row for row in rest.column(name).to_pylist() if row]
                               for name in ("metaData", "protocol"))
         out.configuration = dict(metadata[0]["configuration"] or []) if metadata else {}

@@ -231,33 +231,6 @@ def protocol_changes(raw: bytes) -> tuple[dict[str, Any] | None, dict[str, Any] 
     return protocol, metadata
 
 
-def event_seq(raw: bytes) -> int | None:
-    """The seq of the event a hand-written commit holds (None for compaction commits)."""
-    first = raw.split(b"\n", 1)[0]
-    if b"nbregistry.seq" not in first:
-        return None
-    info: dict[str, Any] = json.loads(first).get("commitInfo", {})
-    value = info.get("nbregistry.seq")
-    return int(value) if isinstance(value, str) and value.isdigit() else None
-
-
-def added_files(raw: bytes, table_uri: str) -> list[str]:
-    """Paths (relative to the table) of the data a commit added; compaction rewrites
-    (dataChange = false) add no new rows and are skipped."""
-    paths = []
-    for line in raw.decode().splitlines():
-        if not line.strip():
-            continue
-        action: dict[str, Any] = json.loads(line)
-        add = action.get("add")
-        if add and add.get("dataChange", True):
-            path = unquote(add["path"])
-            if "://" in path or path.startswith("/"):
-                path = path.split(table_uri.rstrip("/") + "/", 1)[-1]
-            paths.append(path)
-    return paths
-
-
 def read_parquet(raw: bytes, columns: list[str] | None = None) -> pa.Table:
     # ParquetFile, not read_table: read_table pulls in pyarrow.dataset (and pandas), is 3x
     # slower on small files and aborted the interpreter at exit in a bare script here. No

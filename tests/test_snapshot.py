@@ -147,3 +147,15 @@ def test_superseded_snapshot_blobs_are_deleted_their_events_kept(registry_uri: s
     assert nbr.open_registry(registry_uri, create=False)._state.base_seq == \
         events[-1].payload["seq"]
     assert reg.verify().ok
+
+
+def test_a_snapshot_event_naming_a_model_artifact_deletes_nothing(registry_uri: str) -> None:
+    reg = busy(registry_uri)
+    for i in range(40):
+        reg.register(TinyModel(900 + i), "m2")
+    assert len(reg._state.snapshots) > snapshot.KEEP
+    artifact = reg.get("m1", 1).sha256
+    planted = reg._state.snapshots[0]  # as if a writer had named the artifact in it
+    planted.payload["sha256"] = artifact
+    snapshot.prune(reg._state, reg._blobs, all_older=True)
+    assert reg._blobs.exists(artifact)

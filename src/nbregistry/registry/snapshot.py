@@ -269,8 +269,18 @@ def prune(state: RegistryState, blobs: BlobStore, *, all_older: bool = False) ->
     older = state.snapshots[:-KEEP]
     for event in older if all_older else older[-1:]:
         sha = event.payload.get("sha256")
-        if isinstance(sha, str) and len(sha) == 64:
+        if isinstance(sha, str) and _holds_a_snapshot(blobs, sha):
             blobs.delete(sha)
+
+
+def _holds_a_snapshot(blobs: BlobStore, sha: str) -> bool:
+    """A ``snapshot`` event names its blob, but anyone who can write the log can name a model
+    artifact there: delete only what really is a state snapshot."""
+    try:
+        doc = json.loads(unpack(blobs.get(sha)))
+    except (NbRegistryError, ValueError, zlib.error):
+        return False  # gone already, or not ours to delete
+    return isinstance(doc, dict) and {"models", "head_hash", "snapshots"} <= doc.keys()
 
 
 def point(location: Location, payload: dict[str, Any]) -> None:

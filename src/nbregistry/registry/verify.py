@@ -8,7 +8,7 @@ from typing import Any
 
 from ..domain.canonical import GENESIS_HASH
 from ..domain.entities import Check, Problem, VerifyReport
-from ..domain.errors import NbRegistryError
+from ..domain.errors import ForkedProcessError, NbRegistryError
 from ..store import EventLog, Location, check_seals
 from ..store.blobs import key_for
 from ..store.commits import Entry
@@ -61,7 +61,7 @@ def verify_log(location: Location, *, artifacts: bool = True,
     if not log.exists():
         absent = Problem("missing", f"no event log at {log.uri}")
         return VerifyReport(False, 0, 0, 0, GENESIS_HASH, (absent,))
-    evidence, files = _evidence(log)
+    evidence, files, unreadable = _evidence(log)
 
     def walk_files(chosen: dict[str, Entry], at: int | None) -> tuple[Walk, list[Problem]]:
         walk = Walk(trusted_keys, expected_head, keep_hashes=witness is not None,
@@ -90,7 +90,7 @@ def verify_log(location: Location, *, artifacts: bool = True,
         problems += _head_problems(walk.seq, expected_head, walk.expected_hash)
     if trusted_keys:
         run.add("pinned_keys")
-    problems += _checkpoint_problems(log)
+    problems += _checkpoint_problems(unreadable)
     if walk.sealed:
         run.add("seals")
         problems += _seal_problems(location, walk.sealed)
@@ -112,18 +112,22 @@ def verify_log(location: Location, *, artifacts: bool = True,
                         tuple(problems), tuple(walk.state.notices), checks)
 
 
-def _evidence(log: EventLog) -> tuple[Callable[[], Replay], dict[str, Entry]]:
-    """(a function returning the replay of every JSON commit, the files to read meanwhile).
-    A long log is replayed in a child process on the other core while this one reads the
-    files the checkpoint names; the two must agree, or the files are read again."""
+def _evidence(log: EventLog) -> tuple[Callable[[], Replay], dict[str, Entry], str | None]:
+    """(a function returning the replay of every JSON commit, the files to read meanwhile,
+    why the checkpoint cannot be read or None). A long log is replayed in a child process on
+    the other core while this one reads the files the checkpoint names; the two must agree,
+    or the files are read again."""
     try:
         quick = log.snapshot()
-    except (OSError, ValueError, KeyError, TypeError, NbRegistryError):
-        quick = None
-    if quick is not None and quick.version >= PARALLEL_FROM:
-        return elsewhere(log.location, TABLE, until=quick.version), quick.files
-    found = log.replay(until=None if quick is None else quick.version)
-    return (lambda: found), found.files
+    except ForkedProcessError:
+        raise
+    except Exception as exc:  # derived data: report it, replay the evidence instead
+        found = log.replay()
+        return (lambda: found), found.files, (str(exc).splitlines() or [type(exc).__name__])[0]
+    if quick.version >= PARALLEL_FROM:
+        return elsewhere(log.location, TABLE, until=quick.version), quick.files, None
+    found = log.replay(until=quick.version)
+    return (lambda: found), found.files, None
 
 
 def _head_problems(seq: int, expected: tuple[int, str], found: str | None) -> list[Problem]:
@@ -143,13 +147,12 @@ def _seal_problems(location: Location, sealed: list[Any]) -> list[Problem]:
         return [Problem("seal", f"the monitoring seals could not be checked: {exc}")]
 
 
-def _checkpoint_problems(log: EventLog) -> list[Problem]:
+def _checkpoint_problems(unreadable: str | None) -> list[Problem]:
     """Checkpoints are derived data; a damaged one does not lose events but stops fast
     opening (the registry then opens from the JSON commits)."""
-    why = log.checkpoint_problem()
-    if why is None:
+    if unreadable is None:
         return []
-    return [Problem("checkpoint", f"the event log's checkpoint cannot be read ({why}): "
+    return [Problem("checkpoint", f"the event log's checkpoint cannot be read ({unreadable}): "
                     "delete the damaged *.checkpoint.parquet and _delta_log/_last_checkpoint; "
                     "they are derived data")]
 

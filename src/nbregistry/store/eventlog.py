@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..domain.entities import Event
-from ..domain.errors import ForkedProcessError, IntegrityError, StorageError
+from ..domain.errors import ForkedProcessError, IntegrityError, InvalidInputError, StorageError
 from . import commits, forkguard
 from .commits import Entry
 from .location import Location
@@ -205,16 +205,6 @@ class EventLog:
 
         return forkguard.guarded(lambda: DeltaTable(self.uri, storage_options=self._options()))
 
-    def checkpoint_problem(self) -> str | None:
-        """Why the checkpoint (derived data) that opening reads cannot be read."""
-        try:
-            from_checkpoint(self.location, TABLE)
-        except ForkedProcessError:
-            raise
-        except Exception as exc:
-            return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return None
-
     def replay(self, *, until: int | None = None) -> Replay:
         """The log replayed from its JSON commits (no checkpoints): what verify reads."""
         return replay(self.location, TABLE, until=until)
@@ -377,6 +367,10 @@ class EventLog:
         holding their rows has existed for ``grace``, and files no commit names (a writer
         that died between its two writes) as old. Returns the names deleted. Files written
         within ``grace`` are never touched, whoever wrote them."""
+        if grace < timedelta(0):
+            raise InvalidInputError(f"grace must be zero or more, got {grace}: a negative "
+                                    "grace would delete files being written now",
+                                    field="grace")
         # The current files, not this object's (it may be behind a merge whose inputs it
         # still counts as live, and whose output it would take for a replaced file).
         live = from_checkpoint(self.location, TABLE).files

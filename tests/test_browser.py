@@ -280,4 +280,4 @@ def test_monitoring_dashboard_in_jupyterlab(page: Page, lab: Lab) -> None:
     cell.get_by_text("Alerts").click()
     cell.screenshot(path=str(ARTIFACTS / "monitoring-dashboard-alerts.png"))
     reg = nbr.open_registry(uri, user="auditor")
-    assert reg._state.alerts and reg.get("credit", 1).status.get("retrain_requested")
+    assert reg.ledger.state.alerts and reg.get("credit", 1).status.get("retrain_requested")

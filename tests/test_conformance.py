@@ -58,11 +58,12 @@ def events(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             reg.set_alias("alpha", "champion", i + 1)
             if i % 2:
                 reg.set_alias("beta", "challenger", i)
-        deleted = reg._log.vacuum(grace=timedelta(0))  # the clean-up an hour later
+        deleted = reg.ledger.log.vacuum(grace=timedelta(0))  # the clean-up an hour later
     history = normalise(reg.history().to_pylist())
     log = EventLog(Location(str(root)))
     return {"uri": log.uri, "history": history, "log": Path(log.uri) / "_delta_log",
-            "deleted": deleted, "levels": {eventlog.level(e) for e in reg._log.files().values()}}
+            "deleted": deleted,
+            "levels": {eventlog.level(e) for e in reg.ledger.log.files().values()}}
 
 
 def test_the_log_has_compactions_checkpoints_and_a_hand_written_tail(

@@ -235,7 +235,7 @@ def test_reference_against_itself_is_stable(con: duckdb.DuckDBPyConnection,
     for row in table.to_pylist():
         assert row["psi"] == pytest.approx(0, abs=1e-12), row
         assert row["js"] == pytest.approx(0, abs=1e-7)
-        assert row["drifted"] is False and row["status"] == "stable"
+        assert row["drifted"] is False and row["status"] == "ok"
         if row["kind"] == "numeric":
             assert row["ks"] == 0.0
             assert row["wasserstein"] == pytest.approx(0, abs=1e-12)
@@ -251,10 +251,10 @@ def test_effect_floor_keeps_a_huge_window_from_alarming(con: duckdb.DuckDBPyConn
     row = drift(con, f"read_parquet('{tmp_path / 'big.parquet'}')", baseline).to_pylist()[0]
     assert row["p_adjusted"] < 1e-6          # significant ...
     assert row["psi"] < 0.1                  # ... but trivial
-    assert row["drifted"] is False and row["status"] == "stable"
+    assert row["drifted"] is False and row["status"] == "ok"
 
 
-@pytest.mark.parametrize("shift, status", [(0.0, "stable"), (0.4, "warn"), (1.5, "alert")])
+@pytest.mark.parametrize("shift, status", [(0.0, "ok"), (0.4, "warn"), (1.5, "alert")])
 def test_status_bands_follow_psi(shift: float, status: str, con: duckdb.DuckDBPyConnection,
                                  tmp_path: Path) -> None:
     rng = np.random.default_rng(6)
@@ -262,7 +262,7 @@ def test_status_bands_follow_psi(shift: float, status: str, con: duckdb.DuckDBPy
     pq.write_table(pa.table({"x": rng.normal(shift, 1, 20_000)}), tmp_path / "s.parquet")
     row = drift(con, f"read_parquet('{tmp_path / 's.parquet'}')", baseline).to_pylist()[0]
     assert row["status"] == status
-    expected = "stable" if row["psi"] < 0.1 else "warn" if row["psi"] < 0.25 else "alert"
+    expected = "ok" if row["psi"] < 0.1 else "warn" if row["psi"] < 0.25 else "alert"
     assert row["status"] == expected
 
 

@@ -31,7 +31,7 @@ def test_windows(window: str, sql: str) -> None:
 
 @pytest.mark.parametrize("window", ["0d", "1y", "d", "-1d"])
 def test_bad_windows(window: str) -> None:
-    with pytest.raises(InvalidInputError, match="positive duration"):
+    with pytest.raises(InvalidInputError, match="positive length"):
         duck.interval(window)
 
 

@@ -99,7 +99,7 @@ def test_a_failed_compaction_is_logged_not_swallowed(registry: nbr.Registry,
     registry.register(TinyModel(), "m")
     monkeypatch.setattr(commits, "compacted_file", broken)
     with caplog.at_level(logging.WARNING, logger="nbregistry"):
-        registry._log.compact()
+        registry.ledger.log.compact()
     assert "compaction of the event log" in caplog.text and "simulated" in caplog.text
     assert registry.verify().ok
 
@@ -123,7 +123,7 @@ def test_a_registry_from_before_adopts_expiring_tombstones_at_checkpoint(
     reg = nbr.open_registry(registry_uri, user="alice")
     events_table(registry_uri).alter.set_table_properties(
         {"delta.deletedFileRetentionDuration": "interval 36500 days"})
-    reg.refresh()._log.checkpoint()
+    reg.refresh().ledger.log.checkpoint()
     config = events_table(registry_uri).metadata().configuration
     wanted = eventlog.CONFIGURATION["delta.deletedFileRetentionDuration"]
     assert config["delta.deletedFileRetentionDuration"] == wanted
@@ -151,7 +151,7 @@ def small_levels(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def fill(reg: nbr.Registry, n: int) -> None:
     """``n`` more events: comments on version 1 of ``m``."""
-    if "m" not in reg.refresh()._state.models:
+    if "m" not in reg.refresh().ledger.state.models:
         reg.register(TinyModel(), "m")
     for i in range(n):
         reg.comment("m", 1, f"round {i}")
@@ -164,7 +164,7 @@ def test_merges_keep_every_event_in_few_files_never_rewritten_to_grow(
     from nbregistry.store.eventlog import level
 
     fill(registry, 120)
-    files = registry._log.files()
+    files = registry.ledger.log.files()
     levels = Counter(level(entry) for entry in files.values())
     # a log-structured merge: fewer than FANOUT files at each level below the top
     assert all(count < 3 for depth, count in levels.items() if depth < 3), levels
@@ -185,15 +185,15 @@ def test_vacuum_deletes_only_what_merges_replaced_after_the_grace(
     fill(registry, 60)
     folder = Path(registry.uri, "_registry", "events")
     before = {p.name for p in folder.glob("*.parquet")}
-    live = set(registry._log.files())
-    assert registry._log.vacuum() == []  # everything is younger than the grace
+    live = set(registry.ledger.log.files())
+    assert registry.ledger.log.vacuum() == []  # everything is younger than the grace
     orphan = folder / "e000000099999-000000099999-" "0123456789abcdef0123456789abcdef.parquet"
     orphan.write_bytes(b"a data file whose commit never landed, seqs beyond the log")
-    deleted = registry._log.vacuum(grace=timedelta(0))
+    deleted = registry.ledger.log.vacuum(grace=timedelta(0))
     assert set(deleted) == before - live and live <= {p.name for p in folder.glob("*.parquet")}
     assert orphan.exists()  # no live file holds seqs it claims: not ours to judge yet
     with pytest.raises(nbr.InvalidInputError, match="grace must be zero or more"):
-        registry._log.vacuum(grace=timedelta(minutes=-1))
+        registry.ledger.log.vacuum(grace=timedelta(minutes=-1))
     assert nbr.verify(registry.uri, artifacts=False).ok
     assert nbr.open_registry(registry.uri).history().num_rows == registry.head[0]
 
@@ -211,7 +211,7 @@ def test_a_reader_far_behind_the_clean_up_catches_up(registry_uri: str, small_le
     writer.register(TinyModel(), "m")
     reader = nbr.open_registry(registry_uri, user="bob", max_staleness=3600)
     fill(writer, 40)
-    writer._log.vacuum(grace=timedelta(0))  # what writers do an hour later
+    writer.ledger.log.vacuum(grace=timedelta(0))  # what writers do an hour later
     opened = len(reopened)
     assert reader.refresh().head == writer.head
     assert len(reopened) == opened + 1  # the commits it had not read name deleted files
@@ -253,6 +253,6 @@ def test_a_clean_up_from_a_stale_handle_deletes_nothing_live(registry_uri: str,
     writer.register(TinyModel(), "m")
     stale = nbr.open_registry(registry_uri, user="bob", max_staleness=3600)
     fill(writer, 40)  # merges the stale handle has not seen
-    stale._log.vacuum(grace=timedelta(0))
+    stale.ledger.log.vacuum(grace=timedelta(0))
     assert nbr.verify(registry_uri, artifacts=False).ok
     assert nbr.open_registry(registry_uri).history().num_rows == writer.head[0]

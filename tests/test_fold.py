@@ -30,7 +30,7 @@ def append_raw(reg: nbr.Registry, action: str, payload: dict[str, Any], *,
                model: str | None = None, version: int | None = None,
                actor: str = "future-bot") -> Event:
     """Commit an event as another (e.g. newer) writer would: no payload check on our side."""
-    state = reg.refresh()._state
+    state = reg.refresh().ledger.state
     payload_json = canonical_json(payload)
     ts = max(datetime.now(UTC), state.events[-1].ts)
     seq, event_id = state.seq + 1, uuid.uuid4().hex
@@ -38,7 +38,7 @@ def append_raw(reg: nbr.Registry, action: str, payload: dict[str, Any], *,
                         version, payload_json)
     event = Event(seq, event_id, ts, actor, action, model, version, payload, payload_json,
                   state.head_hash, digest)
-    reg._log.append(event)
+    reg.ledger.log.append(event)
     apply(state, event)
     return event
 
@@ -127,14 +127,14 @@ def test_a_backdated_event_ends_the_past_and_is_reported(registry_uri: str) -> N
     reg = nbr.open_registry(registry_uri, user="alice")
     reg.register(TinyModel(1), "m")
     moment = datetime.now(UTC)
-    state = reg._state
+    state = reg.ledger.state
     payload = {"alias": "old", "previous": None}
     ts = state.events[-1].ts - timedelta(days=30)
     digest = event_hash(state.head_hash, state.seq + 1, "e", ts_text(ts), "mallory",
                         "set_alias", "m", 1, canonical_json(payload))
     event = Event(state.seq + 1, "e", ts, "mallory", "set_alias", "m", 1, payload,
                   canonical_json(payload), state.head_hash, digest)
-    reg._log.append(event)
+    reg.ledger.log.append(event)
     fresh = nbr.open_registry(registry_uri, user="alice")
     assert fresh.as_of(moment).get("m").version == 1  # no crash
     assert fresh.as_of(moment - timedelta(days=1)).models() == []
@@ -154,5 +154,5 @@ def test_a_key_written_straight_into_the_log_by_a_non_admin_is_not_trusted(
     append_raw(reg, "register_key", {"public_key": pem, "fingerprint": fingerprint,
                                      "user": "bob"}, actor="mallory")
     fresh = nbr.open_registry(registry_uri, user="alice")
-    assert "bob" not in fresh._state.keys
+    assert "bob" not in fresh.ledger.state.keys
     assert [p.kind for p in fresh.verify().problems] == ["malformed"]

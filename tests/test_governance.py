@@ -369,7 +369,7 @@ def test_signed_approvals_are_verified(users: Callable[[str], nbr.Registry]) -> 
     done = bob.approve("credit_risk", v1, signing_key=key)
     assert done.approvals[0].signed
     assert alice.verify().ok
-    events = alice.refresh()._state.events
+    events = alice.refresh().ledger.state.events
     approve = next(e for e in events if e.action == "approve")
     forged = type(approve)(**{**{f: getattr(approve, f) for f in approve.__slots__},
                               "payload": {**approve.payload, "comment": "forged"}})

@@ -174,7 +174,7 @@ def test_calibration_equals_sklearn(rows: dict[str, Any],
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"task": "classification", "where": "false"}, "no rows with both"),
-    ({"task": "classification", "window": "1 fortnight"}, "not a positive duration"),
+    ({"task": "classification", "window": "1 fortnight"}, "must be a positive length"),
     ({"task": "classification", "by": ["nope"]}, "no column 'nope'"),
     ({"task": "ranking"}, "task must be"),
     ({"task": "classification", "threshold": 2.0}, "threshold"),

@@ -197,7 +197,7 @@ def test_each_run_is_a_report_event_with_head_tables_and_hashes(packed: dict[str
     assert payload["parameters"]["model"] == "credit" and "registry_uri" not in \
         payload["parameters"]
     for name, digest in payload["outputs"].items():
-        assert reg._blobs.get(digest)  # a copy is kept in the artifact store
+        assert reg.ledger.blobs.get(digest)  # a copy is kept in the artifact store
         assert name.startswith("monitoring.")
     validation = packed["pack"].reports["validation"].event.payload
     assert validation["tables"][packed["table"]] == 0  # the pinned training table version
@@ -290,7 +290,8 @@ def test_a_failing_cell_names_the_template_and_the_cell(registry_uri: str,
     assert error.template == "broken" and error.cell == 3 and error.ename == "ValueError"
     assert "template cell 3 (section 'Broken')" in str(error)
     assert "raise ValueError" in str(error) and "the data is gone" in str(error)
-    assert not any(e.action == "report" for e in nbr.open_registry(registry_uri)._state.events)
+    events = nbr.open_registry(registry_uri).events()
+    assert not any(e.action == "report" for e in events)
 
 
 @pytest.mark.slow

@@ -70,10 +70,10 @@ def test_merges_checkpoints_and_a_clean_up_on_s3(s3_server: dict[str, str], s3_u
     reader = nbr.open_registry(s3_uri, user="bob", storage_options=s3_server)
     for i in range(30):
         reg.comment("m", 1, f"note {i}")
-    assert len(reg._log.files()) < 10
-    assert reg._log.vacuum(grace=timedelta(0))  # the replaced files, an hour later
+    assert len(reg.ledger.log.files()) < 10
+    assert reg.ledger.log.vacuum(grace=timedelta(0))  # the replaced files, an hour later
     fresh = nbr.open_registry(s3_uri, storage_options=s3_server)  # checkpoint + listed tail
-    assert fresh.head == reg.head and fresh._log.files() == reg._log.files()
+    assert fresh.head == reg.head and fresh.ledger.log.files() == reg.ledger.log.files()
     assert reader.refresh().head == reg.head  # far behind the clean-up: catches up
     assert nbr.verify(s3_uri, storage_options=s3_server).ok
 

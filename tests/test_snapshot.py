@@ -45,16 +45,16 @@ def busy(uri: str) -> nbr.Registry:
 
 def full_fold(uri: str) -> RegistryState:
     reg = nbr.open_registry(uri, create=False)
-    return fold(RegistryState(), events_from_table(reg._log.read()))
+    return fold(RegistryState(), events_from_table(reg.ledger.log.read()))
 
 
 def test_opening_from_a_snapshot_is_the_fold(registry_uri: str) -> None:
     reg = busy(registry_uri)
-    assert len(reg._state.snapshots) >= 2 and Path(registry_uri, snapshot.POINTER).exists()
+    assert len(reg.ledger.state.snapshots) >= 2 and Path(registry_uri, snapshot.POINTER).exists()
     fresh = nbr.open_registry(registry_uri, create=False)
-    assert fresh._state.base_seq > 0  # really opened from a snapshot
-    assert len(fresh._state.events) < fresh.head[0] - 10  # and folded only the tail
-    assert snapshot.dump(fresh._state) == snapshot.dump(full_fold(registry_uri))
+    assert fresh.ledger.state.base_seq > 0  # really opened from a snapshot
+    assert len(fresh.ledger.state.events) < fresh.head[0] - 10  # and folded only the tail
+    assert snapshot.dump(fresh.ledger.state) == snapshot.dump(full_fold(registry_uri))
     assert fresh.get("m0@champion") == reg.get("m0@champion")
     assert fresh.get("m0", 1).card["limitations"] == "thin files"
     assert fresh.get("m1", 5).card["owner"] == "risk"
@@ -70,14 +70,14 @@ def test_a_forged_snapshot_is_refused(registry_uri: str, caplog: pytest.LogCaptu
                                       ) -> None:
     reg = busy(registry_uri)
     pointer = json.loads(Path(registry_uri, snapshot.POINTER).read_text())
-    doc = json.loads(snapshot.unpack(reg._blobs.get(pointer["sha256"])))
+    doc = json.loads(snapshot.unpack(reg.ledger.blobs.get(pointer["sha256"])))
     doc["roles"]["mallory"] = ["admin"]  # a planted state that makes mallory an admin
     forged, _ = snapshot.pack(json.dumps(doc))
-    sha = reg._blobs.put(forged)
+    sha = reg.ledger.blobs.put(forged)
     Path(registry_uri, snapshot.POINTER).write_text(json.dumps({"sha256": sha,
                                                                 "seq": pointer["seq"]}))
     fresh = nbr.open_registry(registry_uri, create=False)
-    assert "mallory" not in fresh.roles() and fresh._state.base_seq == 0
+    assert "mallory" not in fresh.roles() and fresh.ledger.state.base_seq == 0
     assert "ignoring the state snapshot" in caplog.text
 
 
@@ -98,7 +98,7 @@ def test_verify_recomputes_the_trusted_snapshot_from_the_fold(registry_uri: str,
     report = reg.verify()
     assert not report.ok and {p.kind for p in report.problems} == {"snapshot"}
     # moving the (untrusted) pointer back to an honest snapshot hides nothing
-    honest = reg._state.snapshots[0].payload
+    honest = reg.ledger.state.snapshots[0].payload
     Path(registry_uri, snapshot.POINTER).write_text(json.dumps(honest))
     assert {p.kind for p in reg.verify().problems} == {"snapshot"}
 
@@ -106,13 +106,13 @@ def test_verify_recomputes_the_trusted_snapshot_from_the_fold(registry_uri: str,
 def test_a_pointer_left_at_an_older_snapshot_is_followed_to_the_newest(
         registry_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     reg = busy(registry_uri)
-    newest = reg._state.snapshots[-1].payload
-    older = next(e.payload for e in reversed(reg._state.snapshots)
+    newest = reg.ledger.state.snapshots[-1].payload
+    older = next(e.payload for e in reversed(reg.ledger.state.snapshots)
                  if e.payload["seq"] < newest["seq"])
     Path(registry_uri, snapshot.POINTER).write_text(json.dumps(older))
     fresh = nbr.open_registry(registry_uri, create=False)
-    assert fresh._state.base_seq == newest["seq"]
-    assert snapshot.dump(fresh._state) == snapshot.dump(full_fold(registry_uri))
+    assert fresh.ledger.state.base_seq == newest["seq"]
+    assert snapshot.dump(fresh.ledger.state) == snapshot.dump(full_fold(registry_uri))
 
 
 def test_only_the_newest_snapshot_is_trusted_so_only_it_is_recomputed(
@@ -124,11 +124,11 @@ def test_only_the_newest_snapshot_is_trusted_so_only_it_is_recomputed(
 
     monkeypatch.setattr(snapshot, "dump", lying)
     reg = busy(registry_uri)  # doctored snapshots...
-    doctored = reg._state.snapshots[-1].payload
+    doctored = reg.ledger.state.snapshots[-1].payload
     monkeypatch.setattr(snapshot, "dump", real)
     for i in range(20):  # ...then an honest one
         reg.register(TinyModel(700 + i), "m2")
-    assert reg._state.snapshots[-1].payload["seq"] > doctored["seq"]
+    assert reg.ledger.state.snapshots[-1].payload["seq"] > doctored["seq"]
     assert reg.verify().ok
     Path(registry_uri, snapshot.POINTER).write_text(json.dumps(doctored))
     fresh = nbr.open_registry(registry_uri, create=False)
@@ -140,11 +140,11 @@ def test_superseded_snapshot_blobs_are_deleted_their_events_kept(registry_uri: s
     reg = busy(registry_uri)
     for i in range(40):
         reg.register(TinyModel(300 + i), "m2")
-    events = reg._state.snapshots
+    events = reg.ledger.state.snapshots
     assert len(events) >= 4
-    kept = [e for e in events if reg._blobs.exists(e.payload["sha256"])]
+    kept = [e for e in events if reg.ledger.blobs.exists(e.payload["sha256"])]
     assert kept == events[-snapshot.KEEP:]
-    assert nbr.open_registry(registry_uri, create=False)._state.base_seq == \
+    assert nbr.open_registry(registry_uri, create=False).ledger.state.base_seq == \
         events[-1].payload["seq"]
     assert reg.verify().ok
 
@@ -153,9 +153,9 @@ def test_a_snapshot_event_naming_a_model_artifact_deletes_nothing(registry_uri: 
     reg = busy(registry_uri)
     for i in range(40):
         reg.register(TinyModel(900 + i), "m2")
-    assert len(reg._state.snapshots) > snapshot.KEEP
+    assert len(reg.ledger.state.snapshots) > snapshot.KEEP
     artifact = reg.get("m1", 1).sha256
-    planted = reg._state.snapshots[0]  # as if a writer had named the artifact in it
+    planted = reg.ledger.state.snapshots[0]  # as if a writer had named the artifact in it
     planted.payload["sha256"] = artifact
-    snapshot.prune(reg._state, reg._blobs, all_older=True)
-    assert reg._blobs.exists(artifact)
+    snapshot.prune(reg.ledger.state, reg.ledger.blobs, all_older=True)
+    assert reg.ledger.blobs.exists(artifact)

@@ -10,7 +10,7 @@ from reportworld import governed
 
 
 def _events(reg: nbr.Registry) -> list[nbr.Event]:
-    return list(reg._current().events)
+    return reg.events()
 
 
 def test_population_and_exceptions(registry_uri: str) -> None:

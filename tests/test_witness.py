@@ -34,7 +34,7 @@ def build(uri: str, witness: str) -> nbr.Registry:
 def forge(uri: str, edit: Any) -> None:
     """Rewrite the whole log as an attacker would: edit events, recompute every hash, and
     replace the event table with a fresh, perfectly valid one."""
-    events = nbr.open_registry(uri, create=False)._state.events
+    events = nbr.open_registry(uri, create=False).ledger.state.events
     rows, head = [], GENESIS_HASH
     for event in edit(events):
         payload = canonical_json(event.payload)

@@ -73,7 +73,7 @@ def metric_trend(versions: Sequence[ModelVersion], metric: str) -> alt.LayerChar
     return chart
 
 
-RAG_COLORS = {"ok": "#1a7f37", "stable": "#1a7f37", "warn": "#bf8700", "alert": "#cf222e",
+RAG_COLORS = {"ok": "#1a7f37", "warn": "#bf8700", "alert": "#cf222e",
               "insufficient": "#8c959f", "unknown": "#8c959f"}
 
 
@@ -149,8 +149,8 @@ def to_svg(chart: alt.TopLevelMixin) -> str:
 
 
 # -- monitoring ---------------------------------------------------------------------------
-STATUS_COLORS = {"domain": ["ok", "stable", "warn", "alert"],
-                 "range": ["#2da44e", "#2da44e", "#d4a72c", "#cf222e"]}
+STATUS_COLORS = {"domain": ["ok", "warn", "alert"],
+                 "range": ["#2da44e", "#d4a72c", "#cf222e"]}
 
 
 def drift_heatmap(rows: Sequence[Mapping[str, Any]], *, warn: float = 0.1,

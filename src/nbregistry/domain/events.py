@@ -32,6 +32,7 @@ class ReferenceRef(TypedDict):
     rows: int
     has_target: bool
     has_score: NotRequired[bool]  # the model's scores on the rows, for score drift
+    baseline: NotRequired[str]    # the monitoring baseline built from them, frozen at register
 
 
 class Register(TypedDict):

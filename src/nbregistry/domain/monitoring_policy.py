@@ -21,14 +21,15 @@ Gates that use monitoring are listed per stage: ``[stages.production] monitoring
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from .errors import InvalidInputError
+from .timefmt import parse_window
 
 Direction = Literal["above", "below"]
 Action = Literal["none", "retrain", "rollback"]
 MONITORING_GATES = ("no_drift_alert", "replay", "fairness")
-_WINDOW = re.compile(r"[1-9][0-9]*[hdw]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +41,13 @@ class Band:
     direction: Direction = "above"
 
     def status(self, value: float | None) -> str:
+        """``ok``, ``warn`` or ``alert`` (``unknown`` for no value). An "above" band alerts
+        at its threshold and over it (PSI 0.25 is an alert); a "below" band alerts strictly
+        under it (an AIR of exactly 0.8 passes the four-fifths rule)."""
         if value is None or value != value:
             return "unknown"
         def worse(threshold: float) -> bool:
-            return value >= threshold if self.direction == "above" else value <= threshold
+            return value >= threshold if self.direction == "above" else value < threshold
 
         if worse(self.alert):
             return "alert"
@@ -77,8 +81,10 @@ def parse_monitoring(body: Any, errors: list[str], unknown: list[str]) -> Monito
              "fairness_favorable", "replay_margin", "thresholds"}
     unknown += [f"monitoring.{k}" for k in sorted(set(body) - known)]
     window = body.get("window", "7d")
-    if not isinstance(window, str) or not _WINDOW.fullmatch(window):
-        errors.append(f"monitoring.window must look like '7d', '12h' or '2w', got {window!r}")
+    try:
+        parse_window(window, field="monitoring.window")
+    except InvalidInputError as exc:
+        errors.append(f"monitoring.window: {exc}")
         window = "7d"
     numbers = {k: body.get(k, default) for k, default in
                (("maturity_days", 30.0), ("min_rows", 200), ("replay_margin", 0.01))}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import re
+from datetime import UTC, date, datetime, timedelta
 
 from .errors import InvalidInputError
 
@@ -31,6 +32,38 @@ def parse_time(when: object, *, field: str = "when") -> datetime:
             raise InvalidInputError(f"expected a time (ISO text, datetime or date), got "
                                     f"{type(when).__name__}", field=field, value=when)
     try:
-        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        return utc(when)
     except (OverflowError, ValueError) as exc:
         raise InvalidInputError(f"{when!r} is out of range", field=field, value=when) from exc
+
+
+# Window lengths, one syntax everywhere (the policy, check(), the questions, the panels):
+# a positive count and a unit, minutes to weeks; at most ten years.
+_WINDOW = re.compile(r"\s*([0-9]{1,9})\s*([mhdw])\s*")
+WINDOW_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1),
+                "w": timedelta(weeks=1)}
+MAX_WINDOW = timedelta(days=3653)
+
+
+def window_parts(text: object, *, field: str = "window") -> tuple[int, str]:
+    """``"7d"`` -> ``(7, "d")``, refusing anything that is not a window length."""
+    match = _WINDOW.fullmatch(text) if isinstance(text, str) else None
+    if match is None or int(match.group(1)) == 0:
+        raise InvalidInputError(f"window {text!r} must be a positive length such as '30m', "
+                                "'12h', '7d' or '2w'", field=field, value=text)
+    count, unit = int(match.group(1)), match.group(2)
+    if count * WINDOW_UNITS[unit] > MAX_WINDOW:
+        raise InvalidInputError(f"window {text!r} is longer than ten years: pass a shorter "
+                                "window, or start= and end=", field=field, value=text)
+    return count, unit
+
+
+def parse_window(text: object, *, field: str = "window") -> timedelta:
+    """A window length (``"30m"``, ``"12h"``, ``"7d"``, ``"2w"``) as a ``timedelta``."""
+    count, unit = window_parts(text, field=field)
+    return count * WINDOW_UNITS[unit]
+
+
+def utc(when: datetime) -> datetime:
+    """An aware UTC datetime; a naive one is taken as UTC."""
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

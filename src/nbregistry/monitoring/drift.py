@@ -34,7 +34,8 @@ chi2_pvalue         Pearson chi-square test of homogeneity (no Yates correction)
                     5 joins the smallest bin; null when fewer than 2 bins remain
 p_value             the feature's test: ``ks_pvalue`` (numeric) or ``chi2_pvalue``
 p_adjusted          Benjamini-Hochberg adjusted p-value over all rows of the table
-status              ``stable`` (psi < 0.1), ``warn`` (0.1 <= psi < 0.25), ``alert`` (>= 0.25)
+status              the ``band``'s word for ``psi``: ``ok``, ``warn`` or ``alert`` (the policy's
+                    ``psi`` band; by default warn from 0.1, alert from 0.25)
 drifted             ``p_adjusted < alpha`` and ``psi >= min_effect``: significant AND large
                     enough, so a huge window does not alarm on a trivial shift
 =================== =========================================================================
@@ -53,6 +54,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..domain.errors import InvalidInputError
+from ..domain.monitoring_policy import DEFAULT_BANDS, Band
 from . import duck
 from .baseline import check_baseline, level_sql
 from .sketch import cell_sql, edges, far_cells, far_edges
@@ -63,7 +65,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 PSI_FLOOR = 1e-4
-PSI_WARN, PSI_ALERT = 0.1, 0.25
 METADATA_KEY = b"nbregistry.dataset_drift"
 
 COLUMNS = ("feature", "kind", "n", "missing_rate", "psi", "ks", "ks_error", "ks_pvalue", "js",
@@ -74,13 +75,13 @@ COLUMNS = ("feature", "kind", "n", "missing_rate", "psi", "ks", "ks_error", "ks_
 def drift(con: duckdb.DuckDBPyConnection, source: str, baseline: dict[str, Any], *,
           where: str | None = None, features: Sequence[str] | None = None,
           alpha: float = 0.05, min_effect: float = 0.1,
-          drift_share: float = 0.5) -> pa.Table:
+          drift_share: float = 0.5, band: Band | None = None) -> pa.Table:
     """Drift of the rows of ``source`` (filtered by the SQL ``where``) against ``baseline``.
 
     ``features`` limits the rows (names from the baseline, ``"score"`` included);
     ``alpha`` is the false discovery rate, ``min_effect`` the PSI a feature must reach to
     count as drifted, ``drift_share`` the share of drifted features that makes the dataset
-    drifted (see ``dataset_drift``).
+    drifted (see ``dataset_drift``); ``band`` rates each ``psi`` (the policy's).
     """
     check_baseline(baseline)
     if not 0 < alpha < 1:
@@ -98,7 +99,8 @@ def drift(con: duckdb.DuckDBPyConnection, source: str, baseline: dict[str, Any],
                                 field="where", value=where)
     _far_pass(con, source, where, specs, types, total, windows)
     rows = [_feature_row(name, spec, windows[name], total) for name, spec in specs.items()]
-    return _finish(rows, alpha=alpha, min_effect=min_effect, drift_share=drift_share)
+    return _finish(rows, alpha=alpha, min_effect=min_effect, drift_share=drift_share,
+                   band=band or DEFAULT_BANDS["psi"])
 
 
 def dataset_drift(table: pa.Table, *, drift_share: float = 0.5) -> dict[str, Any]:
@@ -236,7 +238,7 @@ def _no_values(row: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     # Nothing to compare: broken input if the reference had values, else nothing to watch.
     had_values = spec.get("grid") is not None if spec["kind"] == "numeric" \
         else bool(spec["levels"])
-    row.update(status="alert" if had_values else "stable", drifted=had_values)
+    row.update(status="alert" if had_values else "ok", drifted=had_values)
     return row
 
 
@@ -423,7 +425,7 @@ def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
 
 
 def _finish(rows: list[dict[str, Any]], *, alpha: float, min_effect: float,
-            drift_share: float) -> pa.Table:
+            drift_share: float, band: Band) -> pa.Table:
     import pyarrow as pa
 
     tested = [i for i, row in enumerate(rows) if row["p_value"] is not None]
@@ -434,8 +436,7 @@ def _finish(rows: list[dict[str, Any]], *, alpha: float, min_effect: float,
         if row["status"] is not None:
             continue
         value = row["psi"]
-        row["status"] = "alert" if value >= PSI_ALERT else "warn" if value >= PSI_WARN \
-            else "stable"
+        row["status"] = band.status(value)
         row["drifted"] = bool(row["p_adjusted"] is not None and row["p_adjusted"] < alpha
                               and value >= min_effect)
     table = pa.Table.from_pylist(rows, schema=_schema())

@@ -9,11 +9,11 @@ auto-install: ``INSTALL`` needs the network, and parquet, json and icu are built
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from typing import TYPE_CHECKING, Any
 
 from ..domain.errors import InvalidInputError
+from ..domain.timefmt import window_parts
 
 if TYPE_CHECKING:
     import duckdb
@@ -93,18 +93,12 @@ def require_columns(available: dict[str, str], needed: list[str], *, what: str) 
             f"it has {', '.join(sorted(available)) or 'no columns'}", field=missing[0])
 
 
-_WINDOW = re.compile(r"^\s*(\d+)\s*(m|min|h|d|w)\s*$")
-_UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "days"}
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "days"}
 
 
 def interval(window: str) -> str:
     """``"1d"``, ``"7d"``, ``"12h"``, ``"30m"``, ``"2w"`` as a DuckDB INTERVAL literal."""
-    match = _WINDOW.match(window)
-    if not match or int(match.group(1)) <= 0:
-        raise InvalidInputError(f"window {window!r} is not a positive duration such as "
-                                f"'1d', '7d', '12h', '30m' or '2w'", field="window",
-                                value=window)
-    count, unit = int(match.group(1)), match.group(2)
+    count, unit = window_parts(window)
     if unit == "w":
         count *= 7
     return f"INTERVAL '{count} {_UNITS[unit]}'"

@@ -10,7 +10,8 @@ ordered by group:
   selection rate (the first in group order on a tie), so every ``air`` is <= 1 and the
   smallest equals fairlearn's ``demographic_parity_ratio``. Null when the reference
   selects nobody;
-- ``four_fifths``: true when ``air < 0.8`` (the EEOC four-fifths rule);
+- ``four_fifths``: true when the group FAILS the four-fifths rule: ``air < floor``
+  (0.8 by default, the EEOC rule; the policy's ``air`` alert level when monitoring asks);
 - ``test``, ``p_value``: two-sided test of the group's selection rate against the
   reference group's: the pooled two-proportion z-test (identical to Pearson's chi-square
   on the 2x2 table, no continuity correction), or Fisher's exact test when an expected
@@ -26,23 +27,24 @@ reference group and ``demographic_parity_ratio`` (min / max selection rate) as J
 from __future__ import annotations
 
 import json
-import math
 from typing import TYPE_CHECKING, Any
 
 from ..domain.errors import InvalidInputError
+from ..domain.monitoring_policy import DEFAULT_BANDS
 from . import duck
+from .significance import two_proportions
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
-FOUR_FIFTHS = 0.8
+FOUR_FIFTHS = DEFAULT_BANDS["air"].alert  # the EEOC rule: AIR below 4/5 is adverse impact
 METADATA_KEY = b"nbregistry.fairness"
 
 
 def fairness(con: duckdb.DuckDBPyConnection, source: str, *, group: str, favorable: Any = 1,
              outcome: str = "label", reference: Any = None, where: str | None = None,
-             error_rates: bool | None = None) -> pa.Table:
+             error_rates: bool | None = None, floor: float = FOUR_FIFTHS) -> pa.Table:
     """Selection rate, adverse impact ratio and significance per value of ``group``.
 
     ``outcome`` is the column judged (the predicted ``label`` by default), ``favorable``
@@ -62,7 +64,7 @@ def fairness(con: duckdb.DuckDBPyConnection, source: str, *, group: str, favorab
         raise InvalidInputError(f"no rows with a {outcome!r} value in the window (filter "
                                 f"{where!r})", field="where", value=where)
     ref = _reference(rows, reference, group)
-    _compare(rows, ref)
+    _compare(rows, ref, floor)
     return _table(rows, "actual_fav" in values, {
         "group": group, "outcome": outcome, "favorable": favorable,
         "reference": rows[ref]["group"],
@@ -128,29 +130,16 @@ def _reference(rows: list[dict[str, Any]], reference: Any, group: str) -> int:
                             field="reference", value=reference)
 
 
-def _compare(rows: list[dict[str, Any]], ref: int) -> None:
+def _compare(rows: list[dict[str, Any]], ref: int, floor: float) -> None:
     base = rows[ref]
     for i, row in enumerate(rows):
         row["air"] = _ratio(row["selection_rate"], base["selection_rate"])
-        row["four_fifths"] = row["air"] is not None and row["air"] < FOUR_FIFTHS
+        row["four_fifths"] = row["air"] is not None and row["air"] < floor
         row["test"], row["p_value"] = (None, None) if i == ref else _test(row, base)
 
 
 def _test(row: dict[str, Any], base: dict[str, Any]) -> tuple[str, float]:
-    table = [[row["favorable"], row["n"] - row["favorable"]],
-             [base["favorable"], base["n"] - base["favorable"]]]
-    total = row["n"] + base["n"]
-    selected = row["favorable"] + base["favorable"]
-    expected = [n * k / total for n in (row["n"], base["n"])
-                for k in (selected, total - selected)]
-    if min(expected) < 5:
-        from scipy.stats import fisher_exact
-
-        return "fisher", float(fisher_exact(table).pvalue)
-    pooled = selected / total
-    spread = math.sqrt(pooled * (1 - pooled) * (1 / row["n"] + 1 / base["n"]))
-    z = (row["selection_rate"] - base["selection_rate"]) / spread
-    return "z", math.erfc(abs(z) / math.sqrt(2))
+    return two_proportions(row["favorable"], row["n"], base["favorable"], base["n"])
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:

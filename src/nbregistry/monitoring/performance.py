@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..domain.errors import InvalidInputError
+from ..domain.timefmt import parse_window
 from . import duck
 
 if TYPE_CHECKING:
@@ -239,7 +240,4 @@ def _table(rows: list[dict[str, Any]], task: str, groups: list[str],
 
 
 def _timedelta(window: str) -> Any:
-    import datetime as dt
-
-    count, unit = duck.interval(window).split("'")[1].split()
-    return dt.timedelta(**{unit: int(count)})
+    return parse_window(window)

@@ -169,3 +169,24 @@ def delong(y_true: Any, scores_a: Any, scores_b: Any) -> DeLongResult:
         return DeLongResult(aucs[0], aucs[1], diff, 0.0, 1.0)
     z = diff / math.sqrt(variance)
     return DeLongResult(aucs[0], aucs[1], diff, z, math.erfc(abs(z) / math.sqrt(2)))
+
+
+def two_proportions(f1: float, n1: float, f2: float, n2: float, *, exact_ok: bool = True
+                    ) -> tuple[str, float]:
+    """Two-sided test that ``f1/n1`` and ``f2/n2`` are equal: Fisher's exact test when an
+    expected cell count is below 5 (and the counts are whole: ``exact_ok``), else the
+    pooled two-proportion z-test (Pearson's chi-square on the 2x2 table, no continuity
+    correction). Returns the test's name and its p-value (1.0 when neither varies)."""
+    total, selected = n1 + n2, f1 + f2
+    expected = [n * k / total for n in (n1, n2) for k in (selected, total - selected)]
+    if exact_ok and min(expected) < 5:
+        from scipy.stats import fisher_exact
+
+        table = [[int(f1), int(n1 - f1)], [int(f2), int(n2 - f2)]]
+        return "fisher", float(fisher_exact(table).pvalue)
+    pooled = selected / total
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if spread == 0:
+        return "z", 1.0
+    z = (f1 / n1 - f2 / n2) / spread
+    return "z", math.erfc(abs(z) / math.sqrt(2))

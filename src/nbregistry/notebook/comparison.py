@@ -6,7 +6,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..domain.entities import ModelVersion
-from .display import FONT, _muted, _text_table, esc, flatten, fmt, section, table_html
+from ..domain.html import FONT, esc, fmt, section, table_html
+from ..domain.html import muted as _muted
+from .display import _text_table, flatten
 
 MISSING = object()
 Diff = list[tuple[str, list[Any]]]

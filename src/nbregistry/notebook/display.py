@@ -7,13 +7,23 @@ depend on which entity fields exist yet.
 
 from __future__ import annotations
 
-import html
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..domain.errors import PolicyViolationError
+from ..domain.html import (
+    BAD,
+    FONT,
+    OK,
+    badge,
+    esc,
+    fmt,
+    kv_html,
+    muted,
+    section,
+    table_html,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,77 +31,6 @@ if TYPE_CHECKING:
 
     from ..domain.entities import ModelVersion, VerifyReport
     from ..registry import RegistryView
-
-FONT = "font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;font-size:12px"
-TABLE = f"border-collapse:collapse;{FONT}"
-TH = ("text-align:left;padding:3px 8px;border-bottom:2px solid #d0d7de;background:#f6f8fa;"
-      "white-space:nowrap")
-TD = "text-align:left;padding:2px 8px;border-bottom:1px solid #eaeef2;vertical-align:top"
-STAGE_COLORS = {"production": "#1a7f37", "staging": "#9a6700", "archived": "#57606a",
-                "development": "#0969da"}
-OK, BAD = "#1a7f37", "#cf222e"
-
-
-def esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def fmt(value: Any) -> str:
-    """One cell's text: short, stable, never ``nan``/``None`` noise."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return "—" if value != value else f"{value:.4g}"
-    if isinstance(value, datetime):
-        return f"{value:%Y-%m-%d %H:%M:%S}"
-    if isinstance(value, list | tuple):
-        return ", ".join(fmt(v) for v in value) if value else "—"
-    if isinstance(value, Mapping):
-        return json.dumps(value, sort_keys=True, default=str)
-    return str(value)
-
-
-def table_html(columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
-               raw: frozenset[int] = frozenset()) -> str:
-    """A table with inline styles; cells are escaped except the column indexes in ``raw``
-    (already HTML, e.g. a stage badge)."""
-    head = "".join(f"<th style='{TH}'>{esc(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td style='{TD}'>{c if i in raw else esc(fmt(c))}</td>"
-                         for i, c in enumerate(row)) + "</tr>"
-        for row in rows)
-    return f"<table style='{TABLE}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def kv_html(items: Iterable[tuple[str, Any]]) -> str:
-    rows = "".join(f"<tr><th style='{TH};background:none;border-bottom:1px solid #eaeef2'>"
-                   f"{esc(k)}</th><td style='{TD}'>{esc(fmt(v))}</td></tr>" for k, v in items)
-    return f"<table style='{TABLE}'>{rows}</table>" if rows else _muted("none")
-
-
-def badge(text: str, color: str | None = None) -> str:
-    color = color or STAGE_COLORS.get(text, "#57606a")
-    return (f"<span style='border:1px solid {color};color:{color};border-radius:10px;"
-            f"padding:0 6px;font-size:11px;white-space:nowrap'>{esc(text)}</span>")
-
-
-def section(title: str, body: str) -> str:
-    return (f"<div style='margin:8px 0 2px 0;{FONT};font-weight:600;color:#24292f'>"
-            f"{esc(title)}</div>{body}")
-
-
-def message_html(text: str, *, ok: bool) -> str:
-    """A one-line outcome (success or refusal) for panels and magics."""
-    color = OK if ok else BAD
-    return (f"<div style='border-left:4px solid {color};padding:4px 8px;{FONT};"
-            f"color:{color}'>{esc(text)}</div>")
-
-
-def _muted(text: str) -> str:
-    return f"<span style='color:#57606a;{FONT}'>{esc(text)}</span>"
-
 
 def _text_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[fmt(c) for c in row] for row in rows]
@@ -156,13 +95,13 @@ class VersionsTable(ArrowDisplay):
 
     def _repr_html_(self) -> str:
         if not len(self):
-            return _muted("No model versions match.")
+            return muted("No model versions match.")
         columns, rows = self._rows()
         stage = columns.index("stage")
         for row in rows:
             row[stage] = badge(str(row[stage]))
         headers = [c.removeprefix("metrics.") for c in columns]
-        note = f"<div>{_muted(self._more())}</div>" if self._more() else ""
+        note = f"<div>{muted(self._more())}</div>" if self._more() else ""
         return table_html(headers, rows, raw=frozenset({stage})) + note
 
 
@@ -205,7 +144,7 @@ class HistoryTable(ArrowDisplay):
 
     def _repr_html_(self) -> str:
         head = self.report._repr_html_() if self.report is not None else ""
-        note = f"<div>{_muted(self._note())}</div>" if self._note() else ""
+        note = f"<div>{muted(self._note())}</div>" if self._note() else ""
         return head + note + table_html([*self.COLUMNS, "details"], self._rows())
 
 
@@ -217,7 +156,7 @@ def version_card_html(mv: ModelVersion, history: pa.Table | None = None) -> str:
             f"</div></div>")
     card = "".join(section(k.replace("_", " ").capitalize(),
                            f"<div style='{FONT};white-space:pre-wrap'>{esc(fmt(v))}</div>")
-                   for k, v in mv.card.items()) or _muted("no model card yet (%%modelcard)")
+                   for k, v in mv.card.items()) or muted("no model card yet (%%modelcard)")
     parts = [head,
              section("Metrics", kv_html(sorted(mv.metrics.items()))),
              section("Parameters", kv_html(sorted(mv.params.items()))),
@@ -237,7 +176,7 @@ def version_card_html(mv: ModelVersion, history: pa.Table | None = None) -> str:
 def gates_html(gates: Sequence[Any]) -> str:
     """The policy's gates as a checklist: pass/fail, detail and the evidence behind it."""
     if not gates:
-        return _muted("The policy defines no gates for this promotion.")
+        return muted("The policy defines no gates for this promotion.")
     rows = [[f"<span style='color:{OK if g.passed else BAD};font-weight:600'>"
              f"{'✔ pass' if g.passed else '✘ fail'}</span>", g.gate, g.detail,
              fmt(dict(g.evidence)) if g.evidence else "—"] for g in gates]

@@ -10,14 +10,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..domain.errors import NbRegistryError
-from .display import FONT, badge, section, table_html
+from ..domain.html import FONT, STATUS_COLORS, badge, section, table_html
+from ..domain.timefmt import parse_window
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from ..registry.monitor import Monitor
+    from ..watch import Monitor
 
-STATUS = {"alert": "#cf222e", "warn": "#9a6700", "stable": "#1a7f37", "ok": "#1a7f37"}
 
 
 @dataclass
@@ -56,7 +56,7 @@ class MonitoringView:
         if self.drift is None:
             return "<i>no drift figures</i>"
         rows = [[r["feature"], r["psi"], r["ks"], r["js"], r["wasserstein"],
-                 r["chi2_pvalue"], badge(r["status"], STATUS.get(r["status"])),
+                 r["chi2_pvalue"], badge(r["status"], STATUS_COLORS.get(r["status"])),
                  "yes" if r["drifted"] else "no"] for r in self.drift.to_pylist()]
         body = table_html(["feature", "psi", "ks", "js", "wasserstein", "chi2 p", "status",
                            "drifted"], rows, raw=frozenset({6}))
@@ -107,28 +107,26 @@ class MonitoringView:
 def gather(mon: Monitor, *, window: str | None = None, version: int | None = None,
            heatmap: bool = True) -> MonitoringView:
     """Compute what the view shows; a part that can't be computed yet says why."""
-    from ..registry.checks import window_length
-
     policy = mon.policy
     span = window or policy.window
     mv = mon.version(version)
     view = MonitoringView(mon.name, mv.version, span, thresholds=dict(policy.thresholds))
     end = datetime.now(UTC)
-    start = end - window_length(span)
+    start = end - parse_window(span)
     parts: dict[str, Callable[[], Any]] = {
-             "drift": lambda: mon.drift(start, end, version=mv.version),
-             "heatmap": lambda: mon.drift_windows("1d", version=mv.version) if heatmap
+             "drift": lambda: mon.drift(start, end, version=mv.version).table,
+             "heatmap": lambda: mon.drift_windows("1d", version=mv.version).table if heatmap
              else None,
-             "performance": lambda: mon.performance("1d", version=mv.version),
+             "performance": lambda: mon.performance("1d", version=mv.version).table,
              "fairness": lambda: mon.fairness(policy.fairness_group,
                                               policy.fairness_favorable, start=start, end=end,
-                                              version=mv.version)
+                                              version=mv.version).table
              if policy.fairness_group else None}
     for part, compute in parts.items():
         try:
             setattr(view, part, compute())
         except NbRegistryError as exc:
             view.notes.append(f"{part}: {exc}")
-    view.alerts = [{"seq": e.seq, "ts": e.ts, **e.payload} for e in
-                   mon.registry._current().alerts if e.model == mon.name][-20:]
+    view.alerts = [{"seq": e.seq, "ts": e.ts, **e.payload}
+                   for e in mon.catalog.alerts(mon.name)][-20:]
     return view

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Literal, cast
 
+from ..domain import events as ev
 from ..domain.entities import Approval, Event, GateResult, Problem, PromotionRequest
 from ..domain.errors import IntegrityError, InvalidInputError, PolicyViolationError
 from ..domain.events import FORMAT_VERSION, read_problem
@@ -89,8 +90,9 @@ def _request(state: RegistryState, event: Event) -> PromotionRequest:
 
 
 def _create(state: RegistryState, event: Event) -> None:
+    p = cast(ev.CreateRegistry, event.payload)
     state.creator, state.registry_id = event.actor, event.hash
-    state.format = event.payload["format"]
+    state.format = p["format"]
     state.roles.setdefault(event.actor, set()).add("admin")
     if state.format > FORMAT_VERSION:
         state.notices.append(Problem("newer_writer", f"the registry was created in event "
@@ -113,6 +115,11 @@ def _register(state: RegistryState, event: Event) -> None:
         model.versions[event.version] = mv
     model.latest = max(model.latest, event.version)
     model.stage_of[event.version] = state.policy.initial
+    frozen = (mv.reference or {}).get("baseline")
+    if isinstance(frozen, str):
+        state.baselines[(event.model, event.version)] = {
+            "sha256": frozen, "source": {"reference": mv.reference["sha256"]},  # type: ignore[index]
+            "seq": event.seq}
     data = mv.lineage.get("training_data") or {}
     reason = state.flagged_data.get((data.get("uri", ""), data.get("version", -1)))
     if reason is not None:
@@ -120,12 +127,14 @@ def _register(state: RegistryState, event: Event) -> None:
 
 
 def _set_alias(state: RegistryState, event: Event) -> None:
+    p = cast(ev.SetAlias, event.payload)
     model, version = _numbered(state, event)
-    model.set_alias(event.payload["alias"], version)
+    model.set_alias(p["alias"], version)
 
 
 def _delete_alias(state: RegistryState, event: Event) -> None:
-    _model(state, event).delete_alias(event.payload["alias"])
+    p = cast(ev.DeleteAlias, event.payload)
+    _model(state, event).delete_alias(p["alias"])
 
 
 def _admin(state: RegistryState, event: Event) -> None:
@@ -136,8 +145,9 @@ def _admin(state: RegistryState, event: Event) -> None:
 
 
 def _set_policy(state: RegistryState, event: Event) -> None:
+    p = cast(ev.SetPolicy, event.payload)
     _admin(state, event)
-    policy = parse_policy(event.payload["policy"], strict=False)
+    policy = parse_policy(p["policy"], strict=False)
     if policy.unknown:
         state.notices.append(Problem("newer_writer", f"the policy of event {event.seq} has "
                                      f"sections this nbregistry does not know "
@@ -147,27 +157,30 @@ def _set_policy(state: RegistryState, event: Event) -> None:
 
 
 def _grant(state: RegistryState, event: Event) -> None:
+    p = cast(ev.RoleChange, event.payload)
     _admin(state, event)
-    state.roles.setdefault(event.payload["user"], set()).add(event.payload["role"])
+    state.roles.setdefault(p["user"], set()).add(p["role"])
 
 
 def _revoke(state: RegistryState, event: Event) -> None:
+    p = cast(ev.RoleChange, event.payload)
     _admin(state, event)
-    state.roles.get(event.payload["user"], set()).discard(event.payload["role"])
+    state.roles.get(p["user"], set()).discard(p["role"])
 
 
 def _register_key(state: RegistryState, event: Event) -> None:
-    user = event.payload.get("user", event.actor)
+    p = cast(ev.RegisterKey, event.payload)
+    user = p.get("user", event.actor)
     try:
         signing.enrolment(state, event.actor, user)
     except PolicyViolationError as exc:
         raise Skip(str(exc)) from None
-    state.keys.setdefault(user, []).append((event.seq, event.payload["public_key"]))
+    state.keys.setdefault(user, []).append((event.seq, p["public_key"]))
 
 
 def _open_request(state: RegistryState, event: Event) -> None:
+    p = cast(ev.RequestPromotion, event.payload)
     model, version = _numbered(state, event)
-    p = event.payload
     if p["request_id"] in state.requests:
         raise Skip(f"request id {p['request_id']!r} is already taken")
     request = PromotionRequest(
@@ -181,7 +194,7 @@ def _open_request(state: RegistryState, event: Event) -> None:
 
 
 def _approve(state: RegistryState, event: Event) -> None:
-    p = event.payload
+    p = cast(ev.Approve, event.payload)
     request = _request(state, event)
     approval = Approval(event.actor, event.ts, p["comment"], "signature" in p)
     request = dataclasses.replace(request, approvals=(*request.approvals, approval))
@@ -215,7 +228,7 @@ def _close(state: RegistryState, event: Event,
 
 
 def _promote(state: RegistryState, event: Event, request: PromotionRequest,
-             promotion: dict[str, Any]) -> None:
+             promotion: ev.Promotion) -> None:
     model = state.models[request.model]
     to = request.to
     replaced = promotion.get("replaces")
@@ -250,8 +263,8 @@ def _stale_others(state: RegistryState, model: ModelState, winner: PromotionRequ
 
 
 def _rollback(state: RegistryState, event: Event) -> None:
+    p = cast(ev.Rollback, event.payload)
     model = _model(state, event)
-    p = event.payload
     if p["from_version"] not in model.versions or p["to_version"] not in model.versions:
         raise Skip("the rollback names a version that does not exist")
     stack = model.stage_stack.get(p["stage"], [])
@@ -267,18 +280,19 @@ def _rollback(state: RegistryState, event: Event) -> None:
 
 
 def _set_card(state: RegistryState, event: Event) -> None:
+    p = cast(ev.SetCard, event.payload)
     model, version = _numbered(state, event)
     cards = model.versions.cards
-    cards[version] = {**cards.get(version, {}), **event.payload["card"]}
+    cards[version] = {**cards.get(version, {}), **p["card"]}
     if version in model.versions._loaded:
         base = model.versions[version]
         model.versions[version] = dataclasses.replace(
-            base, card={**base.card, **event.payload["card"]})
+            base, card={**base.card, **p["card"]})
     model.changed(version)
 
 
 def _flag_data(state: RegistryState, event: Event) -> None:
-    p = event.payload
+    p = cast(ev.FlagData, event.payload)
     affected = [(name, version) for name, version in p["affected"]
                 if name in state.models and version in state.models[name].versions]
     state.flagged_data[(p["uri"], p["data_version"])] = p["reason"]
@@ -289,9 +303,10 @@ def _flag_data(state: RegistryState, event: Event) -> None:
 
 
 def _report(state: RegistryState, event: Event) -> None:
+    p = cast(ev.Report, event.payload)
     model, version = _numbered(state, event)
     runs = state.reports.setdefault((model.name, version), {})
-    runs[event.payload["template"]] = {**event.payload, "seq": event.seq}
+    runs[p["template"]] = {**event.payload, "seq": event.seq}
 
 
 def _deploy(state: RegistryState, event: Event) -> None:
@@ -305,9 +320,10 @@ def _alert(state: RegistryState, event: Event) -> None:
 
 
 def _seal(state: RegistryState, event: Event) -> None:
-    for table, seal in event.payload["tables"].items():
+    p = cast(ev.Seal, event.payload)
+    for table, seal in p["tables"].items():
         state.seals[table] = (event.seq, seal)
-    if "check" in event.payload and event.model is not None:
+    if "check" in p and event.model is not None:
         state.checks[event.model] = event
 
 
@@ -316,14 +332,19 @@ def _snapshot(state: RegistryState, event: Event) -> None:
 
 
 def _retrain(state: RegistryState, event: Event) -> None:
+    p = cast(ev.RetrainRequested, event.payload)
     model, version = _numbered(state, event)
-    model.status_of.setdefault(version, {})["retrain_requested"] = event.payload["reason"]
+    model.status_of.setdefault(version, {})["retrain_requested"] = p["reason"]
     model.changed(version)
 
 
 def _baseline(state: RegistryState, event: Event) -> None:
+    p = cast(ev.SetBaseline, event.payload)
     model, version = _numbered(state, event)
-    state.baselines[(model.name, version)] = {**event.payload, "seq": event.seq}
+    if (model.name, version) in state.baselines:  # a racing freeze: the first one stands
+        raise Skip(f"{model.name} v{version} already has a frozen baseline")
+    # the whole payload, as snapshots have always stored it (verify recomputes them)
+    state.baselines[(model.name, version)] = {**p, "seq": event.seq}
 
 
 def _noted(state: RegistryState, event: Event) -> None:

@@ -73,9 +73,3 @@ def _default_uri(uri: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
                                 "./.nbregistry, or set it to the registry's folder or URI",
                                 field="uri")
     return env or DEFAULT_URI
-
-
-def reopen(uri: str, user: str, storage_options: dict[str, str], max_staleness: float
-            ) -> Registry:
-    return open_registry(uri, user, storage_options=storage_options or None,
-                         max_staleness=max_staleness)  # a signing key is never pickled

@@ -7,9 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..domain import validate
+from ..domain.canonical import canonical_json
 from ..domain.errors import InvalidInputError
+from ..monitoring import reference
 from ..store import BlobStore
-from . import flavors, lineage, reference
+from ..watch import baselines
+from . import flavors, lineage
 
 
 def payload(model: Any, blobs: BlobStore, *, params: Mapping[str, Any] | None,
@@ -39,4 +42,7 @@ def payload(model: Any, blobs: BlobStore, *, params: Mapping[str, Any] | None,
     if ref_bytes is not None:
         out["reference"] = {"sha256": blobs.put(ref_bytes), "rows": ref_rows,
                             "has_target": reference_target is not None, "has_score": scored}
+        if baselines.can_build():  # frozen now, in the same event, when it can be built here
+            built = baselines.build(ref_bytes, model)
+            out["reference"]["baseline"] = blobs.put(canonical_json(built).encode())
     return out

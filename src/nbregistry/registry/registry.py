@@ -1,174 +1,59 @@
-"""``Registry``: every write, each a thin shell over a decision in ``governance``, plus
-freshness and time travel. Reads are inherited from ``RegistryView``."""
+"""``Registry``: every write, each a thin shell over a decision in ``governance`` recorded
+through the ``Ledger``, plus freshness and time travel. Reads are inherited from
+``RegistryView``."""
 
 from __future__ import annotations
 
 import itertools
-import logging
 import os
-import random
-import threading
-import time
 import uuid
-import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..domain import validate
 from ..domain.entities import Event, GateResult, ModelVersion, PromotionRequest, VerifyReport
-from ..domain.errors import (
-    ConflictError,
-    InvalidInputError,
-    NbRegistryError,
-    NotFoundError,
-    RegistryCreatedWarning,
-)
-from ..domain.events import FORMAT_VERSION
+from ..domain.errors import IntegrityError, InvalidInputError, NotFoundError
 from ..domain.policy import Policy, parse_policy
 from ..domain.timefmt import parse_time
-from ..store import BlobStore, CommitConflict, EventLog, Location, normalize_uri
-from . import governance, monitoring_gates, registration, signing, snapshot
+from ..store import Location, monitoring_tables, normalize_uri
+from ..watch import LiveSource, Monitor
+from ..watch import gates as monitoring_gates
+from . import governance, registration, signing
 from . import witness as witnesses
-from .chain import events_from_table, make_event
-from .fold import apply, fold
+from .fold import fold
+from .ledger import Ledger
+from .monitoring_events import MonitoringEvents
 from .state import RegistryState
 from .verify import verify_log
 from .view import RegistryView
 
-if TYPE_CHECKING:
-    from .monitor import Monitor
-
-MAX_ATTEMPTS = 400
-LOST = object()  # an attempt that lost the commit race
-log = logging.getLogger("nbregistry")
-Build = Callable[[RegistryState], tuple[int | None, dict[str, Any]] | None]
-
 
 class Registry(RegistryView):
-    """A registry you can write to; every change is one event in the hash-chained log."""
+    """A registry you can write to; every change is one event in the hash-chained log,
+    appended through ``ledger`` (the one write path)."""
 
     def __init__(self, location: Location, user: str, *, max_staleness: float = 0.0,
                  create: bool | None = None, signing_key: Any = None,
                  witness: Location | None = None) -> None:
-        self._log = EventLog(location)
-        self._signing_key = signing_key
-        self._witness = witness
-        if not self._log.exists():
-            self._create(location, user, create)
-        self._log.open()
-        state = snapshot.open_state(self._log, BlobStore(location), location)
-        state.delta_version = self._log.version
-        super().__init__(location, state, user)
-        # One Registry may be shared by threads (a panel's watcher and the notebook): folding
-        # new events and committing must not interleave.
-        self._lock = threading.RLock()
-        self._max_staleness = max_staleness
-        self._synced_at = time.monotonic()
-        self._published = state.seq
-        self._pruned = False  # superseded snapshot blobs swept in this process yet?
-
-    def _create(self, location: Location, user: str, create: bool | None) -> None:
-        if create is False:
-            raise NotFoundError(f"there is no registry at {location.uri}; check the path, or "
-                                "pass create=True to make a new one", ref=location.uri)
-        genesis = make_event(RegistryState(), user, "create_registry", None, None,
-                             {"format": FORMAT_VERSION, "creator": user})
-        if self._log.create(genesis) and create is None:
-            warnings.warn(f"created a new, empty registry at {location.uri} with {user!r} as "
-                          "its admin (pass create=True to do this quietly, create=False to "
-                          "refuse)", RegistryCreatedWarning, stacklevel=4)
+        self.ledger = Ledger(location, user, max_staleness=max_staleness, create=create,
+                             signing_key=signing_key, witness=witness)
+        super().__init__(location, self.ledger.current, user, blobs=self.ledger.blobs)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Storage handles don't pickle; a worker process reopens the same registry instead.
-        from .opening import reopen
-
-        return (reopen, (self._location.uri, self.user, self._location.storage_options,
-                         self._max_staleness))
+        # Storage handles don't pickle; a worker process reopens the same registry instead
+        # (a signing key is never pickled).
+        witness = self.ledger.witness
+        return (reopen, (self.uri, self.user, self.ledger.location.storage_options,
+                         self.ledger.max_staleness,
+                         None if witness is None else witness.uri,
+                         None if witness is None else witness.storage_options))
 
     # -- freshness ---------------------------------------------------------------------
     def refresh(self) -> Registry:
         """Fold in events other writers committed since we last looked."""
-        with self._lock:
-            log, state = self._log, self._state
-            if log.has_newer():
-                fold(state, events_from_table(log.read_new(after_seq=state.seq)))
-                state.delta_version = log.version
-            self._synced_at = time.monotonic()
+        self.ledger.refresh()
         return self
-
-    def _current(self) -> RegistryState:
-        if time.monotonic() - self._synced_at >= self._max_staleness:
-            self.refresh()
-        return self._state
-
-    # -- the one write path ----------------------------------------------------------
-    def _commit(self, action: str, model: str | None, build: Build, *,
-                signing_key: Any = None) -> Event | None:
-        """Append one event built against the freshest state; retry when another writer
-        took the next log version first. ``build`` validates and may raise (then nothing
-        is written) or return None when there is nothing to record. The event is signed
-        when the user has an enrolled key."""
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            with self._lock, self._location.writer_lock():
-                outcome = self._attempt(action, model, build, signing_key)
-            if outcome is not LOST:
-                event: Event | None = outcome
-                if event is not None:  # after the lock: these may write events themselves
-                    self._witness_head(event)
-                    self._snapshot()
-                return event
-            time.sleep(random.uniform(0, min(0.25, 0.002 * 2 ** min(attempt, 7))))
-        raise ConflictError(f"gave up {action!r} after {MAX_ATTEMPTS} lost commit races; "
-                            "the registry is under heavy write load, try again")
-
-    def _attempt(self, action: str, model: str | None, build: Build,
-                 signing_key: Any) -> Any:
-        """One try under the locks: the event, None (nothing to record) or LOST (another
-        writer took the log version first)."""
-        self.refresh()
-        built = build(self._state)
-        if built is None:
-            return None
-        version, payload = built
-        key = signing_key or self._signing_key
-        if action == "register_key" and not self._state.keys.get(self.user):
-            key = None  # enrolling a first key: nothing to sign with yet
-        event = make_event(self._state, self.user, action, model, version, payload,
-                           signer=signing.signer(self._state, self.user, key))
-        try:
-            landed = self._log.append(event)
-        except CommitConflict:
-            return LOST
-        apply(self._state, event)
-        self._state.delta_version = landed
-        return event
-
-    def _snapshot(self) -> None:
-        """Every SNAPSHOT_EVERY events, store the folded state so opening stays flat. Best
-        effort: the event the caller wrote has landed whatever happens here."""
-        if not snapshot.due(self._state):
-            return
-        try:
-            payload = snapshot.take(self._state, self._blobs)
-            self._record("snapshot", None, lambda s: (None, payload))
-            snapshot.point(self._location, payload)
-            snapshot.prune(self._state, self._blobs, all_older=not self._pruned)
-            self._pruned = True
-        except NbRegistryError as exc:
-            log.warning("could not store a state snapshot of %s: %s", self.uri, exc)
-
-    def _witness_head(self, event: Event) -> None:
-        if (self._witness is not None and witnesses.due(event, self._published)
-                and witnesses.publish(self._witness, self._state.registry_id, event,
-                                    self.uri)):
-            self._published = event.seq
-
-    def _record(self, action: str, model: str | None, build: Build, *,
-                signing_key: Any = None) -> Event:
-        event = self._commit(action, model, build, signing_key=signing_key)
-        assert event is not None, "this build always records an event"
-        return event
 
     # -- models and aliases ------------------------------------------------------------
     def register(self, model: Any, name: str, *, params: Mapping[str, Any] | None = None,
@@ -210,14 +95,14 @@ class Registry(RegistryView):
         """
         name = validate.model_name(name)
         payload = registration.payload(
-            model, self._blobs, params=params, metrics=metrics, tags=tags,
+            model, self.ledger.blobs, params=params, metrics=metrics, tags=tags,
             description=description, training_data=training_data,
             reference_data=reference_data, reference_target=reference_target, card=card,
             flavor=flavor, notebook=notebook, data_storage_options=data_storage_options)
-        event = self._record("register", name,
+        event = self.ledger.record("register", name,
                              lambda state: (state.next_version(name), payload))
         assert event.version is not None
-        return self._state.models[name].view(event.version)
+        return self.ledger.state.models[name].view(event.version)
 
     def set_alias(self, name: str, alias: str, version: int | str) -> ModelVersion:
         """Point ``name@alias`` at ``version``, moving it if it pointed elsewhere (pointing it
@@ -232,8 +117,8 @@ class Registry(RegistryView):
                 return None
             return number, {"alias": alias, "previous": model.aliases.get(alias)}
 
-        self._commit("set_alias", name, build)
-        return self._state.models[name].view(number)
+        self.ledger.commit("set_alias", name, build)
+        return self.ledger.state.models[name].view(number)
 
     def delete_alias(self, name: str, alias: str) -> None:
         """Remove ``name@alias``."""
@@ -246,7 +131,7 @@ class Registry(RegistryView):
                                     ref=alias)
             return held, {"alias": alias}
 
-        self._commit("delete_alias", name, build)
+        self.ledger.commit("delete_alias", name, build)
 
     def set_card(self, name: str, version: int | str, card: Mapping[str, Any]) -> ModelVersion:
         """Add or replace model-card fields of a version (kept as an event)."""
@@ -255,8 +140,9 @@ class Registry(RegistryView):
         if not fields:
             raise InvalidInputError("card is empty: pass fields such as {'limitations': ...}",
                                     field="card")
-        self._record("set_card", name, lambda s: (_existing(s, name, number), {"card": fields}))
-        return self._current().models[name].view(number)
+        self.ledger.record("set_card", name,
+                           lambda s: (_existing(s, name, number), {"card": fields}))
+        return self.ledger.current().models[name].view(number)
 
     def comment(self, name: str, version: int | str, text: str) -> None:
         """Attach a comment to a version's history."""
@@ -264,7 +150,8 @@ class Registry(RegistryView):
         text = validate.text(text, what="comment")
         if not text.strip():
             raise InvalidInputError("the comment is empty", field="comment")
-        self._record("comment", name, lambda s: (_existing(s, name, number), {"text": text}))
+        self.ledger.record("comment", name,
+                           lambda s: (_existing(s, name, number), {"text": text}))
 
     # -- policy, roles, keys -----------------------------------------------------------
     def set_policy(self, policy: str | os.PathLike[str] | Mapping[str, Any]) -> Policy:
@@ -277,7 +164,7 @@ class Registry(RegistryView):
             governance.require_admin(state, self.user, "change the policy")
             return None, {"policy": document}
 
-        self._record("set_policy", None, build)
+        self.ledger.record("set_policy", None, build)
         return parsed
 
     def grant_role(self, user: str, role: str) -> None:
@@ -290,7 +177,7 @@ class Registry(RegistryView):
 
     def _role_change(self, action: str, user: str, role: str) -> None:
         who = validate.user_name(user)
-        self._commit(action, None,
+        self.ledger.commit(action, None,
                      lambda s: governance.role_change(s, self.user, action, who, role))
 
     def register_key(self, public_key: bytes | str, *, user: str | None = None) -> str:
@@ -307,7 +194,7 @@ class Registry(RegistryView):
             signing.enrolment(state, self.user, target)
             return None, {"public_key": pem, "fingerprint": fingerprint, "user": target}
 
-        self._record("register_key", None, build)
+        self.ledger.record("register_key", None, build)
         return fingerprint
 
     # -- promotion lifecycle -----------------------------------------------------------
@@ -325,14 +212,14 @@ class Registry(RegistryView):
         """
         name, number = validate.model_name(name), validate.version_number(version)
         comment = validate.text(comment, what="comment")
-        seen = self._current().model(name).holder(to)
+        seen = self.ledger.current().model(name).holder(to)
         request_id = uuid.uuid4().hex
-        measured = monitoring_gates.evaluate(self, name, number, to)
-        self._record("request_promotion", name, lambda s: governance.request(
+        measured = self._measured(name, number, to)
+        self.ledger.record("request_promotion", name, lambda s: governance.request(
             s, self.user, name=name, number=number, to=to, comment=comment,
             emergency=bool(emergency), request_id=request_id, seen_holder=seen,
             measured=measured))
-        return self._current().requests[request_id]
+        return self.ledger.current().requests[request_id]
 
     def approve(self, name: str, version: int | str, *, comment: str = "",
                 to: str | None = None, signing_key: Any = None) -> PromotionRequest:
@@ -344,11 +231,11 @@ class Registry(RegistryView):
         a public key; ``to`` picks the request when there are several."""
         name, number = validate.model_name(name), validate.version_number(version)
         comment = validate.text(comment, what="comment")
-        measured = monitoring_gates.for_approval(self, name, number, to)
-        event = self._record("approve", name, lambda s: governance.approve(
+        measured = self._measured_for_approval(name, number, to)
+        event = self.ledger.record("approve", name, lambda s: governance.approve(
             s, self.user, name=name, number=number, to=to, comment=comment, measured=measured),
             signing_key=None if signing_key is None else signing.private_key(signing_key))
-        return self._current().requests[event.payload["request_id"]]
+        return self.ledger.current().requests[event.payload["request_id"]]
 
     def reject(self, name: str, version: int | str, *, comment: str,
                to: str | None = None) -> PromotionRequest:
@@ -366,19 +253,19 @@ class Registry(RegistryView):
         comment = validate.text(comment, what="comment")
         if action == "reject" and not comment.strip():
             raise InvalidInputError("a rejection needs a comment saying why", field="comment")
-        event = self._record(action, name, lambda s: governance.close(
+        event = self.ledger.record(action, name, lambda s: governance.close(
             s, self.user, action, name=name, number=number, to=to, comment=comment))
-        return self._current().requests[event.payload["request_id"]]
+        return self.ledger.current().requests[event.payload["request_id"]]
 
     def rollback(self, name: str, *, stage: str, reason: str = "") -> ModelVersion:
         """Return ``stage`` to the version that held it before the current one (which must
         still pass the stage's gates)."""
         name = validate.model_name(name)
         reason = validate.text(reason, what="reason")
-        event = self._record("rollback", name, lambda s: governance.rollback(
+        event = self.ledger.record("rollback", name, lambda s: governance.rollback(
             s, self.user, name=name, stage=stage, reason=reason))
         assert event.version is not None
-        return self._current().models[name].view(event.version)
+        return self.ledger.current().models[name].view(event.version)
 
     def flag_data(self, table_uri: str, version: int, *, reason: str) -> list[ModelVersion]:
         """Recall a training-data version: every model version trained on it (now or later)
@@ -390,9 +277,9 @@ class Registry(RegistryView):
         reason = validate.text(reason, what="reason")
         if not reason.strip():
             raise InvalidInputError("say why the data is recalled (reason=...)", field="reason")
-        event = self._record("flag_data", None, lambda s: governance.flag_data(
+        event = self.ledger.record("flag_data", None, lambda s: governance.flag_data(
             s, uri=uri, version=version, reason=reason))
-        state = self._current()
+        state = self.ledger.current()
         return [state.models[n].view(v) for n, v in event.payload["affected"]]
 
     def record_deployment(self, name: str, version: int | str, target: str, *,
@@ -410,7 +297,7 @@ class Registry(RegistryView):
         if sha256 is not None:
             sha256 = validate.sha256(sha256)
         comment = validate.text(comment, what="comment")
-        return self._record("deploy", name, lambda s: governance.deploy(
+        return self.ledger.record("deploy", name, lambda s: governance.deploy(
             s, name=name, number=number, target=target, stage=stage, sha256=sha256,
             comment=comment))
 
@@ -418,8 +305,23 @@ class Registry(RegistryView):
         """Every gate of stage ``to`` for this version, pass or fail, with evidence, including
         the gates measured on monitoring data."""
         found = super().check_gates(name, version, to)
-        return [*found, *monitoring_gates.evaluate(self, validate.model_name(name),
-                                                   validate.version_number(version), to)]
+        return [*found, *self._measured(validate.model_name(name),
+                                        validate.version_number(version), to)]
+
+    def _measured(self, name: str, number: int, to: str) -> list[GateResult]:
+        """The stage's gates measured on monitoring data (they read; they never write)."""
+        if not self.ledger.current().policy.rules(to).monitoring:
+            return []
+        return monitoring_gates.evaluate(self.monitor(name), number, to)
+
+    def _measured_for_approval(self, name: str, number: int, to: str | None
+                               ) -> list[GateResult]:
+        """The measured gates of the request being approved (none to measure: no lookup)."""
+        state = self.ledger.current()
+        if not any(rules.monitoring for rules in state.policy.stage_rules.values()):
+            return []
+        pending = governance.find_request(state, name, number, to, for_approval=True)
+        return self._measured(name, number, pending.to)
 
     def record_report(self, template: str, *, model: str, version: int | str,
                       parameters: Mapping[str, Any], tables: Mapping[str, int],
@@ -430,14 +332,17 @@ class Registry(RegistryView):
         name, number = validate.model_name(model), validate.version_number(version)
         payload = governance.report(template, parameters=parameters, tables=tables, head=head,
                                     outputs=outputs, sha256=sha256, output_dir=output_dir)
-        return self._record("report", name, lambda s: (_existing(s, name, number), payload))
+        return self.ledger.record("report", name,
+                                  lambda s: (_existing(s, name, number), payload))
 
     def monitor(self, name: str) -> Monitor:
         """Monitoring for model ``name``: log predictions and outcomes, then ask for drift,
         performance, fairness, a challenger replay, or run the policy's ``check()``."""
-        from .monitor import Monitor
-
-        return Monitor(self, name)
+        name = validate.model_name(name)
+        self.get(name)  # an unknown model is a NotFoundError now, not later
+        tables = monitoring_tables(self.ledger.location, name)
+        return Monitor(self, name, tables=tables, source=LiveSource(tables),
+                       writes=MonitoringEvents(self.ledger))
 
     # -- audit and time travel ---------------------------------------------------------
     def verify(self, *, artifacts: bool = True,
@@ -463,10 +368,10 @@ class Registry(RegistryView):
         progress : bool
             Show a progress bar while the chain is folded (large registries).
         """
-        head = expected_head or (self._state.seq, self._state.head_hash)
-        where = (self._witness if witness is None
+        head = expected_head or (self.ledger.state.seq, self.ledger.state.head_hash)
+        where = (self.ledger.witness if witness is None
                  else witnesses.location(witness, witness_storage_options))
-        return verify_log(self._location, artifacts=artifacts, expected_head=head,
+        return verify_log(self.ledger.location, artifacts=artifacts, expected_head=head,
                           trusted_keys=trusted_keys, witness=where, progress=progress)
 
     def as_of(self, when: str | datetime | date) -> RegistryView:
@@ -476,8 +381,36 @@ class Registry(RegistryView):
         # The log's time is non-decreasing, so the past is a prefix; a backdated event (a
         # bad clock, or forged) ends the prefix rather than breaking the fold.
         past = fold(RegistryState(), itertools.takewhile(lambda e: e.ts <= moment,
-                                                         self._current().all_events()))
-        return RegistryView(self._location, past, self.user)
+                                                         self.ledger.current().all_events()))
+        return RegistryView(self.ledger.location, past, self.user, blobs=self.ledger.blobs)
+
+
+    def at(self, head: tuple[int, str] | Sequence[Any]) -> RegistryView:
+        """A read-only view of the registry as it was just after event ``seq`` of ``head =
+        (seq, hash)`` (a head a report printed, or a ticket recorded), refused with an
+        ``IntegrityError`` when the log no longer has that event with that hash."""
+        seq, digest = int(head[0]), str(head[1])
+        events = self.ledger.current().all_events()
+        if not 1 <= seq <= len(events):
+            raise IntegrityError(f"the log has {len(events)} events, fewer than the head seq "
+                                 f"{seq}: it was cut. Run nbregistry verify.",
+                                 problems=[f"missing event {seq}"])
+        if events[seq - 1].hash != digest:
+            raise IntegrityError(f"event {seq} no longer has the hash {digest[:12]}… that "
+                                 "was recorded: the log was rewritten. Run nbregistry verify.",
+                                 problems=[f"event {seq} hash changed"])
+        state = fold(RegistryState(), events[:seq])
+        return RegistryView(self.ledger.location, state, self.user, blobs=self.ledger.blobs)
+
+
+def reopen(uri: str, user: str, storage_options: dict[str, str], max_staleness: float,
+           witness: str | None = None, witness_options: dict[str, str] | None = None
+           ) -> Registry:
+    """What an unpickled ``Registry`` is: the same registry opened again in this process."""
+    return Registry(Location.parse(uri, storage_options or None), user,
+                    max_staleness=max_staleness, create=False,
+                    witness=None if witness is None else witnesses.location(
+                        witness, witness_options))
 
 
 def _existing(state: RegistryState, name: str, number: int) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from ..domain import validate
 from ..domain.canonical import is_finite_number
-from ..domain.entities import GateResult, ModelVersion, PromotionRequest
+from ..domain.entities import Event, GateResult, ModelVersion, PromotionRequest
 from ..domain.errors import InvalidInputError, NotFoundError
 from ..domain.policy import Policy
 from ..store import BlobStore, Location
@@ -26,19 +26,20 @@ class RegistryView:
     """A registry as of one point of its log: every read, no write. ``as_of`` returns one;
     :class:`~nbregistry.Registry` extends it with the writes and keeps its state fresh."""
 
-    def __init__(self, location: Location, state: RegistryState, user: str) -> None:
+    def __init__(self, location: Location,
+                 state: RegistryState | Callable[[], RegistryState], user: str, *,
+                 blobs: BlobStore | None = None) -> None:
         self._location = location
-        self._state = state
-        self._blobs = BlobStore(location)
+        # A fixed state (a view of the past) or where the live registry keeps its own.
+        self._current: Callable[[], RegistryState] = (
+            state if callable(state) else lambda: state)
+        self._blobs = blobs or BlobStore(location)
         self.user = user
 
     @property
     def uri(self) -> str:
         """Where the registry lives (a folder path or an object-store URI)."""
         return self._location.uri
-
-    def _current(self) -> RegistryState:
-        return self._state
 
     def __repr__(self) -> str:
         state = self._current()
@@ -161,6 +162,39 @@ class RegistryView:
                                    created_by=created_by, status=status)]
         ordered = search.order(found, metric, ascending)
         return search.versions_table(ordered[:limit] if limit is not None else ordered)
+
+    def artifact(self, sha256: str) -> bytes:
+        """The bytes of an artifact (a model, frozen reference data, a baseline, a report
+        output), checked against its sha256 before they are returned."""
+        return self._blobs.get(validate.sha256(sha256))
+
+    def event(self, seq: int) -> Event:
+        """The event at ``seq`` (1 is the registry's creation)."""
+        events = self._current().all_events()
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= len(events):
+            raise NotFoundError(f"{self.uri} has no event {seq!r} (events 1..{len(events)})",
+                                ref=str(seq))
+        return events[seq - 1]
+
+    def events(self, name: str | None = None) -> list[Event]:
+        """The events up to this view's head as ``Event`` objects, oldest first (of one
+        model when given); ``history`` gives them as a table."""
+        events = self._current().all_events()
+        return list(events) if name is None else [e for e in events if e.model == name]
+
+    def alerts(self, name: str | None = None) -> list[Event]:
+        """Monitoring ``alert`` events, oldest first (of one model when given)."""
+        return [e for e in self._current().alerts if name is None or e.model == name]
+
+    def last_check(self, name: str) -> Event | None:
+        """The ``seal`` event of the model's latest recorded ``check()``, if any."""
+        return self._current().checks.get(name)
+
+    def frozen_baseline(self, name: str, version: int) -> dict[str, Any] | None:
+        """The recorded baseline of a version (``sha256`` of its blob, ``source``, ``seq``),
+        or None while none was frozen."""
+        found = self._current().baselines.get((name, version))
+        return None if found is None else dict(found)
 
     def history(self, name: str | None = None, *, version: int | None = None) -> pa.Table:
         """Events as an Arrow table (seq, ts, actor, action, model, version, payload, hash),

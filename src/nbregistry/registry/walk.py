@@ -109,10 +109,12 @@ class Walk:
             self.expected_hash = event.hash
         if event.action == "register":  # a malformed one is reported by the fold
             reference = event.payload.get("reference")
-            for sha in (event.payload.get("sha256"),
-                        reference.get("sha256") if isinstance(reference, dict) else None):
-                if isinstance(sha, str):
-                    self.blobs.append((sha, event.seq))
+            named = [event.payload.get("sha256")]
+            if isinstance(reference, dict):
+                named += [reference.get("sha256"), reference.get("baseline")]
+            self.blobs += [(sha, event.seq) for sha in named if isinstance(sha, str)]
+        elif event.action == "set_baseline" and isinstance(event.payload.get("sha256"), str):
+            self.blobs.append((event.payload["sha256"], event.seq))
         elif event.action == "seal" and isinstance(event.payload.get("tables"), dict):
             self.sealed += event.payload["tables"].values()
 

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-FOUR_FIFTHS = 0.8
+from ..monitoring.fairness import FOUR_FIFTHS
+from ..monitoring.significance import two_proportions
 
 
 def membership(groups: Sequence[Any] | np.ndarray) -> dict[Any, np.ndarray]:
@@ -75,30 +76,13 @@ def adverse_impact(favorable: Any, member: Mapping[Any, np.ndarray], *,
     for g, (n, f) in counts.items():
         n0, f0 = counts[ref]
         air = (f * n0) / (n * f0) if f0 else None  # one division: 64/80 is exactly 0.8
-        test, p = (None, None) if g == ref else _test(f, n, f0, n0, exact_ok=not proxied)
+        test, p = (None, None) if g == ref else two_proportions(f, n, f0, n0, exact_ok=not proxied)
         needed = FOUR_FIFTHS * rates[ref] * n - f if air is not None else 0.0
         rows.append({"group": g, "n": n, "favorable": f, "selection_rate": rates[g],
                      "air": air, "four_fifths": air is not None and air < FOUR_FIFTHS,
                      "test": test, "p_value": p, "reference": g == ref,
                      "shortfall": max(0, math.ceil(needed - 1e-9))})
     return rows
-
-
-def _test(f1: float, n1: float, f2: float, n2: float, *, exact_ok: bool
-          ) -> tuple[str, float]:
-    total, selected = n1 + n2, f1 + f2
-    expected = [n * k / total for n in (n1, n2) for k in (selected, total - selected)]
-    if exact_ok and min(expected) < 5:
-        from scipy.stats import fisher_exact
-
-        table = [[int(f1), int(n1 - f1)], [int(f2), int(n2 - f2)]]
-        return "fisher", float(fisher_exact(table).pvalue)
-    pooled = selected / total
-    spread = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    if spread == 0:
-        return "z", 1.0
-    z = (f1 / n1 - f2 / n2) / spread
-    return "z", math.erfc(abs(z) / math.sqrt(2))
 
 
 def _weighted(values: np.ndarray, weights: np.ndarray) -> tuple[float, float, float]:

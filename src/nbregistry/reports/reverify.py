@@ -144,10 +144,12 @@ def _event(reg: Any, report: Report | Event | int) -> Event:
     else:
         raise InvalidInputError("report must be a Report, its event or the event's seq",
                                 field="report", value=report)
-    events = reg._current().events
-    if not 1 <= seq <= len(events) or events[seq - 1].action != "report":
+    try:
+        found: Event = reg.event(seq)
+    except NotFoundError:
+        found = None  # type: ignore[assignment]
+    if found is None or found.action != "report":
         raise NotFoundError(f"event {seq} is not a report event of {reg.uri}", ref=str(seq))
-    found: Event = events[seq - 1]
     if isinstance(report, Event | Report):
         original = report if isinstance(report, Event) else report.event
         assert original is not None
@@ -167,7 +169,7 @@ def check_files(reg: Any, payload: Mapping[str, Any]) -> list[dict[str, Any]]:
         now = file_sha256(path) if path.is_file() else None
         status = "missing" if now is None else "unchanged" if now == recorded else "modified"
         rows.append({"file": str(path), "recorded_sha256": recorded, "sha256": now,
-                     "status": status, "stored_copy": reg._blobs.exists(recorded)})
+                     "status": status, "stored_copy": reg.ledger.blobs.exists(recorded)})
     return rows
 
 
@@ -177,7 +179,7 @@ def _recorded_figures(reg: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
 
     digest = payload["sha256"]
     try:
-        data = reg._blobs.get(digest)
+        data = reg.artifact(digest)
     except NbRegistryError:
         notebook = next((n for n, s in payload["outputs"].items() if s == digest), None)
         path = Path(payload["output_dir"]) / (notebook or "")

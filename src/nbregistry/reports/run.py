@@ -160,7 +160,7 @@ def record(reg: Any, report: Report) -> Report:
     from dataclasses import replace
 
     for p in report.files.values():
-        reg._blobs.put(p.read_bytes())
+        reg.ledger.blobs.put(p.read_bytes())
     event = reg.record_report(report.template, model=report.model, version=report.version,
                               parameters=report.parameters, tables=report.tables,
                               head=list(report.head), outputs=report.outputs,

@@ -10,7 +10,8 @@ import ipywidgets as widgets
 from traitlets import Bool, Unicode
 
 from ...domain.errors import NbRegistryError
-from ..display import describe_error, message_html
+from ...domain.html import message_html
+from ..display import describe_error
 
 if TYPE_CHECKING:
     from ...registry import RegistryView

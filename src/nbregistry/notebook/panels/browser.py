@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ...domain.errors import NbRegistryError
+from ...domain.html import STAGE_COLORS, esc, fmt
 from .. import parsing
-from ..display import STAGE_COLORS, VersionsTable, describe_error, esc, fmt, version_card_html
+from ..display import VersionsTable, describe_error, version_card_html
 from .base import Panel
 
 if TYPE_CHECKING:

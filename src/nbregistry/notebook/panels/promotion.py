@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import ipywidgets as widgets
 
 from ...domain.errors import NbRegistryError, ReadOnlyError
-from ..display import FONT, badge, describe_error, esc, gates_html, section
+from ...domain.html import FONT, badge, esc, section
+from ..display import describe_error, gates_html
 from .base import Panel
 
 if TYPE_CHECKING:

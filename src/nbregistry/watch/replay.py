@@ -3,17 +3,18 @@ compare both on the same matured outcomes, with a significance test."""
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..domain.errors import InvalidInputError
 from ..domain.extras import require
-from . import reference
+from ..domain.html import FONT, esc, table_html
+from ..monitoring import reference
+from .queries import as_time, joined, require_rows
 
 if TYPE_CHECKING:
-    from .monitor import Monitor
+    from .ports import Questions
 
 MAX_ROWS = 2_000_000  # replay loads the rows to score them: a bound a notebook survives
 
@@ -49,37 +50,34 @@ class ReplayResult:
                 f"(p={self.p_values.get(self.primary, float('nan')):.3g})>")
 
     def _repr_html_(self) -> str:
-        cell = "style='padding:2px 8px;border-bottom:1px solid #eaeef2;text-align:left'"
-        rows = ""
+        rows = []
         for m, (a, b) in self.metrics.items():
-            p = f"{self.p_values[m]:.3g}" if m in self.p_values else "—"
-            rows += (f"<tr><td {cell}>{html.escape(m)}</td><td {cell}>{a:.4f}</td>"
-                     f"<td {cell}>{b:.4f}</td><td {cell}>{b - a:+.4f}</td><td {cell}>{p}</td>"
-                     "</tr>")
-        return (f"<div style='font-family:sans-serif;font-size:12px'><b>Replay</b> "
-                f"{html.escape(self.model)} v{self.challenger} (challenger) vs v{self.served} "
-                f"(served) on {self.n:,} logged rows with matured outcomes"
-                f"<table style='border-collapse:collapse'><tr><th {cell}>metric</th>"
-                f"<th {cell}>v{self.served}</th><th {cell}>v{self.challenger}</th>"
-                f"<th {cell}>difference</th><th {cell}>p-value</th></tr>{rows}</table></div>")
+            low, high = self.intervals.get(m, (None, None))
+            rows.append([m, a, b, b - a, None if low is None else f"[{low:+.4f}, {high:+.4f}]",
+                         self.p_values.get(m)])
+        return (f"<div style='{FONT}'><b>Replay</b> {esc(self.model)} v{self.challenger} "
+                f"(challenger) vs v{self.served} (served) on {self.n:,} logged rows with "
+                "matured outcomes" + table_html(
+                    ["metric", f"v{self.served}", f"v{self.challenger}", "difference",
+                     "95% interval of the difference", "p-value"], rows) + "</div>")
 
 
-def replay(mon: Monitor, version: int | str, start: Any, end: Any, *,
+def replay(mon: Questions, version: int | str, start: Any, end: Any, *,
            served: int | str | None, trusted: bool | Sequence[str]) -> ReplayResult:
     require("monitoring", "pandas")
-    from .monitor import _require_rows, joined
-
-    challenger = mon.registry.get(mon.name, version)
+    challenger = mon.catalog.get(mon.name, version)
     served_mv = mon.version(served)
     if served_mv.version == challenger.version:
         raise InvalidInputError(f"v{challenger.version} is the served version itself: name a "
                                 "challenger", field="version")
-    predictions, outcomes = mon.snapshots(start, end)
-    _require_rows(predictions, mon.name)
+    reads = mon.source.reads()
+    predictions = reads.snapshot("predictions", as_time(start, "start"), as_time(end, "end"))
+    require_rows(predictions, mon.name)
+    outcomes = reads.snapshot("outcomes")
     names = [f["name"] for f in challenger.features]
     query = (f"SELECT * FROM {joined(predictions, outcomes)} WHERE version = "
              f"{served_mv.version} AND score IS NOT NULL AND actual IS NOT NULL "
-             f"LIMIT {MAX_ROWS}")
+             f"ORDER BY ts, prediction_id LIMIT {MAX_ROWS}")
     rows = mon.connection().sql(query).to_arrow_table()
     if rows.num_rows == 0:
         raise InvalidInputError(f"no logged prediction of v{served_mv.version} in the period "
@@ -88,7 +86,7 @@ def replay(mon: Monitor, version: int | str, start: Any, end: Any, *,
     if lacking:
         raise InvalidInputError(f"v{challenger.version} needs features the traffic of "
                                 f"v{served_mv.version} did not log: {lacking}", field="version")
-    model = mon.registry.load(mon.name, challenger.version, trusted=trusted)
+    model = mon.catalog.load(mon.name, challenger.version, trusted=trusted)
     scores = reference.model_scores(model, rows.select(names).to_pandas())
     if scores is None:
         raise InvalidInputError(f"v{challenger.version} could not score the logged rows "
@@ -96,7 +94,7 @@ def replay(mon: Monitor, version: int | str, start: Any, end: Any, *,
     task = mon.task(served_mv.version)
     return _compare(mon.name, served_mv.version, challenger.version, task,
                     rows["actual"].to_numpy(), rows["score"].to_numpy(), scores.to_numpy(),
-                    {"predictions": predictions.version, "outcomes": outcomes.version})
+                    dict(reads.versions))
 
 
 def _compare(name: str, served: int, challenger: int, task: str, y: Any, a: Any, b: Any,

@@ -3,56 +3,46 @@
 - ``no_drift_alert``: the model's latest ``check()`` raised no drift alert;
 - ``replay``: on the traffic the stage's current holder served, the candidate's AUC (RMSE for
   regressors) is not worse by more than ``monitoring.replay_margin``;
-- ``fairness``: on the candidate's own logged predictions (shadow traffic), every group's
-  adverse impact ratio for ``monitoring.fairness_group`` is at least 0.8.
+- ``fairness``: on the candidate's own logged predictions (shadow traffic), no group's
+  adverse impact ratio for ``monitoring.fairness_group`` is in the policy's ``air`` alert
+  band (below 0.8 by default: the four-fifths rule).
 
 Each verdict carries its evidence (figures and the Delta versions read), recorded with the
-promotion like every other gate.
+promotion like every other gate. Evaluating a gate reads; it never writes.
 """
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 from ..domain.entities import GateResult
-from ..domain.errors import InvalidInputError
-from .governance import find_request
-from .state import RegistryState
-
-if TYPE_CHECKING:
-    from .monitor import Monitor
-    from .registry import Registry
-
-AIR_FLOOR = 0.8
+from ..domain.errors import InvalidInputError, NotFoundError
+from .monitor import Monitor
 
 
-def evaluate(reg: Registry, name: str, number: int, to: str) -> list[GateResult]:
-    wanted = reg.policy.rules(to).monitoring
-    if not wanted:
+def wanted(monitor: Monitor, to: str) -> tuple[str, ...]:
+    """The monitoring gates the policy sets on stage ``to``."""
+    return tuple(monitor.catalog.policy.rules(to).monitoring)
+
+
+def evaluate(mon: Monitor, number: int, to: str) -> list[GateResult]:
+    gates = wanted(mon, to)
+    if not gates:
         return []
-    mon = reg.monitor(name)
-    checks = {"no_drift_alert": lambda: _no_drift_alert(reg._current(), name),
-              "replay": lambda: _replay(mon, number, to),
-              "fairness": lambda: _fairness(mon, number)}
-    return [checks[gate]() for gate in wanted]
+    checks: dict[str, Callable[[], GateResult]] = {
+        "no_drift_alert": lambda: _no_drift_alert(mon),
+        "replay": lambda: _replay(mon, number, to),
+        "fairness": lambda: _fairness(mon, number)}
+    return [checks[gate]() for gate in gates]
 
 
-def for_approval(reg: Registry, name: str, number: int, to: str | None) -> list[GateResult]:
-    """The measured gates of the request being approved (none to measure: no lookup)."""
-    if not any(rules.monitoring for rules in reg.policy.stage_rules.values()):
-        return []
-    pending = find_request(reg._current(), name, number, to, for_approval=True)
-    return evaluate(reg, name, number, pending.to)
-
-
-def _no_drift_alert(state: RegistryState, name: str) -> GateResult:
-    latest = state.checks.get(name)
+def _no_drift_alert(mon: Monitor) -> GateResult:
+    latest = mon.catalog.last_check(mon.name)
     if latest is None:
         return GateResult("no_drift_alert", True, "no monitoring check has run yet", {})
     window = latest.payload["check"]["window"]
-    open_alerts = [e for e in state.alerts if e.model == name
-                   and e.payload["window"] == window and e.payload["kind"] == "drift"]
+    open_alerts = [e for e in mon.catalog.alerts(mon.name)
+                   if e.payload["window"] == window and e.payload["kind"] == "drift"]
     detail = (f"the latest check ({window[0][:10]} .. {window[1][:10]}) raised "
               f"{len(open_alerts)} drift alert(s)")
     return GateResult("no_drift_alert", not open_alerts, detail,
@@ -60,7 +50,10 @@ def _no_drift_alert(state: RegistryState, name: str) -> GateResult:
 
 
 def _replay(mon: Monitor, number: int, to: str) -> GateResult:
-    holder = mon.registry._current().model(mon.name).holder(to)
+    try:
+        holder: int | None = mon.catalog.get(mon.name, stage=to).version
+    except NotFoundError:
+        holder = None
     if holder is None or holder == number:
         return GateResult("replay", True, f"no other version in {to} to compare against", {})
     try:
@@ -78,7 +71,7 @@ def _replay(mon: Monitor, number: int, to: str) -> GateResult:
     return GateResult("replay", passed, detail, {
         "served": holder, "n": result.n, "metric": result.primary, "served_value": served,
         "candidate_value": challenger, "p_value": result.p_values.get(result.primary),
-        "margin": margin, "tables": result.tables})
+        "margin": margin, "tables": dict(result.tables)})
 
 
 def _fairness(mon: Monitor, number: int) -> GateResult:
@@ -92,12 +85,13 @@ def _fairness(mon: Monitor, number: int) -> GateResult:
         return GateResult("fairness", False, f"no logged predictions of v{number} to judge: "
                           f"log shadow traffic with mon.log_predictions(..., version={number})"
                           f" ({exc})", {})
+    band = mon.policy.thresholds["air"]
     rows = [r for r in table.to_pylist() if r["air"] is not None]
     worst = min(rows, key=lambda r: r["air"]) if rows else None
-    passed = worst is not None and worst["air"] >= AIR_FLOOR
+    passed = worst is not None and band.status(worst["air"]) != "alert"
     detail = ("no group has a selection rate" if worst is None else
               f"lowest adverse impact ratio {worst['air']:.3f} ({group} = {worst['group']}), "
-              f"floor {AIR_FLOOR}")
-    tables: Any = json.loads((table.schema.metadata or {}).get(b"nbregistry.tables", b"{}"))
+              f"alert below {band.alert}")
     return GateResult("fairness", passed, detail, {
-        "group": group, "air": {str(r["group"]): r["air"] for r in rows}, "tables": tables})
+        "group": group, "air": {str(r["group"]): r["air"] for r in rows},
+        "tables": table.tables})

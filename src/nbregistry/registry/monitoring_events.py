@@ -1,0 +1,71 @@
+"""The events monitoring records (``watch.ports.MonitoringWrites``), each decided against the
+freshest state inside the ledger's commit: a race between two checks is settled by the log,
+not by whoever read first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..domain.entities import Event
+from ..domain.errors import ConflictError
+from . import governance
+from .ledger import Decision, Ledger
+from .state import RegistryState
+
+
+class MonitoringEvents:
+    """Monitoring's writes through the registry's ledger."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.user = ledger.user
+
+    def put_artifact(self, data: bytes) -> str:
+        return self.ledger.blobs.put(data)
+
+    def freeze_baseline(self, name: str, version: int, sha256: str,
+                        source: dict[str, Any]) -> Event | None:
+        """Record the version's baseline; None when another process froze it first (the
+        baseline is deterministic, so theirs has the same bytes)."""
+        def build(state: RegistryState) -> Decision | None:
+            state.model(name).require(version)
+            if (name, version) in state.baselines:
+                return None
+            return version, {"sha256": sha256, "source": source}
+
+        return self.ledger.commit("set_baseline", name, build)
+
+    def seal(self, name: str, payload: dict[str, Any]) -> Event:
+        return self.ledger.record("seal", name, lambda state: (None, payload))
+
+    def alert(self, name: str, version: int, payload: dict[str, Any]) -> Event:
+        def build(state: RegistryState) -> Decision:
+            state.model(name).require(version)
+            return version, payload
+
+        return self.ledger.record("alert", name, build)
+
+    def request_retraining(self, name: str, version: int, *, reason: str,
+                           alert_seq: int | None) -> Event:
+        def build(state: RegistryState) -> Decision:
+            state.model(name).require(version)
+            return version, {"reason": reason, "alert_seq": alert_seq}
+
+        return self.ledger.record("retrain_requested", name, build)
+
+    def roll_back(self, name: str, *, from_version: int, reason: str,
+                  alert_seq: int) -> Event:
+        """Production back to its previous holder, refused unless production still holds
+        ``from_version`` (a second check racing this one finds it already rolled back)."""
+        def build(state: RegistryState) -> Decision:
+            holder = state.model(name).holder("production")
+            if holder != from_version:
+                raise ConflictError(f"production of {name!r} no longer holds v{from_version} "
+                                    f"(now {'v' + str(holder) if holder else 'nobody'}): "
+                                    "another check or a person acted first")
+            number, payload = governance.rollback(state, self.user, name=name,
+                                                  stage="production", reason=reason,
+                                                  automatic=True)
+            return number, {**payload, "automatic": True, "alert_seq": alert_seq}
+
+        return self.ledger.record("rollback", name, build)

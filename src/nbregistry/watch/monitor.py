@@ -1,0 +1,379 @@
+"""``reg.monitor(name)``: capture predictions and outcomes, and ask monitoring questions.
+
+The orchestration side of monitoring. It reads what it needs from the registry through a
+``Catalog`` (versions, policy, artifacts, frozen baselines), its tables through a
+``TableSource`` (one Delta snapshot per table per question, pinned for reports), records
+events through ``MonitoringWrites``, and hands the statistics to ``nbregistry.monitoring``.
+Questions never write: a read in a report, a gate or a panel leaves the audit log as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+import pyarrow as pa
+
+from ..domain import validate
+from ..domain.entities import Event, ModelVersion
+from ..domain.errors import InvalidInputError, NotFoundError, ReadOnlyError
+from ..domain.extras import require
+from ..domain.timefmt import parse_time, parse_window
+from ..monitoring import capture
+from ..monitoring.buffer import PredictionBuffer
+from ..store import MonitoringTables, Snapshot, seal
+from . import baselines, checks
+from .ports import Catalog, MonitoringWrites, Reads, TableSource
+from .queries import as_time, joined, newest, require_rows
+from .replay import ReplayResult, replay
+from .results import (
+    DriftResult,
+    FairnessResult,
+    PerformanceResult,
+    drift_summary,
+    fairness_summary,
+    metadata,
+)
+
+Task = Literal["classification", "regression"]
+
+if TYPE_CHECKING:
+    from ..domain.monitoring_policy import MonitoringPolicy
+
+
+class Monitor:
+    """Monitoring of one model: its prediction, outcome and metric tables."""
+
+    def __init__(self, catalog: Catalog, name: str, *, tables: MonitoringTables,
+                 source: TableSource, writes: MonitoringWrites | None = None) -> None:
+        self.name = validate.model_name(name)
+        self.catalog = catalog
+        self.tables = tables
+        self.source = source
+        self.writes = writes
+        self._con: Any = None
+        self._baselines: dict[int, baselines.Baseline] = {}
+
+    def __repr__(self) -> str:
+        mode = "" if self.writes is not None else " (read-only)"
+        return f"<Monitor {self.name} in {self.catalog.uri}{mode}>"
+
+    @property
+    def registry(self) -> Catalog:
+        """The registry (or the pinned view of it) this monitor reads."""
+        return self.catalog
+
+    @property
+    def policy(self) -> MonitoringPolicy:
+        return self.catalog.policy.monitoring
+
+    def version(self, version: int | str | None = None) -> ModelVersion:
+        """The version meant: the one given, else production's, else the latest."""
+        if version is not None:
+            return self.catalog.get(self.name, version)
+        try:
+            return self.catalog.get(self.name, stage="production")
+        except NotFoundError:
+            return self.catalog.get(self.name)
+
+    def _writer(self, what: str) -> MonitoringWrites:
+        if self.writes is None:
+            raise ReadOnlyError(f"this monitor of {self.name!r} reads pinned data (a report) "
+                                f"and cannot {what}: use reg.monitor({self.name!r})")
+        return self.writes
+
+    # -- capture -------------------------------------------------------------------------
+    def log_predictions(self, features: Any, predictions: Any, *, ids: Any = None,
+                        ts: Any = None, version: int | str | None = None,
+                        attributes: Any = None, labels: Any = None,
+                        positive: int | None = None) -> capture.PredictionReceipt:
+        """Append scored rows to the prediction log (pandas, polars or Arrow).
+
+        Columns are checked against the version's feature schema (recorded at register): a
+        missing or mistyped column is an ``InvalidInputError`` naming it and nothing is
+        written. Columns that are not features are not logged (the receipt lists them)
+        unless named in ``attributes`` (e.g. a segment or a protected group). ``predictions``
+        is a 1-D array of scores (or labels), or ``predict_proba`` output (the positive
+        column is kept as ``score``, the arg-max as ``label``). ``ids`` default to
+        time-ordered unique ids, ``ts`` to now (UTC), ``version`` to production's. The
+        first rows of a version freeze its monitoring baseline, when it has none yet.
+        """
+        self._writer("log predictions")
+        mv = self.version(version)
+        receipt = capture.log_predictions(
+            self.tables.predictions, features, predictions, schema=mv.features or None,
+            version=mv.version, ids=ids, ts=ts, attributes=attributes, labels=labels,
+            positive=positive)
+        self._freeze_quietly(mv)
+        return receipt
+
+    def log_outcomes(self, ids: Any, actuals: Any, *, ts: Any = None
+                     ) -> capture.OutcomeReceipt:
+        """Record actual outcomes, joined to predictions by id (labels arrive late). Unknown
+        ids are written and counted; an id already resolved is not written again and is
+        counted as a duplicate: the receipt says how many of each."""
+        self._writer("log outcomes")
+        if not self.tables.predictions.exists():
+            raise InvalidInputError(f"{self.name!r} has logged no predictions yet: log them "
+                                    "with mon.log_predictions(...) before their outcomes",
+                                    field="ids")
+        return capture.log_outcomes(self.tables, ids, actuals, ts=ts)
+
+    def logger(self, *, version: int | str | None = None, attributes: Sequence[str] = (),
+               flush_rows: int = 10_000, flush_interval: float = 10.0,
+               capacity: int = 100_000) -> PredictionBuffer:
+        """A buffered, thread-safe logger for a scoring service: ``log(features_dict,
+        score)`` returns at once; rows are written every ``flush_rows`` rows or
+        ``flush_interval`` seconds and at exit. A crash loses only unwritten rows."""
+        self._writer("log predictions")
+        mv = self.version(version)
+        if not mv.features:
+            raise InvalidInputError(f"{self.name} v{mv.version} has no feature schema: "
+                                    "register it with reference_data=...", field="version")
+        self._freeze_quietly(mv)
+        return PredictionBuffer(self.tables.predictions.append, schema=mv.features,
+                                version=mv.version, attributes=attributes,
+                                flush_rows=flush_rows, flush_interval=flush_interval,
+                                capacity=capacity)
+
+    def predict(self, features: Any, *, alias: str | None = None,
+                version: int | str | None = None, ids: Any = None,
+                attributes: Any = None, trusted: bool | Sequence[str] = False) -> Any:
+        """Score ``features`` with the production version (or ``alias`` / ``version``), log
+        the predictions, and return them: one line in a scoring job."""
+        ref = f"{self.name}@{alias}" if alias else self.name
+        mv = (self.catalog.get(ref) if alias else self.version(version))
+        model = self.catalog.load(ref if alias else self.name,
+                                  None if alias else mv.version, trusted=trusted)
+        names = [f["name"] for f in mv.features]
+        inputs = features[names] if names and hasattr(features, "columns") else features
+        output = (model.predict_proba(inputs) if hasattr(model, "predict_proba")
+                  else model.predict(inputs))
+        self.log_predictions(features, output, ids=ids, version=mv.version,
+                             attributes=attributes)
+        return output
+
+    # -- baselines -----------------------------------------------------------------------
+    def baseline(self, version: int | str | None = None) -> dict[str, Any]:
+        """The version's baseline: the frozen one (recorded by ``register`` with reference
+        data, the first logged predictions, a ``check()`` or ``freeze_baseline()``), else
+        computed in memory from its reference data, recording nothing."""
+        return dict(self._baseline(self.version(version)).spec)
+
+    def freeze_baseline(self, version: int | str | None = None) -> Event | None:
+        """Record the version's baseline in the audit log (None: it was frozen already)."""
+        writes = self._writer("freeze a baseline")
+        mv = self.version(version)
+        if self.catalog.frozen_baseline(self.name, mv.version) is not None:
+            return None
+        built = self._baseline(mv)
+        event = baselines.freeze(writes, self.name, mv, built)
+        self._baselines.pop(mv.version, None)
+        return event
+
+    def _freeze_quietly(self, mv: ModelVersion) -> None:
+        """Freeze the baseline with a write that writes anyway, when it can be built here
+        (reference data, and the ``monitoring`` extra)."""
+        if (mv.reference is None or self.writes is None or not baselines.can_build()
+                or self.catalog.frozen_baseline(self.name, mv.version) is not None):
+            return
+        self.freeze_baseline(mv.version)
+
+    def _baseline(self, mv: ModelVersion) -> baselines.Baseline:
+        found = self._baselines.get(mv.version)
+        if found is None or not found.frozen:
+            found = self._baselines[mv.version] = baselines.resolve(self.catalog, self.name, mv)
+        return found
+
+    def importance(self, version: int | str | None = None) -> dict[str, float]:
+        """Feature importance of the version, kept with its baseline (empty when it could
+        not be computed without trusting the model's registrant)."""
+        found = self.baseline(version).get("importance") or {}
+        return dict(found.get("values", {}))
+
+    # -- questions -----------------------------------------------------------------------
+    def connection(self) -> Any:
+        if self._con is None:
+            require("monitoring", "duckdb")
+            from ..monitoring import duck
+
+            self._con = duck.connect()
+        return self._con
+
+    def has_predictions(self) -> bool:
+        """Whether any prediction was logged (a report says so instead of failing)."""
+        return self.source.exists("predictions")
+
+    def rows(self, start: Any = None, end: Any = None, *,
+             version: int | str | None = None) -> pa.Table:
+        """The logged predictions in ``[start, end)`` (of ``version``), each with its first
+        recorded outcome as ``actual`` (null while it has not matured)."""
+        reads = self.source.reads()
+        predictions = reads.snapshot("predictions", as_time(start, "start"),
+                                     as_time(end, "end"))
+        if predictions.version < 0:
+            return pa.table({})
+        outcomes = reads.snapshot("outcomes")
+        query = (f"SELECT * FROM {joined(predictions, outcomes, inner=False)}"
+                 if outcomes.version >= 0 else
+                 f"SELECT *, NULL::DOUBLE AS actual FROM {predictions.relation()}")
+        if version is not None:
+            query += f" WHERE version = {self.version(version).version}"
+        table: pa.Table = self.connection().sql(
+            query + " ORDER BY ts, prediction_id").to_arrow_table()
+        return table
+
+    def drift(self, start: Any = None, end: Any = None,
+              version: int | str | None = None) -> DriftResult:
+        """One row per feature and for the score: ``feature, psi, ks, ks_pvalue, js,
+        wasserstein, chi2_pvalue, p_adjusted, status, drifted`` (and more), for the
+        version's logged predictions in ``[start, end)`` against its baseline."""
+        mv = self.version(version)
+        reads = self.source.reads()
+        predictions = self._predictions(reads, start, end)
+        return self._drift(reads, predictions, mv, f"version = {mv.version}")
+
+    def _predictions(self, reads: Reads, start: Any, end: Any) -> Snapshot:
+        found = reads.snapshot("predictions", as_time(start, "start"), as_time(end, "end"))
+        require_rows(found, self.name)
+        return found
+
+    def _drift(self, reads: Reads, predictions: Snapshot, mv: ModelVersion,
+               where: str) -> DriftResult:
+        from ..monitoring.drift import METADATA_KEY, drift
+
+        found = self._baseline(mv)
+        table = drift(self.connection(), predictions.relation(), found.spec, where=where,
+                      band=self.policy.thresholds.get("psi"))
+        if found.spec.get("importance"):
+            from ..monitoring.importance import Importance, rank_drift
+
+            table = rank_drift(table, Importance(found.spec["importance"]["method"],
+                                                 found.spec["importance"]["values"]))
+        return DriftResult(table, dict(reads.versions), drift_summary(table, METADATA_KEY),
+                           found.info)
+
+    def drift_windows(self, window: str = "1d", *, start: Any = None, end: Any = None,
+                      version: int | str | None = None, progress: bool | None = None
+                      ) -> DriftResult:
+        """Drift per feature for each window in ``[start, end)`` (default: the last 14
+        windows up to the newest prediction), all read from one snapshot:
+        ``window_start, feature, n, psi, p_adjusted, status, drifted``. Windows without
+        predictions are left out."""
+        from tqdm.auto import tqdm
+
+        from ..store.snapshot import sql_timestamp
+
+        step = parse_window(window)
+        mv = self.version(version)
+        reads = self.source.reads()
+        stop = as_time(end, "end")
+        if stop is None:
+            last = newest(reads.snapshot("predictions").to_arrow(["ts"]), self.name)
+            stop = last + timedelta(microseconds=1)
+        begin = as_time(start, "start") or stop - 14 * step
+        predictions = reads.snapshot("predictions", begin, stop)
+        require_rows(predictions, self.name)
+        edges = [begin + i * step for i in range(-(-(stop - begin) // step))]
+        rows: list[dict[str, Any]] = []
+        quiet = None if progress is None else not progress  # None: a bar only where it shows
+        for left in tqdm(edges, desc=f"drift of {self.name}", disable=quiet):
+            right = min(left + step, stop)
+            where = (f"version = {mv.version} AND ts >= {sql_timestamp(left)} AND ts < "
+                     f"{sql_timestamp(right)}")
+            try:
+                table = self._drift(reads, predictions, mv, where).table
+            except InvalidInputError:
+                continue  # no predictions in this window
+            rows += [{"window_start": left, **r} for r in table.select(
+                ["feature", "n", "psi", "p_adjusted", "status", "drifted"]).to_pylist()]
+        return DriftResult(pa.Table.from_pylist(rows, schema=WINDOWS_SCHEMA),
+                           dict(reads.versions), None, self._baseline(mv).info)
+
+    def performance(self, window: str | None = "1d", *, by: Sequence[str] | None = None,
+                    start: Any = None, end: Any = None,
+                    version: int | str | None = None) -> PerformanceResult:
+        """Metrics per window over predictions joined with their outcomes (the first outcome
+        per id): accuracy, precision, recall, f1, roc_auc, log_loss, brier for classifiers;
+        rmse, mae, r2 for regressors. ``version=None`` covers every version (add
+        ``by=["version"]`` to split them)."""
+        from ..monitoring.performance import ECE_KEY, performance
+
+        reads = self.source.reads()
+        predictions = self._predictions(reads, start, end)
+        outcomes = reads.snapshot("outcomes")
+        where = None if version is None else f"version = {self.version(version).version}"
+        task = self.task(version)
+        table = performance(self.connection(), joined(predictions, outcomes), task=task,
+                            where=where, window=window, by=by)
+        return PerformanceResult(table, dict(reads.versions), task, metadata(table, ECE_KEY))
+
+    def fairness(self, group: str, favorable: Any = 1, *, reference: Any = None,
+                 start: Any = None, end: Any = None,
+                 version: int | str | None = None, outcome: str = "label") -> FairnessResult:
+        """Selection rate per value of ``group`` (an attribute logged with the predictions),
+        the adverse impact ratio against the reference group with the four-fifths flag (the
+        policy's ``air`` alert level), counts and a significance test (error-rate parity
+        when outcomes exist)."""
+        from ..monitoring.fairness import FOUR_FIFTHS, METADATA_KEY, fairness
+
+        reads = self.source.reads()
+        predictions = self._predictions(reads, start, end)
+        outcomes = reads.snapshot("outcomes")
+        where = None if version is None else f"version = {self.version(version).version}"
+        band = self.policy.thresholds.get("air")
+        table = fairness(self.connection(), joined(predictions, outcomes, inner=False),
+                         group=group, favorable=favorable, outcome=outcome,
+                         reference=reference, where=where,
+                         floor=FOUR_FIFTHS if band is None else band.alert)
+        return FairnessResult(table, dict(reads.versions), fairness_summary(table, METADATA_KEY))
+
+    def task(self, version: int | str | None = None) -> Task:
+        """"classification" or "regression", from the baseline (else classification)."""
+        mv = self.version(version)
+        if mv.reference is not None:
+            task = self._baseline(mv).spec.get("task")
+            if task == "regression":
+                return "regression"
+        return "classification"
+
+    def replay(self, version: int | str, start: Any = None, end: Any = None, *,
+               served: int | str | None = None, trusted: bool | Sequence[str] = False,
+               ) -> ReplayResult:
+        """Score the served version's logged traffic in ``[start, end)`` with ``version``
+        and compare both on the same matured outcomes (DeLong for AUC, paired bootstrap for
+        the rest)."""
+        return replay(self, version, start, end, served=served, trusted=trusted)
+
+    # -- writing evidence ----------------------------------------------------------------
+    def seal(self) -> Event:
+        """Record each monitoring table's Delta version and the hash of its newest commit in
+        the audit log: rows deleted or rewritten afterwards are caught by ``verify()``."""
+        return self._writer("seal tables").seal(self.name, self.seals())
+
+    def seals(self) -> dict[str, Any]:
+        return {"tables": {t.key: seal(t) for t in self.tables if t.exists()}}
+
+    def check(self, *, now: Any = None, window: str | None = None) -> checks.CheckResult:
+        """Measure the policy's window (or ``window``) ending ``now`` (drift, performance,
+        fairness), decide under the policy, then append the figures to the metrics table,
+        seal the tables, record an ``alert`` per breach and apply the policy's action
+        (``retrain_requested`` or an automatic rollback)."""
+        writes = self._writer("run a check")
+        end = datetime.now(UTC) if now is None else parse_time(now, field="now")
+        start = end - parse_window(window or self.policy.window)
+        mv = self.version()
+        figures, notes = checks.measure(self, mv.version, start, end)
+        decision = checks.decide(figures, self.policy, window=(start, end))
+        result = checks.CheckResult(self.name, mv.version, (start, end),
+                                    checks.figures_table(figures, mv.version, (start, end)),
+                                    notes=notes)
+        self._freeze_quietly(mv)
+        return checks.record(writes, self.tables, result, decision, self.seals())
+
+
+WINDOWS_SCHEMA = pa.schema([
+    ("window_start", pa.timestamp("us", "UTC")), ("feature", pa.string()), ("n", pa.int64()),
+    ("psi", pa.float64()), ("p_adjusted", pa.float64()), ("status", pa.string()),
+    ("drifted", pa.bool_())])

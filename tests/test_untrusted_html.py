@@ -211,8 +211,7 @@ def test_reports_from_a_hostile_registry_run_nothing_and_load_nothing(
     assert PAYLOADS[0] in text["validation"]  # a card field that looks like a badge
     assert PAYLOADS[0] in text["monitoring"] and PAYLOADS[0] in text["fair_lending"]
     assert PAYLOADS[4] in text["sox_change"]  # the deployment target
-    assert "AMBER" in text["monitoring"] or "RED" in text["monitoring"] \
-        or "GREEN" in text["monitoring"]
+    assert re.search(r"\b(GREEN|AMBER|RED)\b", text["monitoring"])  # badges still show
 
 
 @pytest.mark.browser

@@ -9,7 +9,9 @@ of the private key made it. Trust in the keys:
   register a key for someone else, or squat a name, without being an admin;
 - a rotation is made by the user themself, and signed with their current key, or by an admin;
 - keys come from the log, so a rewritten log could swap them: ``verify(trusted_keys=...)``
-  checks every signature against keys pinned outside the registry instead.
+  checks every signature against keys pinned outside the registry instead;
+- ``load`` trusts a registrant (the policy's ``[loading] trusted_registrants``) only for a
+  register event signed with their key (``registration_problem``).
 """
 
 from __future__ import annotations

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..domain.entities import ModelVersion
 from ..domain.errors import InvalidInputError, NotFoundError, PolicyViolationError
-from . import signing
-from .state import RegistryState
+
+if TYPE_CHECKING:  # the Flavor port stays free of the registry's internals at run time
+    from .state import RegistryState
 
 
 @runtime_checkable
@@ -153,9 +154,11 @@ def load(mv: ModelVersion, data: bytes, *, trusted: bool | Sequence[str],
 def _registrant_trusted(mv: ModelVersion, state: RegistryState) -> bool:
     """The policy trusts the registrant and the log proves the registrant registered ``mv``
     (a signature by their enrolled key); a trusted name on an unproven event is refused."""
+    from .signing import registration_problem
+
     if mv.created_by not in state.policy.loading.trusted_registrants:
         return False
-    problem = signing.registration_problem(state, mv)
+    problem = registration_problem(state, mv)
     if problem is not None:
         raise PolicyViolationError(
             f"the policy trusts {mv.created_by}'s artifacts, but {problem}. Enrol "

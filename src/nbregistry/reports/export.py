@@ -38,6 +38,8 @@ ACTIVE = {"script", "iframe", "frame", "frameset", "object", "embed", "applet", 
 URLS = {"src", "href", "xlink:href", "action", "formaction", "data", "poster", "background",
         "cite", "longdesc", "manifest", "ping", "codebase", "archive", "lowsrc", "dynsrc",
         "icon", "usemap", "srcset", "imagesrcset"}
+# Browsers ignore whitespace and control characters inside a URL ("java\tscript:").
+BLANKS = re.compile(r"[\x00-\x20]+")
 CSS_URL = re.compile(r"url\(\s*[\"']?\s*([^)\"'\s]*)", re.I)
 CSS_ACTIVE = re.compile(r"@import|image-set\(|expression\(|\\", re.I)
 STYLE = """
@@ -117,8 +119,7 @@ class _Guard(HTMLParser):
 
 
 def _unsafe(tag: str, name: str, value: str) -> bool:
-    # browsers ignore whitespace and control characters inside a URL ("java\tscript:")
-    text = "".join(c for c in value if c > " ").lower()
+    text = BLANKS.sub("", value).lower()
     if name.startswith("on") or text.startswith(("javascript:", "vbscript:")):
         return True
     if name in URLS and not _local(tag, name, text):

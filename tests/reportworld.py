@@ -52,14 +52,18 @@ def governed(uri: str) -> dict[str, Any]:
     return {**people, "bad_deploy": bad}
 
 
-def monitored(uri: str, data_dir: Path) -> dict[str, Any]:
+def monitored(uri: str, data_dir: Path, *, card: dict[str, Any] = CARD,
+              comment: str = "validated, see report", groups: dict[str, str] | None = None,
+              **register: Any) -> dict[str, Any]:
     """credit v1 (trained on a Delta table) in production with a week of logged traffic and
-    outcomes; v2 a challenger in staging."""
+    outcomes; v2 a challenger in staging. ``groups`` renames logged ``sex`` values;
+    ``register`` adds to v1's registration (description, tags, params)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     data = credit_data(6000, seed=3)
+    data["sex"] = data["sex"].replace(groups or {})
     table = str(data_dir / "applications")
     frame = data.iloc[:3000].assign(split=np.where(np.arange(3000) < 2100, "train", "test"))
     write_table(table, frame)
@@ -70,14 +74,15 @@ def monitored(uri: str, data_dir: Path) -> dict[str, Any]:
         "window": "7d", "min_rows": 100, "fairness_group": "sex", "fairness_favorable": 0}})
     model = LogisticRegression(max_iter=500).fit(train[FEATURES], train["default"])
     alice.register(model, "credit", training_data=table, reference_data=train[FEATURES],
-                   reference_target=train["default"], card=CARD, metrics={"auc": 0.7})
+                   reference_target=train["default"], card=card, metrics={"auc": 0.7},
+                   **register)
     challenger = make_pipeline(StandardScaler(), LogisticRegression(C=0.01)).fit(
         train[FEATURES], train["default"])
     alice.register(challenger, "credit", training_data=table, reference_data=train[FEATURES],
                    reference_target=train["default"], card=CARD, metrics={"auc": 0.7})
     alice.request_promotion("credit", 1, to="staging")
     alice.request_promotion("credit", 1, to="production")
-    bob.approve("credit", 1, comment="validated, see report")
+    bob.approve("credit", 1, comment=comment)
     alice.request_promotion("credit", 2, to="staging")
     live = data.iloc[3000:].reset_index(drop=True)
     mon = alice.monitor("credit")
@@ -94,3 +99,45 @@ def monitored(uri: str, data_dir: Path) -> dict[str, Any]:
 
 def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
+
+
+# What an attacker with write access to the registry might plant in any text a report or a
+# notebook shows: each would run script or load from outside if shown as markup.
+PAYLOADS = [
+    "<span style='x'><img src=x onerror=\"document.title='pwned'\"></span>",
+    "<script>document.title='pwned'</script>",
+    "<span style='x'><a href=\"javascript:void(document.title='pwned')\">open me</a></span>",
+    "<img srcset='http://attacker.invalid/srcset.png 1x'>",
+    "<span style='x'><video poster='http://attacker.invalid/poster.png'></video></span>",
+    "<span style=\"background:url(http://attacker.invalid/css.png)\">styled</span>",
+    "<svg onload=\"document.title='pwned'\"></svg>",
+]
+
+
+def hostile(uri: str, data_dir: Path) -> dict[str, Any]:
+    """``monitored`` with a payload in every card field, the description, tags, params, the
+    approval's comment, a logged attribute's values, a user's name (who deploys and is
+    granted a role), a deployment target, a comment, and a model name written past the
+    writer's checks (a patched nbregistry), promoted in an emergency."""
+    import pytest
+
+    from nbregistry.domain import validate
+
+    card = {"intended_use": PAYLOADS[0], "limitations": PAYLOADS[2],
+            "assumptions": PAYLOADS[5], **{f"note_{i}": p for i, p in enumerate(PAYLOADS)}}
+    world = monitored(uri, data_dir, card=card, comment=PAYLOADS[1],
+                      groups={"F": PAYLOADS[0]}, description=PAYLOADS[6],
+                      tags={"team": PAYLOADS[3]}, params={"note": PAYLOADS[4]})
+    alice = world["alice"]
+    mallory = PAYLOADS[3]
+    alice.grant_role(mallory, "admin")
+    nbr.open_registry(uri, user=mallory).record_deployment("credit", 1, PAYLOADS[4])
+    alice.comment("credit", 1, PAYLOADS[5])
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(validate, "model_name", lambda name, **kw: name)
+        forged = PAYLOADS[0]
+        alice.register({"w": 1}, forged, card=CARD)
+        alice.request_promotion(forged, 1, to="staging")
+        alice.request_promotion(forged, 1, to="production", emergency=True,
+                                comment=PAYLOADS[2])
+    return world

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import numpy as np
 import pytest
 from sklearn.ensemble import GradientBoostingClassifier
@@ -35,7 +38,9 @@ def test_reviewed_types_are_allowed_per_call_or_by_policy(registry: nbr.Registry
 
 def test_pickles_load_only_when_trusted(registry_uri: str) -> None:
     alice = nbr.open_registry(registry_uri, user="alice")
-    bob = nbr.open_registry(registry_uri, user="bob")
+    bob_key, bob_pem = _keypair()
+    alice.register_key(bob_pem, user="bob")
+    bob = nbr.open_registry(registry_uri, user="bob", signing_key=bob_key)
     bob.register(TinyModel(3), "m")
     refusal = r"runs code chosen by .*bob.*trusted=True"
     with pytest.raises(nbr.PolicyViolationError, match=refusal) as info:
@@ -43,7 +48,97 @@ def test_pickles_load_only_when_trusted(registry_uri: str) -> None:
     assert info.value.rule == "untrusted_artifact"
     assert alice.load("m", trusted=True) == TinyModel(3)
     alice.set_policy({**alice.policy.source, "loading": {"trusted_registrants": ["bob"]}})
-    assert alice.load("m") == TinyModel(3)
+    assert alice.load("m") == TinyModel(3)  # bob's registration is signed with his key
+    assert alice.as_of(datetime.now(UTC)).load("m") == TinyModel(3)  # a view without a loader
+
+
+def _keypair() -> tuple[Any, bytes]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    return key, key.public_key().public_bytes(serialization.Encoding.PEM,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _trusting(uri: str, user: str) -> nbr.Registry:
+    admin = nbr.open_registry(uri, user="alice")
+    admin.set_policy({**admin.policy.source, "loading": {"trusted_registrants": [user]}})
+    return nbr.open_registry(uri, user="carol")
+
+
+def test_trust_by_registrant_is_refused_without_enrolled_keys(registry_uri: str) -> None:
+    """A process opened with user="bob" (by anyone) writes unsigned events in bob's name;
+    with no key to check them against, the policy's trust in bob cannot apply."""
+    nbr.open_registry(registry_uri, user="alice")
+    claimed = nbr.open_registry(registry_uri, user="bob")  # whoever runs it
+    claimed.register(TinyModel(666), "m")
+    claimed.register(GradientBoostingClassifier(n_estimators=5).fit(X, Y), "gbm")
+    carol = _trusting(registry_uri, "bob")
+    for name in ("m", "gbm"):  # a pickle, and a skops artifact with types to review
+        with pytest.raises(nbr.PolicyViolationError, match=r"bob had no enrolled signing key"
+                           r".*register_key.*trusted=True") as info:
+            carol.load(name)
+        assert info.value.rule == "registrant_signature"
+    assert carol.load("m", trusted=True) == TinyModel(666)  # after review
+
+
+def test_a_register_event_forged_in_a_keyed_users_name_does_not_load(
+        registry_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbregistry.registry import signing
+
+    admin = nbr.open_registry(registry_uri, user="alice")
+    bob_key, bob_pem = _keypair()
+    admin.register_key(bob_pem, user="bob")
+    nbr.open_registry(registry_uri, user="bob", signing_key=bob_key).register(TinyModel(1), "m")
+    with monkeypatch.context() as patched:  # the attacker's copy of nbregistry never signs
+        patched.setattr(signing, "signer", lambda *args: None)
+        nbr.open_registry(registry_uri, user="bob").register(TinyModel(666), "m")
+    carol = _trusting(registry_uri, "bob")
+    assert carol.load("m", 1) == TinyModel(1)
+    with pytest.raises(nbr.PolicyViolationError, match=r"event \d+ \(register by bob\) is "
+                       "unsigned although bob had an enrolled key") as info:
+        carol.load("m", 2)
+    assert info.value.rule == "registrant_signature"
+    assert not carol.verify().ok  # verify flags the same event
+
+
+def test_a_key_slipped_in_by_an_unsigned_rotation_is_not_trusted(
+        registry_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbregistry.registry import signing
+
+    admin = nbr.open_registry(registry_uri, user="alice")
+    bob_key, bob_pem = _keypair()
+    admin.register_key(bob_pem, user="bob")
+    nbr.open_registry(registry_uri, user="bob", signing_key=bob_key).register(TinyModel(1), "m")
+    mallory_key, mallory_pem = _keypair()
+    with monkeypatch.context() as patched:  # a "rotation" by bob, written without his key
+        patched.setattr(signing, "signer", lambda *args: None)
+        nbr.open_registry(registry_uri, user="bob").register_key(mallory_pem)
+    forged = nbr.open_registry(registry_uri, user="bob", signing_key=mallory_key)
+    forged.register(TinyModel(666), "m")  # validly signed, with the slipped-in key
+    carol = _trusting(registry_uri, "bob")
+    assert carol.load("m", 1) == TinyModel(1)  # signed with the key bob had then
+    with pytest.raises(nbr.PolicyViolationError,
+                       match=r"\(register_key by bob\) is unsigned") as info:
+        carol.load("m", 2)
+    assert info.value.rule == "registrant_signature"
+
+
+def test_trust_by_registrant_reads_the_register_event_after_a_snapshot_open(
+        registry_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbregistry.registry import snapshot
+
+    monkeypatch.setattr(snapshot, "SNAPSHOT_EVERY", 10)
+    admin = nbr.open_registry(registry_uri, user="alice")
+    bob_key, bob_pem = _keypair()
+    admin.register_key(bob_pem, user="bob")
+    bob = nbr.open_registry(registry_uri, user="bob", signing_key=bob_key)
+    for i in range(12):
+        bob.register(TinyModel(i), "m")
+    carol = _trusting(registry_uri, "bob")
+    assert carol._state.base_seq > 0  # opened from a state snapshot: events read on demand
+    assert carol.load("m", 2) == TinyModel(1)
 
 
 def _identity(x: object) -> object:

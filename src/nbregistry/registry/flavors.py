@@ -8,7 +8,8 @@ safe to deserialize. So:
   safe; reviewed types can be allowed per call or in the policy (``[loading] trusted_types``).
 - ``joblib`` (anything picklable, the fallback) runs code chosen by whoever registered the
   model. It loads only when the caller opts in (``trusted=True``) or the policy trusts the
-  registrant (``[loading] trusted_registrants``).
+  registrant (``[loading] trusted_registrants``) and the register event is signed with the
+  registrant's enrolled key: the name on an event is only a claim.
 - a flavor you register is treated like ``joblib`` unless it declares ``safe = True``.
 """
 
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..domain.entities import ModelVersion
 from ..domain.errors import InvalidInputError, NotFoundError, PolicyViolationError
-from ..domain.policy import Policy
+
+if TYPE_CHECKING:  # the Flavor port stays free of the registry's internals at run time
+    from .state import RegistryState
 
 
 @runtime_checkable
@@ -123,26 +126,44 @@ def dump(model: Any, flavor: str | None = None) -> tuple[str, bytes]:
 
 
 def load(mv: ModelVersion, data: bytes, *, trusted: bool | Sequence[str],
-         policy: Policy) -> Any:
+         state: RegistryState) -> Any:
     """Deserialize ``data`` (already hash-checked) only as far as the caller trusts it."""
     flavor = by_name(mv.flavor)
-    everything = trusted is True or mv.created_by in policy.loading.trusted_registrants
+    policy = state.policy
     if isinstance(flavor, SkopsFlavor):
         found = flavor.untrusted(data)
         allowed = set(policy.loading.trusted_types) | (
             set(trusted) if not isinstance(trusted, bool) else set())
-        refused = [t for t in found if t not in allowed and not everything]
-        if refused:
+        refused = [t for t in found if t not in allowed]
+        if refused and trusted is not True and not _registrant_trusted(mv, state):
             raise PolicyViolationError(
                 f"{mv.name} v{mv.version} contains types the safe loader does not trust: "
                 f"{', '.join(refused)}. Review them, then pass trusted={refused!r} to load "
                 "(or list them in the policy's [loading] trusted_types)",
                 rule="untrusted_artifact")
         return flavor.load(data, trusted=found)
-    if everything or getattr(flavor, "safe", False):
+    if trusted is True or getattr(flavor, "safe", False) or _registrant_trusted(mv, state):
         return flavor.load(data)
     raise PolicyViolationError(
         f"{mv.name} v{mv.version} is a {mv.flavor} artifact: loading it runs code chosen by "
         f"whoever registered it ({mv.created_by}). Load it only if you trust them: "
         "reg.load(..., trusted=True), or list them in the policy's [loading] "
-        "trusted_registrants", rule="untrusted_artifact")
+        "trusted_registrants (their registrations must be signed)", rule="untrusted_artifact")
+
+
+def _registrant_trusted(mv: ModelVersion, state: RegistryState) -> bool:
+    """The policy trusts the registrant and the log proves the registrant registered ``mv``
+    (a signature by their enrolled key); a trusted name on an unproven event is refused."""
+    from .signing import registration_problem
+
+    if mv.created_by not in state.policy.loading.trusted_registrants:
+        return False
+    problem = registration_problem(state, mv)
+    if problem is not None:
+        raise PolicyViolationError(
+            f"the policy trusts {mv.created_by}'s artifacts, but {problem}. Enrol "
+            f"{mv.created_by}'s key (an admin: reg.register_key(pem, user="
+            f"{mv.created_by!r})) so their registrations are signed, or review "
+            f"{mv.name} v{mv.version} and load it with trusted=True",
+            rule="registrant_signature")
+    return True

@@ -9,7 +9,9 @@ of the private key made it. Trust in the keys:
   register a key for someone else, or squat a name, without being an admin;
 - a rotation is made by the user themself, and signed with their current key, or by an admin;
 - keys come from the log, so a rewritten log could swap them: ``verify(trusted_keys=...)``
-  checks every signature against keys pinned outside the registry instead.
+  checks every signature against keys pinned outside the registry instead;
+- ``load`` trusts a registrant (the policy's ``[loading] trusted_registrants``) only for a
+  register event signed with their key (``registration_problem``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..domain.canonical import canonical_json
-from ..domain.entities import Event, Problem
+from ..domain.entities import Event, ModelVersion, Problem
 from ..domain.errors import InvalidInputError, PolicyViolationError
 from ..domain.timefmt import ts_text
 from .state import RegistryState
@@ -129,6 +131,56 @@ def enrolment(state: RegistryState, actor: str, user: str) -> None:
                                    f"enrolled by an admin (reg.register_key(pem, "
                                    f"user={user!r})), so nobody can claim a name",
                                    rule="key_enrolment")
+
+
+def key_at(state: RegistryState, user: str, seq: int) -> tuple[int, str] | None:
+    """(enrolment seq, PEM) of the key ``user`` had enrolled when event ``seq`` was written."""
+    found = None
+    for enrolled, pem in state.keys.get(user, []):
+        if enrolled >= seq:
+            break
+        found = (enrolled, pem)
+    return found
+
+
+def registration_problem(state: RegistryState, mv: ModelVersion) -> str | None:
+    """Why the log does not prove that ``mv``'s registrant registered it, or None.
+
+    The register event must carry a valid signature by the key the registrant had enrolled
+    at that point of the log, and each enrolment that key rests on must be signed by its
+    enroller's key where the enroller had one: an unsigned rotation written straight into
+    storage cannot slip in a key of the attacker's. The chain ends at an enrolment by someone
+    who had no key yet (an admin's, checked by the fold)."""
+    from cryptography.exceptions import InvalidSignature
+
+    event = _event(state, state.model(mv.name).versions.seqs[mv.version])
+    if (event.actor, event.payload.get("sha256")) != (mv.created_by, mv.sha256):
+        return f"event {event.seq} does not register this artifact by {mv.created_by}"
+    if key_at(state, event.actor, event.seq) is None:
+        return (f"{event.actor} had no enrolled signing key when {mv.name} v{mv.version} was "
+                "registered, so nothing proves they registered it (anyone who can write the "
+                "registry's storage can write an event in their name)")
+    while (key := key_at(state, event.actor, event.seq)) is not None:
+        signature = event.payload.get("signature")
+        if signature is None or not _valid(key[1], signature, message(event), InvalidSignature):
+            return (f"event {event.seq} ({event.action} by {event.actor}) is "
+                    f"{'unsigned' if signature is None else 'badly signed'} although "
+                    f"{event.actor} had an enrolled key (event {key[0]}): it may have been "
+                    "written straight into storage; run `nbregistry verify`")
+        event = _event(state, key[0])
+    return None
+
+
+def _event(state: RegistryState, seq: int) -> Event:
+    """Event ``seq`` from the events this process folded, else from the log."""
+    events = state.events
+    if events and events[0].seq <= seq <= events[-1].seq:
+        found = events[seq - events[0].seq]
+        if found.seq == seq:
+            return found
+    if state.loader is not None:
+        return state.loader([seq])[seq]
+    return next(e for e in state.all_events() if e.seq == seq)
 
 
 def signature_problems(events: Iterable[Event], *,

@@ -121,7 +121,7 @@ class RegistryView:
         """
         mv = self.get(name, version, stage=stage)
         data = self._blobs.get(mv.sha256)
-        return flavors.load(mv, data, trusted=trusted, policy=self._current().policy)
+        return flavors.load(mv, data, trusted=trusted, state=self._current())
 
     def search(self, name: str | None = None, *, tags: Mapping[str, str] | None = None,
                stage: str | None = None, alias: str | None = None,

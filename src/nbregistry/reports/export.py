@@ -3,7 +3,10 @@ inline SVG; no script and no stylesheet from anywhere) and as PDF through Chromi
 
 nbconvert's ``lab`` and ``classic`` templates link require.js and MathJax from a CDN, so the
 page is built from the ``basic`` template's body inside our own page and stylesheet, and
-checked for external references before it is written.
+checked for anything that could run or load before it is written. Three lines of defence,
+since an examiner opens these pages years later and the registry's writers are not all
+trusted: every value a report shows is escaped (``helpers``), the body is checked here, and
+the page's Content-Security-Policy forbids script and every load but ``data:`` images.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +27,21 @@ PDF_TIMEOUT = 120
 # What a report may show: never scripts nor widget state (nothing to run them offline).
 PRIORITY = ["text/html", "image/svg+xml", "image/png", "image/jpeg", "text/markdown",
             "text/latex", "text/plain"]
-EXTERNAL = re.compile(r"""(?:\b(?:src|href|action|data)\s*=\s*["']?\s*(?:https?:)?//)"""
-                      r"""|(?:@import)|(?:url\(\s*["']?\s*(?:https?:)?//)|<script\b""",
-                      re.I)
+# No script (inline, in attributes or javascript: URLs), nothing loaded but data: images and
+# the page's own styles; forms, frames and <base> have no use in a report. A <meta> CSP
+# cannot forbid navigation: that is the escaping's and the guard's job.
+CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
+       "form-action 'none'")
+# Elements that run, embed or redirect; attributes that hold a URL (srcset: a list of them).
+ACTIVE = {"script", "iframe", "frame", "frameset", "object", "embed", "applet", "base",
+          "link", "meta", "portal", "form"}
+URLS = {"src", "href", "xlink:href", "action", "formaction", "data", "poster", "background",
+        "cite", "longdesc", "manifest", "ping", "codebase", "archive", "lowsrc", "dynsrc",
+        "icon", "usemap", "srcset", "imagesrcset"}
+# Browsers ignore whitespace and control characters inside a URL ("java\tscript:").
+BLANKS = re.compile(r"[\x00-\x20]+")
+CSS_URL = re.compile(r"url\(\s*[\"']?\s*([^)\"'\s]*)", re.I)
+CSS_ACTIVE = re.compile(r"@import|image-set\(|expression\(|\\", re.I)
 STYLE = """
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;font-size:14px;
 color:#1f2328;max-width:1100px;margin:24px auto;padding:0 24px;line-height:1.45}
@@ -51,21 +67,80 @@ def to_html(notebook: Any, *, title: str, show_code: bool = False) -> str:
                "exclude_input_prompt": True, "exclude_output_prompt": True}
     exporter = HTMLExporter(**options)  # type: ignore[no-untyped-call]
     body, _ = exporter.from_notebook_node(_clean(notebook))
-    page = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-            f"<meta name='generator' content='nbregistry'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}{SHOW_CODE if show_code else ''}</style></head>"
-            f"<body>\n{body}\n</body></html>\n")
-    found = external_references(page)
+    found = external_references(body)
     if found:
-        raise InvalidInputError(f"the report would load {found[0]!r} from outside the page; "
-                                "show charts with helpers.chart (SVG), not as scripts",
-                                field="template")
-    return page
+        raise InvalidInputError(f"the report would run or load {found[0]!r}; show values "
+                                "with helpers.table or helpers.note (escaped) and charts with "
+                                "helpers.chart (SVG)", field="template")
+    return page(title, body, style=STYLE + (SHOW_CODE if show_code else ""))
 
 
-def external_references(page: str) -> list[str]:
-    """Every script tag or reference to another host in ``page`` (should be none)."""
-    return [m.group(0) for m in EXTERNAL.finditer(page)]
+def page(title: str, body: str, *, style: str) -> str:
+    """A whole page under the Content-Security-Policy (first in <head>, so it covers all)."""
+    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
+            f"<meta name='generator' content='nbregistry'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n{body}\n</body></html>\n")
+
+
+def external_references(body: str) -> list[str]:
+    """Everything in ``body`` that could run script or load from outside the page: active
+    elements, event handlers, ``javascript:`` and external URLs (a link's ``href`` may be
+    relative), ``srcset``, and CSS that imports or loads anything but a ``data:`` image."""
+    guard = _Guard()
+    guard.feed(body)
+    guard.close()
+    return guard.found
+
+
+class _Guard(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in_style = tag == "style"
+        if tag in ACTIVE:
+            self.found.append(f"<{tag}>")
+        self.found += [f"<{tag} {name}={value!r}>" for name, value in attrs
+                       if _unsafe(tag, name, value or "")]
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        self._in_style = False
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style and _css(data.lower()):
+            self.found.append(f"<style>{data[:80]!r}")
+
+
+def _unsafe(tag: str, name: str, value: str) -> bool:
+    text = BLANKS.sub("", value).lower()
+    if name.startswith("on") or text.startswith(("javascript:", "vbscript:")):
+        return True
+    if name in URLS and not _local(tag, name, text):
+        return True
+    return (name == "style" or "url(" in text) and _css(text)  # also SVG's fill, filter…
+
+
+def _local(tag: str, name: str, url: str) -> bool:
+    """A URL that stays in the page: a fragment, a data: image, a link to a relative path."""
+    if name in ("srcset", "imagesrcset"):
+        return False
+    if url.startswith("#") or (name != "href" and url.startswith("data:image/")):
+        return True
+    return tag in ("a", "area") and name == "href" and not re.match(r"[a-z][a-z0-9+.-]*:|//",
+                                                                    url)
+
+
+def _css(css: str) -> bool:
+    """Whether ``css`` can load anything (or hides what it does behind an escape)."""
+    return bool(CSS_ACTIVE.search(css)) or any(
+        not (u.startswith("#") or u.startswith("data:image/")) for u in CSS_URL.findall(css))
 
 
 def _clean(notebook: Any) -> Any:

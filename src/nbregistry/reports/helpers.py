@@ -74,9 +74,9 @@ def head_banner(context: ReportContext, title: str = "") -> Output:
     body = (f"<div style='border:1px solid #d0d7de;padding:6px 10px;font-size:12px'>"
             f"{f'<b>{html.escape(title)}</b><br>' if title else ''}"
             f"Registry <code>{html.escape(context.live.uri)}</code> read at head "
-            f"<b>seq {seq}</b>, hash <code>{digest}</code>.<br>To prove later that the audit "
-            f"log was not cut or rewritten: <code>nbregistry verify --expected-head "
-            f"{seq}:{digest}</code></div>")
+            f"<b>seq {seq}</b>, hash <code>{html.escape(digest)}</code>.<br>To prove later "
+            f"that the audit log was not cut or rewritten: <code>nbregistry verify "
+            f"--expected-head {seq}:{html.escape(digest)}</code></div>")
     return Output({"text/plain": text, "text/html": body,
                    HEAD_MIME: {"seq": seq, "hash": digest}})
 
@@ -151,11 +151,25 @@ def chart(spec: Any) -> Output:
     return Output({"image/svg+xml": to_svg(spec), "text/plain": "<chart>"})
 
 
-def rag(status: str) -> str:
-    """A red/amber/green badge for a monitoring status (HTML)."""
-    color, word = RAG.get(status, ("#57606a", status.upper()))
-    return (f"<span style='background:{color};color:#fff;padding:0 6px;border-radius:3px'>"
-            f"{word}</span>")
+class Badge:
+    """A red/amber/green status word for a table cell. A value, not HTML: ``table`` builds
+    the coloured badge from the escaped word, so no string in a report is ever shown as
+    markup (a card field or a logged value that looks like a badge stays text)."""
+
+    def __init__(self, status: str) -> None:
+        self.color, self.word = RAG.get(status, ("#57606a", status.upper()))
+
+    def __str__(self) -> str:
+        return self.word
+
+    def html(self) -> str:
+        return (f"<span style='background:{self.color};color:#fff;padding:0 6px;"
+                f"border-radius:3px'>{html.escape(self.word)}</span>")
+
+
+def rag(status: str) -> Badge:
+    """A red/amber/green badge for a monitoring status (a cell value for ``table``)."""
+    return Badge(status)
 
 
 def note(text: str, *, kind: str = "info") -> Output:
@@ -174,10 +188,7 @@ def _records(rows: Any) -> list[dict[str, Any]]:
 
 
 def _cell(value: Any) -> str:
-    text = _fmt(value)
-    if isinstance(value, str) and value.startswith("<span style="):
-        return value  # a badge made by rag()
-    return html.escape(text)
+    return value.html() if isinstance(value, Badge) else html.escape(_fmt(value))
 
 
 def fmt(value: Any) -> str:

@@ -83,7 +83,7 @@ def run_pack(model: str, version: int, *, output_dir: str | os.PathLike[str],
 
 def index_page(model: str, version: int, reports: Mapping[str, Report]) -> str:
     """The pack's front page: one row per report, its files and hashes, its event."""
-    from .export import STYLE
+    from .export import STYLE, page
     from .helpers import fmt
 
     esc = html.escape
@@ -91,18 +91,17 @@ def index_page(model: str, version: int, reports: Mapping[str, Report]) -> str:
     for name, report in reports.items():
         links = " · ".join(f"<a href='{esc(p.name)}'>{esc(kind)}</a>"
                            for kind, p in report.files.items())
-        hashes = "<br>".join(f"<code>{esc(f)}</code> {s}" for f, s in report.outputs.items())
+        hashes = "<br>".join(f"<code>{esc(f)}</code> {esc(s)}" for f, s in report.outputs.items())
         figures = "<br>".join(f"{esc(k)} = {esc(fmt(v))}"
                               for k, v in list(report.figures.items())[:12])
         event = report.event.seq if report.event else "-"
         rows.append(f"<tr><td><b>{esc(name)}</b><br>{links}</td><td>{event}</td>"
-                    f"<td><code>{report.head[0]}:{report.head[1][:16]}…</code></td>"
+                    f"<td><code>{report.head[0]}:{esc(report.head[1][:16])}…</code></td>"
                     f"<td>{figures}</td><td style='font-size:11px'>{hashes}</td></tr>")
-    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Compliance "
-            f"pack: {esc(model)} v{version}</title><style>{STYLE}</style></head><body>"
+    return page(f"Compliance pack: {model} v{version}", style=STYLE, body=(
             f"<h1>Compliance pack: {esc(model)} v{version}</h1><p>Each report below was "
             f"executed from its template and recorded as a <code>report</code> event in the "
             f"registry's audit log with the sha256 of each file; <code>nbr.reverify(seq)"
             f"</code> re-runs it against the same data and compares.</p><table><tr>"
             f"<th>report</th><th>event</th><th>registry head</th><th>key figures</th>"
-            f"<th>files (sha256)</th></tr>{''.join(rows)}</table></body></html>\n")
+            f"<th>files (sha256)</th></tr>{''.join(rows)}</table>"))

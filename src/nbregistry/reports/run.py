@@ -59,7 +59,7 @@ class Report:
         event = f"recorded as event {self.event.seq}" if self.event else "not recorded"
         return (f"<div style='font-family:sans-serif;font-size:12px'><b>{esc(self.template)}"
                 f"</b> report for {esc(self.model)} v{self.version}, {event}; head "
-                f"<code>{self.head[0]}:{self.head[1]}</code><br>{links} in "
+                f"<code>{self.head[0]}:{esc(self.head[1])}</code><br>{links} in "
                 f"<code>{esc(str(self.output_dir))}</code><table>{figures}</table></div>")
 
 

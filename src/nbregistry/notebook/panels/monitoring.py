@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
+from ..display import esc
 from ..monitoring import MonitoringView, gather
 from .base import Panel
 
@@ -50,7 +51,8 @@ class MonitoringDashboard(Panel):
             return
         self.view = view
         with self.hold_sync():
-            self.header.value = (f"<b>{self.name}</b> v{view.version}, window {view.window}"
+            self.header.value = (f"<b>{esc(self.name)}</b> v{view.version}, window "
+                                 f"{esc(view.window)}"
                                  f" — {len(view.alerts)} alert(s)")
             for page, html in zip(self.pages, (view._drift_html(), view._performance_html(),
                                                view._fairness_html(), view._alerts_html()),

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..domain.html import BAD, INFO, MUTED, OK, WARN
 from .context import ReportContext
 from .context import open_report as _open
 
@@ -30,8 +31,8 @@ FIGURES_MIME = "application/vnd.nbregistry.figures+json"
 HEAD_MIME = "application/vnd.nbregistry.head+json"
 TABLES_MIME = "application/vnd.nbregistry.tables+json"
 CELL = "style='padding:3px 8px;border-bottom:1px solid #d0d7de;text-align:left'"
-RAG = {"ok": ("#1a7f37", "GREEN"), "warn": ("#9a6700", "AMBER"), "alert": ("#cf222e", "RED"),
-       "insufficient": ("#57606a", "N/A"), "unknown": ("#57606a", "N/A")}
+RAG = {"ok": (OK, "GREEN"), "warn": (WARN, "AMBER"), "alert": (BAD, "RED"),
+       "insufficient": (MUTED, "N/A"), "unknown": (MUTED, "N/A")}
 
 
 class Output:
@@ -132,11 +133,11 @@ def table(rows: Any, *, columns: Sequence[str] | None = None, caption: str = "",
     head = "".join(f"<th {CELL}>{html.escape(str(c))}</th>" for c in cols)
     body = "".join("<tr>" + "".join(f"<td {CELL}>{_cell(r.get(c))}</td>" for c in cols)
                    + "</tr>" for r in records[:max_rows])
-    more = (f"<div style='color:#57606a'>… {len(records) - max_rows} more rows</div>"
+    more = (f"<div style='color:{MUTED}'>… {len(records) - max_rows} more rows</div>"
             if len(records) > max_rows else "")
     cap = f"<div style='font-weight:600;margin:6px 0 2px'>{html.escape(caption)}</div>" \
         if caption else ""
-    empty = "<div style='color:#57606a'>(none)</div>" if not records else ""
+    empty = f"<div style='color:{MUTED}'>(none)</div>" if not records else ""
     text = "\n".join([caption, *(" | ".join(_fmt(r.get(c)) for c in cols)
                                  for r in records[:50])])
     return Output({"text/plain": text,
@@ -157,7 +158,7 @@ class Badge:
     markup (a card field or a logged value that looks like a badge stays text)."""
 
     def __init__(self, status: str) -> None:
-        self.color, self.word = RAG.get(status, ("#57606a", status.upper()))
+        self.color, self.word = RAG.get(status, (MUTED, status.upper()))
 
     def __str__(self) -> str:
         return self.word
@@ -173,7 +174,7 @@ def rag(status: str) -> Badge:
 
 
 def note(text: str, *, kind: str = "info") -> Output:
-    color = {"info": "#0969da", "warn": "#9a6700", "bad": "#cf222e", "good": "#1a7f37"}[kind]
+    color = {"info": INFO, "warn": WARN, "bad": BAD, "good": OK}[kind]
     return Output({"text/plain": text, "text/html":
                    f"<div style='border-left:4px solid {color};padding:4px 8px'>"
                    f"{html.escape(text)}</div>"})

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
-from ..display import esc
+from ...domain.html import esc
 from ..monitoring import MonitoringView, gather
 from .base import Panel
 

@@ -296,13 +296,29 @@ class Monitor:
     def seals(self) -> dict[str, Any]:
         return {"tables": {t.key: seal(t) for t in self.tables if t.exists()}}
 
-    def check(self, *, now: Any = None) -> Any:
+    def check(self, *, now: Any = None, window: str | None = None) -> Any:
         """Compute the policy's window (drift, performance, fairness), append it to the
         metrics table, seal the tables, record an ``alert`` per breach and apply the
-        policy's action (``retrain_requested`` or an automatic rollback)."""
+        policy's action (``retrain_requested`` or an automatic rollback). ``window``
+        (``"1d"``, ``"12h"``) replaces the policy's window for this check only."""
         from .checks import check
 
-        return check(self, now=None if now is None else parse_time(now, field="now"))
+        mon = self if window is None else _Windowed(self, window)
+        return check(mon, now=None if now is None else parse_time(now, field="now"))
+
+
+class _Windowed(Monitor):
+    """The same monitor, judging another window than the policy's (one check)."""
+
+    def __init__(self, mon: Monitor, window: str) -> None:
+        vars(self).update(vars(mon))
+        self._window = window
+
+    @property
+    def policy(self) -> MonitoringPolicy:
+        from dataclasses import replace
+
+        return replace(super().policy, window=self._window)
 
 
 def joined(predictions: Snapshot, outcomes: Snapshot, *, inner: bool = True) -> str:

@@ -77,8 +77,8 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def _text(report: Any) -> str:
     lines = [clean(line) for line in repr(report).splitlines()]
-    lines.append(f"head {report.head_seq}:{report.head_hash} (record it; later: nbregistry "
-                 f"verify --expected-head {report.head_seq}:{report.head_hash})")
+    lines.append(f"head {report.head_seq}:{report.head_hash} (record it: --expected-head "
+                 "proves later that nothing before it was cut or rewritten)")
     return "\n".join(lines)
 
 

@@ -162,16 +162,22 @@ def _require(table: Any, source: str, given: dict[str, str | None]) -> None:
 
 
 def _times(column: Any) -> Any:
-    """Text times (CSV, JSON-ish exports) read as ISO 8601; naive means UTC."""
+    """Text times (CSV exports) read as ISO 8601; without an offset they are UTC."""
     import pyarrow as pa
 
     if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
         return column
+    utc = pa.timestamp("us", "UTC")
     try:
-        return column.cast(pa.timestamp("us", "UTC"))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise InvalidInputError(f"--ts-column values must be ISO 8601 times "
-                                f"(2026-03-01T09:30:00Z): {exc}", field="ts") from None
+        return column.cast(utc)
+    except pa.ArrowInvalid:
+        pass
+    try:
+        return column.cast(pa.timestamp("us")).cast(utc)
+    except pa.ArrowInvalid as exc:
+        bad = str(exc).split(": ", 1)[-1].split(" as a scalar")[0]
+        raise InvalidInputError(f"--ts-column: {bad} is not an ISO 8601 time (such as "
+                                "2026-03-01T09:30:00Z)", field="ts") from None
 
 
 def read_rows(source: str) -> Any:

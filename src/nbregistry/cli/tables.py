@@ -54,7 +54,10 @@ def render(columns: Sequence[Column], rows: Sequence[dict[str, str]], total: int
              _line([(c, "-" * sizes[c.key]) for c in shown], sizes)]
     lines += [_line([(c, row.get(c.key, "")) for c in shown], sizes) for row in rows]
     if dropped:
-        lines.append(f"(too narrow for {', '.join(dropped)}: widen the terminal or use --json)")
+        import textwrap
+
+        lines += textwrap.wrap(f"(too narrow for {', '.join(dropped)}: widen the terminal or "
+                               "use --json)", max(total, 20))
     return "\n".join(lines)
 
 

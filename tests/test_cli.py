@@ -93,6 +93,16 @@ def test_version_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "history", "--limit", "0")[0] == 2
 
 
+def test_json_output_is_strict(capsys: pytest.CaptureFixture[str]) -> None:
+    from nbregistry.cli.options import emit_json
+
+    emit_json({"value": float("nan"), "rows": [{"psi": float("inf")}, 1.5],
+               "at": datetime(2026, 3, 1, 9, 30, tzinfo=UTC)})
+    out = capsys.readouterr().out
+    assert json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} in JSON")) == {
+        "value": None, "rows": [{"psi": None}, 1.5], "at": "2026-03-01T09:30:00.000000Z"}
+
+
 def test_every_subcommand_help_has_an_example(capsys: pytest.CaptureFixture[str]) -> None:
     names = commands()
     assert {"check", "log-predictions", "log-outcomes", "verify", "models"} <= names

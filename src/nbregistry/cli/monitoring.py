@@ -113,12 +113,13 @@ def run_log_predictions(args: argparse.Namespace) -> int:
     _require(table, args.file, given)
     special = {c for c in given.values() if c}
     column = table.column
+    attributes = [a.strip() for a in args.attributes.split(",") if a.strip()]
     receipt = open_existing(args).monitor(args.model).log_predictions(
         table.drop_columns(sorted(special)), column(args.score),
         ids=column(args.id_column) if args.id_column else None,
         ts=_times(column(args.ts_column)) if args.ts_column else None,
         labels=column(args.label_column) if args.label_column else None,
-        version=args.version, attributes=[a for a in args.attributes.split(",") if a] or None)
+        version=args.version, attributes=attributes or None)
     found = {"rows": receipt.rows, "version": receipt.version,
              "table_version": receipt.table_version,
              "ignored_columns": receipt.ignored_columns, "missing": dict(receipt.missing),

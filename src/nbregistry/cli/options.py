@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,19 @@ def read_file(path: str, option: str) -> bytes:
 
 
 def emit_json(value: Any) -> None:
-    """One JSON document on stdout; times as ISO 8601 UTC, like the log writes them."""
-    print(json.dumps(value, default=_default, ensure_ascii=False))
+    """One JSON document on stdout; times as ISO 8601 UTC, like the log writes them, and a
+    figure that could not be computed (NaN) as null: strict parsers (jq) refuse NaN."""
+    print(json.dumps(_finite(value), default=_default, ensure_ascii=False, allow_nan=False))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _default(value: Any) -> Any:

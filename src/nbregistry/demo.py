@@ -9,6 +9,7 @@ against the heads published to a witness folder.
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,11 +67,14 @@ def run(path: str | Path = "nbregistry-demo", *, fresh: bool = True, reports: bo
         f"(deployed sha256 matches the approved one: {event.payload['matches']})")
     check = _monitor(reg, live, champion.version, say)
     pack = _reports(uri, champion.version, root / "reports", say) if reports else None
-    report = reg.verify(witness=witness)
-    say(f"\n7. audit check of the whole trail (chain, signatures, snapshots, seals, witness):\n"
-        f"{report!r}")
+    report = reg.verify(witness=witness, trusted_keys=json.loads(
+        (root / "pinned-keys.json").read_text()))
+    say(f"\n7. audit check of the whole trail (chain, signatures against the pinned key, "
+        f"snapshots, seals, witness):\n{report!r}")
     say(f"\nproduction: v{reg.get('credit_risk', stage='production').version}; "
         f"head {reg.head[0]}:{reg.head[1][:16]}… (also published to {witness})")
+    say(f"audit it again any time: nbregistry verify {uri} --witness {witness} "
+        f"--trusted-keys {root / 'pinned-keys.json'}")
     if pack is not None:
         say(f"open {pack.index} for the compliance pack")
     return {"registry": reg, "versions": versions, "champion": champion, "check": check,
@@ -89,10 +93,13 @@ def _setup(uri: Path, witness: Path, say: Any) -> Any:
     public = bob_key.public_key().public_bytes(serialization.Encoding.PEM,
                                                serialization.PublicFormat.SubjectPublicKeyInfo)
     admin.register_key(public, user="val-bob")
+    # what an auditor keeps outside the registry, to check signatures against
+    (uri.parent / "pinned-keys.json").write_text(json.dumps({"val-bob": public.decode()}))
     admin.set_policy({**admin.policy.source, "monitoring": MONITORING_POLICY,
                       "loading": {"trusted_types": ["sklearn.tree._tree.Tree"]}})
     say("2. risk-admin created the registry, made val-bob a validator, enrolled his "
-        "signing key and set the monitoring policy")
+        "signing key (its public half is also kept outside the registry, in "
+        "pinned-keys.json, for auditors) and set the monitoring policy")
     return bob_key
 
 

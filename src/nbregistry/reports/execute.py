@@ -59,18 +59,30 @@ def kernel_env(*, user: str, storage_options: Mapping[str, str] | None) -> Itera
 
 
 class SharedKernel:
-    """One kernel for several notebooks (``with SharedKernel(cwd) as k: ...``)."""
+    """One kernel for several notebooks (``with SharedKernel(cwd) as k: ...``).
+
+    It talks over Unix sockets in a folder only this user can enter, not TCP on localhost:
+    no other local user can reach its ports, and ipykernel has no reason to print its
+    "running over TCP without encryption" warning into every report's output. Windows,
+    without Unix sockets for ZeroMQ, keeps TCP."""
 
     def __init__(self, cwd: Path) -> None:
         self.cwd = cwd
         self.km: Any = None
         self.used = False
+        self.sockets: str | None = None
 
     def __enter__(self) -> SharedKernel:
+        import tempfile
+
         from jupyter_client.manager import AsyncKernelManager
         from nbclient.util import run_sync
 
-        self.km = AsyncKernelManager(kernel_name=KERNEL)
+        transport: dict[str, str] = {}
+        if os.name == "posix":  # short path: a Unix socket's name is limited to ~100 bytes
+            self.sockets = tempfile.mkdtemp(prefix="nbr-kernel-")
+            transport = {"transport": "ipc", "ip": os.path.join(self.sockets, "k")}
+        self.km = AsyncKernelManager(kernel_name=KERNEL, **transport)
         run_sync(self.km.start_kernel)(cwd=str(self.cwd))
         return self
 
@@ -90,8 +102,14 @@ class SharedKernel:
     def __exit__(self, *exc: object) -> None:
         from nbclient.util import run_sync
 
-        if self.km is not None and self.km.has_kernel:
-            run_sync(self.km.shutdown_kernel)(now=True)
+        try:
+            if self.km is not None and self.km.has_kernel:
+                run_sync(self.km.shutdown_kernel)(now=True)
+        finally:
+            if self.sockets is not None:
+                import shutil
+
+                shutil.rmtree(self.sockets, ignore_errors=True)
 
 
 def execute(notebook: Any, output: Path, parameters: Mapping[str, Any], *, template: str,
@@ -100,15 +118,16 @@ def execute(notebook: Any, output: Path, parameters: Mapping[str, Any], *, templ
     ``ReportFailedError`` naming the template and the cell."""
     import papermill
 
-    extra: dict[str, Any] = {}
-    if kernel is not None:
-        kernel.prepare()
-        extra["km"] = kernel.km
+    if kernel is None:  # papermill's own kernel would listen on TCP
+        with SharedKernel(output.parent) as own:
+            return execute(notebook, output, parameters, template=template,
+                           progress=progress, kernel=own)
+    kernel.prepare()
     try:
         papermill.execute_notebook(notebook, str(output), parameters=dict(parameters),
                                    kernel_name=KERNEL, progress_bar=progress,
                                    start_timeout=START_TIMEOUT, cwd=str(output.parent),
-                                   **extra)
+                                   km=kernel.km)
     except papermill.PapermillExecutionError as exc:
         executed = read_notebook(output)
         index, where = describe_cell(executed)

@@ -55,7 +55,11 @@ def read_table(uri: str, *, version: int | None = None, columns: list[str] | Non
     options = dict(storage_options or {}) or None
 
     def run() -> tuple[Any, int]:
-        if not DeltaTable.is_deltatable(uri, storage_options=options):
+        try:
+            found = DeltaTable.is_deltatable(uri, storage_options=options)
+        except OSError:  # a plain file, or an unreachable path
+            found = False
+        if not found:
             raise NotFoundError(f"{uri} is not a Delta table", ref=uri)
         dt = DeltaTable(uri, version=version, storage_options=options)
         schema = pa.schema(dt.schema().to_arrow())

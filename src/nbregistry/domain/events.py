@@ -153,7 +153,7 @@ class SetBaseline(TypedDict):
 
 
 class Alert(TypedDict):
-    kind: str
+    kind: str        # drift | performance | concept_drift | fairness | data_quality
     metric: str
     feature: str | None
     value: float
@@ -161,6 +161,7 @@ class Alert(TypedDict):
     band: dict[str, Any]
     window: list[str]
     action: str | None
+    more: NotRequired[int]             # breaches of the same check not recorded as events
 
 
 class CheckSummary(TypedDict):

@@ -6,6 +6,8 @@ window = "7d"                 # what check() evaluates, ending now
 maturity_days = 30            # an outcome is due this long after its prediction
 min_rows = 200                # fewer rows in a window: "insufficient", never an alert
 on_alert = "retrain"          # "none" | "retrain" | "rollback" (the production version)
+action_roles = ["admin", "risk_officer"]  # who may run a check that rolls production back
+max_missing = 0.5             # a feature missing in more of a window's rows: data quality
 fairness_group = "sex"        # check() and the fairness gate look at this attribute
 fairness_favorable = 0        # the favorable predicted label (0 = no default)
 replay_margin = 0.01          # the replay gate: the candidate's AUC may trail by this much
@@ -71,6 +73,8 @@ class MonitoringPolicy:
     fairness_favorable: Any = 1
     replay_margin: float = 0.01
     thresholds: dict[str, Band] = field(default_factory=lambda: dict(DEFAULT_BANDS))
+    action_roles: tuple[str, ...] = ("admin", "risk_officer")
+    max_missing: float = 0.5
 
 
 def parse_monitoring(body: Any, errors: list[str], unknown: list[str]) -> MonitoringPolicy:
@@ -78,7 +82,7 @@ def parse_monitoring(body: Any, errors: list[str], unknown: list[str]) -> Monito
         errors.append("[monitoring] must be a table")
         return MonitoringPolicy()
     known = {"window", "maturity_days", "min_rows", "on_alert", "fairness_group",
-             "fairness_favorable", "replay_margin", "thresholds"}
+             "fairness_favorable", "replay_margin", "thresholds", "action_roles", "max_missing"}
     unknown += [f"monitoring.{k}" for k in sorted(set(body) - known)]
     window = body.get("window", "7d")
     try:
@@ -98,10 +102,19 @@ def parse_monitoring(body: Any, errors: list[str], unknown: list[str]) -> Monito
     group = body.get("fairness_group")
     if group is not None and (not isinstance(group, str) or not group):
         errors.append("monitoring.fairness_group must be a column name")
+    roles = body.get("action_roles", ["admin", "risk_officer"])
+    if not isinstance(roles, list) or not all(isinstance(r, str) and r for r in roles):
+        errors.append("monitoring.action_roles must be a list of role names")
+        roles = ["admin"]
+    missing = body.get("max_missing", 0.5)
+    if isinstance(missing, bool) or not isinstance(missing, int | float) or not 0 < missing <= 1:
+        errors.append(f"monitoring.max_missing must be a share in (0, 1], got {missing!r}")
+        missing = 0.5
     return MonitoringPolicy(window, float(numbers["maturity_days"]), int(numbers["min_rows"]),
                             action, group, body.get("fairness_favorable", 1),
                             float(numbers["replay_margin"]),
-                            {**DEFAULT_BANDS, **_bands(body.get("thresholds", {}), errors)})
+                            {**DEFAULT_BANDS, **_bands(body.get("thresholds", {}), errors)},
+                            tuple(roles), float(missing))
 
 
 def _bands(body: Any, errors: list[str]) -> dict[str, Band]:

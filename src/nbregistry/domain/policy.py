@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,6 +158,12 @@ def parse_policy(data: dict[str, Any], *, strict: bool = True) -> Policy:
              for name, body in dict(data.get("stages", {})).items()}
     loading = _loading(data.get("loading", {}), errors, unknown)
     monitoring = parse_monitoring(data.get("monitoring", {}), errors, unknown)
+    if isinstance(data.get("monitoring"), dict) and "action_roles" in data["monitoring"]:
+        errors += [f"monitoring.action_roles: {r!r} is not one of the policy's roles"
+                   for r in monitoring.action_roles if r not in roles]
+    else:  # the default names roles a custom policy may not have
+        monitoring = dataclasses.replace(monitoring, action_roles=tuple(
+            r for r in monitoring.action_roles if r in roles))
     unknown += sorted(set(data) - KNOWN_SECTIONS)
     if strict and unknown:
         errors.append(f"unknown keys: {', '.join(unknown)} (known top-level keys: "

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..domain.entities import Event
-from ..domain.errors import ConflictError
 from . import governance
 from .ledger import Decision, Ledger
 from .state import RegistryState
@@ -58,14 +57,9 @@ class MonitoringEvents:
         """Production back to its previous holder, refused unless production still holds
         ``from_version`` (a second check racing this one finds it already rolled back)."""
         def build(state: RegistryState) -> Decision:
-            holder = state.model(name).holder("production")
-            if holder != from_version:
-                raise ConflictError(f"production of {name!r} no longer holds v{from_version} "
-                                    f"(now {'v' + str(holder) if holder else 'nobody'}): "
-                                    "another check or a person acted first")
             number, payload = governance.rollback(state, self.user, name=name,
                                                   stage="production", reason=reason,
-                                                  automatic=True)
+                                                  automatic=True, from_version=from_version)
             return number, {**payload, "automatic": True, "alert_seq": alert_seq}
 
         return self.ledger.record("rollback", name, build)

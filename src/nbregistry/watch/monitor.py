@@ -361,7 +361,12 @@ class Monitor:
         seal the tables, record an ``alert`` per breach and apply the policy's action
         (``retrain_requested`` or an automatic rollback)."""
         writes = self._writer("run a check")
-        end = datetime.now(UTC) if now is None else parse_time(now, field="now")
+        clock = datetime.now(UTC)
+        end = clock if now is None else parse_time(now, field="now")
+        if end > clock + CLOCK_SLACK:
+            raise InvalidInputError(f"now={end.isoformat()} is in the future: a check is "
+                                    "recorded for a window that has happened (pass an earlier "
+                                    "now= to backfill)", field="now")
         start = end - parse_window(window or self.policy.window)
         mv = self.version()
         figures, notes = checks.measure(self, mv.version, start, end)
@@ -373,6 +378,7 @@ class Monitor:
         return checks.record(writes, self.tables, result, decision, self.seals())
 
 
+CLOCK_SLACK = timedelta(minutes=5)  # as the ledger's clock check allows
 WINDOWS_SCHEMA = pa.schema([
     ("window_start", pa.timestamp("us", "UTC")), ("feature", pa.string()), ("n", pa.int64()),
     ("psi", pa.float64()), ("p_adjusted", pa.float64()), ("status", pa.string()),

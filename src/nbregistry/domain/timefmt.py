@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from .errors import InvalidInputError
+
+# Logged times must leave room for a window or a day partition on either side: Python's
+# datetime ends with year 9999, and a window ending after that cannot even be written down.
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)  # exclusive
 
 
 def ts_text(ts: datetime) -> str:
@@ -34,3 +39,15 @@ def parse_time(when: object, *, field: str = "when") -> datetime:
         return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     except (OverflowError, ValueError) as exc:
         raise InvalidInputError(f"{when!r} is out of range", field=field, value=when) from exc
+
+
+def shifted(ts: datetime, delta: timedelta, *, field: str = "ts") -> datetime:
+    """``ts + delta``, or an InvalidInputError when that leaves years 1-9999."""
+    try:
+        return ts + delta
+    except OverflowError as exc:
+        raise InvalidInputError(
+            f"{ts_text(ts)} {'+' if delta >= timedelta(0) else '-'} {abs(delta)} is outside "
+            "years 1-9999, the times nbregistry can represent: rows dated at the edge of the "
+            "calendar (check the logged ts) cannot be put in windows. Pass start/end to leave "
+            "them out.", field=field, value=ts_text(ts)) from exc

@@ -21,7 +21,7 @@ from ..domain.canonical import canonical_json
 from ..domain.entities import Event, ModelVersion
 from ..domain.errors import InvalidInputError, NotFoundError
 from ..domain.extras import require
-from ..domain.timefmt import parse_time
+from ..domain.timefmt import parse_time, shifted
 from ..monitoring import capture
 from ..monitoring.buffer import PredictionBuffer
 from ..store import Snapshot, monitoring_tables, seal
@@ -219,15 +219,16 @@ class Monitor:
 
         step = window_length(window)
         mv = self.version(version)
-        stop = _time(end, "end") or _newest(self.tables.predictions.read(
-            columns=["ts"]), self.name) + timedelta(microseconds=1)
-        begin = _time(start, "start") or stop - 14 * step
+        stop = _time(end, "end") or shifted(_newest(self.tables.predictions.read(
+            columns=["ts"]), self.name), timedelta(microseconds=1))
+        begin = _time(start, "start") or shifted(stop, -14 * step, field="start")
         edges = [begin + i * step for i in range(int((stop - begin) / step) + 1)]
         rows: list[dict[str, Any]] = []
         quiet = None if progress is None else not progress  # None: a bar only where it shows
         for left in tqdm(edges, desc=f"drift of {self.name}", disable=quiet):
+            right = min(shifted(left, step), stop)
             try:
-                table = self.drift(left, min(left + step, stop), version=mv.version)
+                table = self.drift(left, right, version=mv.version)
             except InvalidInputError:
                 continue  # no predictions in this window
             rows += [{"window_start": left, **r} for r in table.select(
@@ -350,7 +351,11 @@ def _newest(table: pa.Table, name: str) -> datetime:
         raise InvalidInputError(f"{name!r} has logged no predictions yet", field="model")
     import pyarrow.compute as pc
 
-    newest: datetime = pc.max(table["ts"]).as_py()
+    try:
+        newest: datetime = pc.max(table["ts"]).as_py()
+    except OverflowError as exc:  # a row dated past year 9999, not logged by nbregistry
+        raise InvalidInputError(f"{name!r} has predictions dated after year 9999: pass end= "
+                                "to leave them out", field="end") from exc
     return newest
 
 

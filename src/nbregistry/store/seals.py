@@ -98,9 +98,10 @@ def _active(location: Location, key: str, version: int | None) -> _Snap:
         files = {p: (int(s), int(r or 0)) for p, s, r in zip(
             paths, actions["size_bytes"].to_pylist(), actions["num_records"].to_pylist(),
             strict=True)}
+        # As the log writes them: text (cast by Arrow, which also spells years past 9999).
         names = [n for n in actions.column_names if n.startswith("partition.")]
-        values = [{n.removeprefix("partition."): None if v is None else str(v)
-                   for n, v in row.items()} for row in actions.select(names).to_pylist()]
+        values = pa.table({n.removeprefix("partition."): actions[n].cast(pa.string())
+                           for n in names}).to_pylist() if names else [{}] * len(paths)
         partitions = {p: _partition(v) for p, v in zip(paths, values, strict=True)}
         return _Snap(int(dt.version()), str(dt.metadata().id), files, partitions)
 

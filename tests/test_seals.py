@@ -231,7 +231,7 @@ def test_the_hash_cache_is_derived_data(world: tuple[nbr.Registry, Any]) -> None
     doc["files"] = {path: [size, "0" * 64, by] for path, (size, _, by) in doc["files"].items()}
     cache.write_text(json.dumps(doc))
     monitor.seal()
-    assert seal_problems(reg)
+    assert any("wrong hashes" in p for p in seal_problems(reg))
 
 
 def test_seals_without_content_hashes_still_verify(world: tuple[nbr.Registry, Any]) -> None:

@@ -292,12 +292,18 @@ class _TableCheck:
                 self.problems.append(
                     f"{self.key}: sealed data file {path} was rewritten: its sha256 is now "
                     f"{now[path][:12]}…, sealed as {then[:12]}… at version {at} (same size)")
-        if not changed:
-            unknown = sorted(p for p in self.active if p not in self.recorded)
+        unknown = sorted(p for p in self.active if p not in self.recorded)
+        if not changed and unknown:
             self.problems.append(
                 f"{self.key}: the data files sealed at version {version} no longer hash as "
                 f"sealed; the changed one is among the {len(unknown)} whose own hash no seal "
                 f"recorded: {', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}")
+        elif not changed:
+            self.problems.append(
+                f"{self.key}: the content digest sealed at version {version} does not match "
+                "the files, although each still has the hash recorded for it: that seal was "
+                "computed from wrong hashes (a tampered hash cache in monitoring/<model>/"
+                "hashes/?)")
 
     def _walk(self, first: int, latest: int) -> None:
         pending = {int(s["version"]): s for s in self.seals}
@@ -313,7 +319,12 @@ class _TableCheck:
             except ValueError as exc:
                 self.problems.append(f"{self.key}: commit {version} is not valid JSON ({exc})")
                 return
-            self._apply(version, actions)
+            try:
+                self._apply(version, actions)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                self.problems.append(f"{self.key}: commit {version} holds malformed actions "
+                                     f"({type(exc).__name__}: {exc})")
+                return
             if version in pending:
                 self._sealed_state(pending.pop(version))
 

@@ -294,11 +294,17 @@ def test_s3_content_seal_streams_and_catches_a_same_size_rewrite(
             "score": rng.random(n), "label": pa.array([1] * n, pa.int64())}))
     item = seal(table)
     assert len(item["file_sha256"]) == 2 and check_seals(location, [item]) == []
+    table.append(pa.table({
+        "prediction_id": ["late"], "ts": pa.array([DAY1], pa.timestamp("us", tz="UTC")),
+        "version": pa.array([1], pa.int64()), "income": [50.0], "score": [0.5],
+        "label": pa.array([1], pa.int64())}))
+    table.compact()  # day 1's two files become one: read back from S3 by the check
+    assert check_seals(location, [item, seal(table)]) == []
 
     client = s3_client(s3_server)
     bucket, prefix = s3_uri.removeprefix("s3://").split("/", 1)
-    listed = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/{TABLE}/day=")
-    key = listed["Contents"][0]["Key"]
+    listed = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/{TABLE}/day=2026-03-02")
+    key = listed["Contents"][0]["Key"]  # sealed, never compacted
     local = tmp_path / "victim.parquet"
     local.write_bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
     forge_same_size(local, richer)

@@ -26,12 +26,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .canonical import is_finite_number, shown
 from .errors import InvalidInputError
 from .timefmt import parse_window
 
 Direction = Literal["above", "below"]
 Action = Literal["none", "retrain", "rollback"]
 MONITORING_GATES = ("no_drift_alert", "replay", "fairness")
+MAX_DAYS = 36_500  # longer durations mean nothing here, and time arithmetic on them overflows
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +95,13 @@ def parse_monitoring(body: Any, errors: list[str], unknown: list[str]) -> Monito
     numbers = {k: body.get(k, default) for k, default in
                (("maturity_days", 30.0), ("min_rows", 200), ("replay_margin", 0.01))}
     for key, value in numbers.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            errors.append(f"monitoring.{key} must be a number >= 0, got {value!r}")
+        if not is_finite_number(value) or value < 0:
+            errors.append(f"monitoring.{key} must be a finite number >= 0, got {shown(value)}")
+            numbers[key] = MonitoringPolicy.__dataclass_fields__[key].default
+    if numbers["maturity_days"] > MAX_DAYS:
+        errors.append(f"monitoring.maturity_days must be at most {MAX_DAYS:,} (a century), got "
+                      f"{shown(numbers['maturity_days'])}")
+        numbers["maturity_days"] = MAX_DAYS
     action = body.get("on_alert", "none")
     if action not in ("none", "retrain", "rollback"):
         errors.append(f"monitoring.on_alert must be none, retrain or rollback, got {action!r}")
@@ -131,9 +138,8 @@ def _bands(body: Any, errors: list[str]) -> dict[str, Band]:
         warn, alert = spec["warn"], spec["alert"]
         if direction not in ("above", "below"):
             errors.append(f"{where}.direction must be above or below")
-        elif not all(isinstance(v, int | float) and not isinstance(v, bool)
-                     for v in (warn, alert)):
-            errors.append(f"{where}: warn and alert must be numbers")
+        elif not all(is_finite_number(v) for v in (warn, alert)):
+            errors.append(f"{where}: warn and alert must be finite numbers")
         elif (direction == "above" and warn > alert) or (direction == "below" and warn < alert):
             errors.append(f"{where}: warn must come before alert ({direction}: warn "
                           f"{'<=' if direction == 'above' else '>='} alert)")

@@ -7,6 +7,11 @@ from datetime import UTC, date, datetime, timedelta
 
 from .errors import InvalidInputError
 
+# Logged times must leave room for a window or a day partition on either side: Python's
+# datetime ends with year 9999, and a window ending after that cannot even be written down.
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)  # exclusive
+
 
 def ts_text(ts: datetime) -> str:
     """The log's text form of a time (microseconds, UTC, "Z")."""
@@ -67,3 +72,14 @@ def parse_window(text: object, *, field: str = "window") -> timedelta:
 def utc(when: datetime) -> datetime:
     """An aware UTC datetime; a naive one is taken as UTC."""
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+def shifted(ts: datetime, delta: timedelta, *, field: str = "ts") -> datetime:
+    """``ts + delta``, or an InvalidInputError when that leaves years 1-9999."""
+    try:
+        return ts + delta
+    except OverflowError as exc:
+        raise InvalidInputError(
+            f"{ts_text(ts)} {'+' if delta >= timedelta(0) else '-'} {abs(delta)} is outside "
+            "years 1-9999, the times nbregistry can represent: rows dated at the edge of the "
+            "calendar (check the logged ts) cannot be put in windows. Pass start/end to leave "
+            "them out.", field=field, value=ts_text(ts)) from exc

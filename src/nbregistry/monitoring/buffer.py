@@ -38,7 +38,7 @@ from ..domain.errors import InvalidInputError, NbRegistryError, StorageError
 from ..domain.validate import version_number
 from ..store.monitoring import RESERVED, TS, kind_of
 from .capture import FeatureSchema, prepare_predictions
-from .convert import new_id, storage_type
+from .convert import in_range, new_id, storage_type
 
 log = logging.getLogger("nbregistry.monitoring")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -308,7 +308,7 @@ def _micros(ts: datetime) -> int:
     if not isinstance(ts, datetime):
         raise InvalidInputError(f"ts must be a datetime, got {type(ts).__name__}", field="ts")
     aware = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
-    return (aware - EPOCH) // timedelta(microseconds=1)
+    return in_range((aware - EPOCH) // timedelta(microseconds=1))  # not at the flush
 
 
 @atexit.register

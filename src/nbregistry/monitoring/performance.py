@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..domain.errors import InvalidInputError
-from ..domain.timefmt import parse_window
+from ..domain.timefmt import parse_window, shifted
 from . import duck
 
 if TYPE_CHECKING:
@@ -220,14 +220,22 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 
 def _table(rows: list[dict[str, Any]], task: str, groups: list[str],
            window: str | None) -> pa.Table:
+    import datetime as dt
+
     import pyarrow as pa
 
     ts_type = pa.timestamp("us", tz="UTC")
     starts = [row.get("window_start") for row in rows]
-    ends = [None] * len(rows)
+    for start in starts:
+        if start is not None and not isinstance(start, dt.datetime):  # DuckDB's text
+            raise InvalidInputError(f"a window starts at {start}, outside years 1-9999: rows "
+                                    "dated there (check the logged ts) cannot be windowed. "
+                                    "Pass start/end to leave them out.", field="window")
+    ends: list[Any] = [None] * len(rows)
     if window:
         step = _timedelta(window)
-        ends = [start + step if start is not None else None for start in starts]
+        ends = [shifted(start, step, field="window") if start is not None else None
+                for start in starts]
     columns: dict[str, Any] = {"window_start": pa.array(starts, ts_type),
                                "window_end": pa.array(ends, ts_type)}
     for name in groups:

@@ -6,6 +6,7 @@ nothing and a race is decided by the log. ``Registry`` methods are thin shells o
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tomllib
@@ -214,7 +215,7 @@ def load_policy_document(policy: str | os.PathLike[str] | Mapping[str, Any]) -> 
     if isinstance(policy, Mapping):
         return dict(json.loads(canonical_json(dict(policy))))
     text = os.fspath(policy)
-    if "\n" not in text and Path(text).is_file():
+    if "\n" not in text and _is_file(text):
         text = Path(text).read_text()
     try:
         document: Any = tomllib.loads(text)
@@ -224,6 +225,18 @@ def load_policy_document(policy: str | os.PathLike[str] | Mapping[str, Any]) -> 
             raise InvalidInputError(f"the policy is not valid TOML ({toml_error}) nor a YAML "
                                     "mapping", field="policy") from toml_error
     return dict(json.loads(canonical_json(document)))
+
+
+def _is_file(text: str) -> bool:
+    """Is this one-line policy text a file name? A line too long to be a path (the OS says
+    so) is policy text, not an error."""
+    try:
+        return Path(text).is_file()
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return False
+        raise InvalidInputError(f"cannot read the policy file {text[:80]!r}: {exc}",
+                                field="policy") from exc
 
 
 def _yaml(text: str) -> Any:

@@ -39,9 +39,12 @@ PROVES = {
                "last published head was cut or rewritten",
     "checkpoints": "the log's checkpoints (derived data, not evidence) are readable, so "
                    "the registry opens fast",
-    "seals": "monitoring data sealed in the audit log (predictions, outcomes, metric windows) "
-             "was not deleted or rewritten afterwards, even by someone who turned "
-             "appendOnly off",
+    "seals": "every monitoring row sealed in the audit log (predictions, outcomes, metric "
+             "windows) is still there unchanged: the sealed commits and file lists are intact, "
+             "each sealed data file still has the sha256 sealed for it (seals written before "
+             "content hashing: the same size and row count only), nothing removed sealed "
+             "rows, and every later compaction wrote exactly the rows it replaced, partition "
+             "by partition. Rows appended after the newest seal are not covered yet",
     "clock": "event times agree with the storage's own clock (within 5 minutes) and never "
              "go backwards",
 }

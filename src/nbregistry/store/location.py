@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import time
 import uuid
@@ -144,6 +145,34 @@ class Location:
 
         return bytes(_guard("read", self.join(key),
                             lambda: obstore.get(self.store, key).bytes()))
+
+    def sha256(self, key: str) -> tuple[str, int]:
+        """(sha256 hex, size) of the object at ``key``, streamed: a file of any size is read
+        in 1 MiB pieces, an object-store object with one streaming GET."""
+        digest = hashlib.sha256()
+        size = 0
+        if self.is_local:
+            try:
+                with open(self._local("read", key), "rb", buffering=0) as handle:
+                    while chunk := handle.read(1 << 20):
+                        digest.update(chunk)
+                        size += len(chunk)
+            except FileNotFoundError:
+                raise
+            except OSError as exc:
+                raise _storage_error("read", self.join(key), exc) from exc
+            return digest.hexdigest(), size
+        import obstore
+
+        def run() -> int:
+            total = 0
+            for chunk in obstore.get(self.store, key).stream(min_chunk_size=8 << 20):
+                digest.update(chunk)
+                total += len(chunk)
+            return total
+
+        size = _guard("read", self.join(key), run)
+        return digest.hexdigest(), size
 
     def _local(self, action: str, key: str) -> str:
         """The file for ``key`` in a local registry, never outside it."""

@@ -19,7 +19,7 @@ from ..domain import validate
 from ..domain.entities import Event, ModelVersion
 from ..domain.errors import InvalidInputError, NotFoundError, ReadOnlyError
 from ..domain.extras import require
-from ..domain.timefmt import parse_time, parse_window
+from ..domain.timefmt import parse_time, parse_window, shifted
 from ..monitoring import capture
 from ..monitoring.buffer import PredictionBuffer
 from ..store import MonitoringTables, Snapshot, seal
@@ -269,17 +269,23 @@ class Monitor:
         mv = self.version(version)
         reads = self.source.reads()
         stop = as_time(end, "end")
-        if stop is None:
+        if stop is None:  # up to the newest row, but never into the future (a bad clock)
             last = newest(reads.snapshot("predictions").to_arrow(["ts"]), self.name)
-            stop = last + timedelta(microseconds=1)
-        begin = as_time(start, "start") or stop - 14 * step
+            stop = shifted(min(last, datetime.now(UTC) + CLOCK_SLACK),
+                           timedelta(microseconds=1), field="end")
+        begin = as_time(start, "start") or shifted(stop, -14 * step, field="start")
+        if (stop - begin) / step > MAX_WINDOWS:
+            raise InvalidInputError(f"{(stop - begin) / step:,.0f} windows of {window} from "
+                                    f"{begin:%Y-%m-%d} to {stop:%Y-%m-%d}: at most "
+                                    f"{MAX_WINDOWS:,}; pass a longer window or a shorter "
+                                    "start/end", field="window", value=window)
         predictions = reads.snapshot("predictions", begin, stop)
         require_rows(predictions, self.name)
         edges = [begin + i * step for i in range(-(-(stop - begin) // step))]
         rows: list[dict[str, Any]] = []
         quiet = None if progress is None else not progress  # None: a bar only where it shows
         for left in tqdm(edges, desc=f"drift of {self.name}", disable=quiet):
-            right = min(left + step, stop)
+            right = min(shifted(left, step), stop)
             where = (f"version = {mv.version} AND ts >= {sql_timestamp(left)} AND ts < "
                      f"{sql_timestamp(right)}")
             try:
@@ -379,6 +385,7 @@ class Monitor:
 
 
 CLOCK_SLACK = timedelta(minutes=5)  # as the ledger's clock check allows
+MAX_WINDOWS = 2_000
 WINDOWS_SCHEMA = pa.schema([
     ("window_start", pa.timestamp("us", "UTC")), ("feature", pa.string()), ("n", pa.int64()),
     ("psi", pa.float64()), ("p_adjusted", pa.float64()), ("status", pa.string()),

@@ -30,7 +30,11 @@ def newest(table: pa.Table, name: str) -> datetime:
         raise InvalidInputError(f"{name!r} has logged no predictions yet", field="model")
     import pyarrow.compute as pc
 
-    found: datetime = pc.max(table["ts"]).as_py()
+    try:
+        found: datetime = pc.max(table["ts"]).as_py()
+    except OverflowError as exc:  # a row dated past year 9999, not logged by nbregistry
+        raise InvalidInputError(f"{name!r} has predictions dated after year 9999: pass end= "
+                                "to leave them out", field="end") from exc
     return found
 
 

@@ -270,9 +270,9 @@ class Monitor:
         reads = self.source.reads()
         stop = as_time(end, "end")
         if stop is None:  # up to the newest row, but never into the future (a bad clock)
-            last = newest(reads.snapshot("predictions").to_arrow(["ts"]), self.name)
-            stop = shifted(min(last, datetime.now(UTC) + CLOCK_SLACK),
-                           timedelta(microseconds=1), field="end")
+            last = newest(reads.snapshot("predictions").to_arrow(["ts"]), self.name,
+                          before=datetime.now(UTC) + CLOCK_SLACK)
+            stop = shifted(last, timedelta(microseconds=1), field="end")
         begin = as_time(start, "start") or shifted(stop, -14 * step, field="start")
         if (stop - begin) / step > MAX_WINDOWS:
             raise InvalidInputError(f"{(stop - begin) / step:,.0f} windows of {window} from "

@@ -25,10 +25,16 @@ def as_time(value: Any, what: str) -> datetime | None:
     return None if value is None else parse_time(value, field=what)
 
 
-def newest(table: pa.Table, name: str) -> datetime:
+def newest(table: pa.Table, name: str, *, before: datetime | None = None) -> datetime:
+    """The newest ``ts`` (of the rows dated before ``before``: a row from a fast clock or a
+    forged row dated in the future does not move a default period)."""
+    import pyarrow.compute as pc
+
+    if before is not None:
+        table = table.filter(pc.less(table["ts"], pa.scalar(before, table.schema.field(
+            "ts").type)))
     if table.num_rows == 0:
         raise InvalidInputError(f"{name!r} has logged no predictions yet", field="model")
-    import pyarrow.compute as pc
 
     try:
         found: datetime = pc.max(table["ts"]).as_py()

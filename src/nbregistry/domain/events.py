@@ -183,6 +183,14 @@ class Snapshot(TypedDict):
     hash: str           # and event seq's hash
 
 
+class TamperAlarm(TypedDict):
+    key: str            # the witness record that was taken
+    seq: int            # the seq it claims
+    hash: str           # the hash it claims
+    actor: str | None   # who it claims published it
+    ours: str           # the hash of event seq in this log
+
+
 class RetrainRequested(TypedDict):
     reason: str
     alert_seq: int | None
@@ -212,6 +220,7 @@ SHAPES: dict[str, type] = {
     "seal": Seal,
     "retrain_requested": RetrainRequested,
     "snapshot": Snapshot,
+    "tamper_alarm": TamperAlarm,
 }
 
 

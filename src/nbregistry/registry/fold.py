@@ -379,4 +379,5 @@ HANDLERS: dict[str, Handler] = {
     "seal": _seal,
     "retrain_requested": _retrain,
     "snapshot": _snapshot,
+    "tamper_alarm": _noted,
 }

@@ -23,6 +23,7 @@ from .chain import EPOCH, link_problem, read_events
 from .fold import interpret
 from .signing import SignatureCheck
 from .state import RegistryState
+from .witness import WITNESSED_ACTIONS
 
 CLOCK_TOLERANCE = timedelta(minutes=5)
 MICROSECOND = timedelta(microseconds=1)
@@ -53,6 +54,8 @@ class Walk:
         self.expected_hash: str | None = None
         self.hashes: dict[int, str] = {}
         self.keep_hashes = keep_hashes
+        self.witnessed: dict[int, tuple[str, str]] = {}  # seq -> (action, actor)
+        self.alarms: dict[int, int] = {}                  # forged head's seq -> alarm seq
         self.blobs: list[tuple[str, int]] = []
         self.sealed: list[Any] = []
         self.pending: deque[Event] = deque()
@@ -106,6 +109,11 @@ class Walk:
             self.problems.append(signed)
         if self.keep_hashes:
             self.hashes[event.seq] = event.hash
+            if event.action in WITNESSED_ACTIONS:
+                self.witnessed[event.seq] = (event.action, event.actor)
+            forged = event.payload.get("seq") if event.action == "tamper_alarm" else None
+            if isinstance(forged, int):
+                self.alarms[forged] = event.seq
         if self.expected is not None and event.seq == self.expected[0]:
             self.expected_hash = event.hash
         if event.action == "register":  # a malformed one is reported by the fold

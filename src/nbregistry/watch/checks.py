@@ -231,16 +231,21 @@ def decide(figures: list[Figure], policy: MonitoringPolicy, *,
            window: tuple[datetime, datetime]) -> Decision:
     """The alerts the figures raise under ``policy`` and the action it takes.
 
-    Data-quality alerts (a broken feed) are recorded but never move the model: the action
-    follows only from alerts about the model itself. At most ``MAX_ALERTS`` alert events are
-    recorded per check (the worst first); the last says how many more breached (every
-    figure is in the metrics table)."""
+    A window with a data-quality breach (a feature missing far more than in the reference:
+    a broken feed) raises only data-quality alerts and no action: what it says about the
+    model cannot be told apart from what the broken feed did. At most ``MAX_ALERTS`` alert
+    events are recorded per check (the worst first); the last says how many more breached
+    (every figure is in the metrics table)."""
     action = policy.on_alert if policy.on_alert != "none" else None
     inputs_drifted = any(f.status in ("warn", "alert") for f in figures
                          if f.kind == "drift" and f.feature not in (None, "score"))
     span = [ts_text(window[0]), ts_text(window[1])]
     breaches = sorted((f for f in figures if f.status == "alert"),
-                      key=lambda f: (f.kind == "data_quality", -_severity(f, policy)))
+                      key=lambda f: -_severity(f, policy))
+    if any(f.kind == "data_quality" for f in breaches):
+        # a window whose feed broke says nothing about the model: its other figures are kept
+        # in the metrics table, but only the data-quality breaches are alerts
+        breaches = [f for f in breaches if f.kind == "data_quality"]
     alerts: list[dict[str, Any]] = []
     for f in breaches[:MAX_ALERTS]:
         if f.kind == "data_quality":

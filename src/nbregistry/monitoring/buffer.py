@@ -6,34 +6,20 @@ id. A background thread writes the rows as one Delta append when ``flush_rows`` 
 waiting, or ``flush_interval`` seconds after the previous write; :meth:`close` (also run at
 interpreter exit, and by the ``with`` block) writes the rest.
 
-When the store cannot be written (down, unreachable, out of space), nothing blocks the
-serving thread for long and no row goes silently:
-
-- The batch that failed is **spilled**: written as one Arrow IPC file to the table's spill
-  directory on local disk (``spill_dir``; by default one per table, see
-  :mod:`nbregistry.store.spill`), at most ``spill_bytes`` of them.
-- The writer **backs off**: the next attempt comes ``retry_interval`` seconds later, doubling
-  after each failure up to ``max_retry_interval`` (jittered). Meanwhile every ``flush_rows``
-  new rows are spilled without trying the store, so memory stays small.
-- The next successful write **replays** the spill files, oldest first; so does a new logger
-  for the same table when it starts (rows left by a logger that closed or died while the
-  store was down). Rows whose ``prediction_id`` the table already holds are skipped, so a
-  write that landed although it reported a failure is never written twice.
-- When the spill directory is full (or there is none: ``spill_bytes=0``, or a sink that is
-  not a monitoring table and no ``spill_dir``), rows wait in memory, at most ``capacity``
-  of them. A full buffer makes ``log()`` wait at most ``max_wait`` seconds for room; then
-  it spills the waiting rows on the caller's thread, or, when that is impossible too,
-  **drops** the row and counts it.
-- One warning per episode (the first failure; the first drop), not one per row or retry;
-  an info message when writing works again. :meth:`stats` shows the rest.
+When the store cannot be written, nothing holds the serving thread for long and no row goes
+silently (docs/monitoring.md, "When the store is down"): a failed batch is spilled to a
+local Arrow IPC file (:mod:`nbregistry.store.spill`); the writer backs off exponentially,
+spilling every ``flush_rows`` new rows meanwhile; the next successful write, or the next
+logger of the table, replays the spill files, skipping rows the table already holds. With
+no spill room, rows wait in memory up to ``capacity``; ``log()`` waits at most ``max_wait``
+for room, then spills on the caller's thread or drops the row and counts it. One warning
+per episode; :meth:`stats` has the rest.
 
 What a crash can lose: a process killed without running exit handlers (``kill -9``, OOM
-killer, power loss) loses the rows held in memory — at most ``capacity`` rows, at most
-``flush_interval`` seconds of traffic plus a write in progress. Spilled rows are on disk
-(fsynced) and replayed by the next logger. It never leaves half a batch: each write is one
-Delta commit, and data files of a commit that did not land are ignored by readers, so the
-table stays readable and every batch is either all there or absent. A normal exit (end of
-script, ``sys.exit``, SIGTERM handled by the server) writes everything, or spills it.
+killer, power loss) loses the rows held in memory: at most ``capacity`` rows, at most
+``flush_interval`` seconds of traffic plus a write in progress. Spilled rows are fsynced and
+replayed by the next logger. A batch is never half written: each write is one Delta commit,
+and readers ignore data files of a commit that did not land.
 """
 
 from __future__ import annotations
@@ -41,7 +27,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
-import numbers
 import os
 import random
 import threading
@@ -49,23 +34,22 @@ import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import pyarrow as pa
 
 from ..domain.errors import InvalidInputError, NbRegistryError, StorageError
 from ..domain.validate import version_number
-from ..store.monitoring import RESERVED, TS, MonitorTable, kind_of
+from ..store.monitoring import RESERVED, MonitorTable
 from ..store.spill import SpillDir, default_spill_dir
-from .capture import FeatureSchema, prepare_predictions
-from .convert import new_id, storage_type
+from .capture import FeatureSchema
+from .convert import new_id
+from .rows import Row, checker, micros, output, rows_table
 
 log = logging.getLogger("nbregistry.monitoring")
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SPILL_BYTES = 256 * 1024 * 1024
 _LIVE: weakref.WeakSet[PredictionBuffer] = weakref.WeakSet()
-Row = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -89,47 +73,6 @@ class BufferStats:
     missing: Mapping[str, int] = field(default_factory=dict)  # nulls per feature, written rows
 
 
-def _checker(name: str, dtype: str) -> Callable[[Any], Any]:
-    """A per-value check + light conversion for one feature, by its stored type."""
-    target = storage_type(dtype)
-    kind = "other" if target is None else kind_of(target)
-    if kind == "float":
-        def check(v: Any) -> Any:
-            if isinstance(v, numbers.Real) and not isinstance(v, bool):
-                return v
-            return _bad(name, v, "a number")
-    elif kind == "int":
-        def check(v: Any) -> Any:
-            if isinstance(v, numbers.Integral) and not isinstance(v, bool):
-                return int(v)
-            if isinstance(v, float) and (v != v or v.is_integer()):
-                return None if v != v else int(v)
-            return _bad(name, v, "an integer")
-    elif kind == "string":
-        def check(v: Any) -> Any:
-            return v if isinstance(v, str) else _bad(name, v, "a string")
-    elif kind == "bool":
-        def check(v: Any) -> Any:
-            return bool(v) if type(v).__name__ in {"bool", "bool_"} else _bad(name, v, "a bool")
-    elif kind in {"timestamp", "date"}:
-        expected = datetime if kind == "timestamp" else date
-
-        def check(v: Any) -> Any:
-            return v if isinstance(v, expected) else _bad(name, v, expected.__name__)
-    else:
-        raise InvalidInputError(f"feature {name!r} has dtype {dtype}, which the buffered logger "
-                                "does not take; log such batches with log_predictions",
-                                field=name)
-    return check
-
-
-def _bad(name: str, value: Any, expected: str) -> Any:
-    if value is None:
-        return None
-    raise InvalidInputError(f"feature {name!r} = {value!r} ({type(value).__name__}) is not "
-                            f"{expected}; nothing was logged", field=name, value=value)
-
-
 def _table_of(sink: Any) -> MonitorTable | None:
     """The monitoring table behind ``sink``: a MonitorTable, or its bound ``append`` (what
     callers passed before a table could be given directly)."""
@@ -137,6 +80,16 @@ def _table_of(sink: Any) -> MonitorTable | None:
         return sink
     owner = getattr(sink, "__self__", None)
     return owner if isinstance(owner, MonitorTable) and sink == owner.append else None
+
+
+def _spill_of(table: MonitorTable | None, spill_dir: str | os.PathLike[str] | None,
+              limit: int) -> SpillDir | None:
+    """A table's own spill directory unless one is given; none for ``limit`` 0."""
+    if spill_dir is None and table is not None:
+        spill_dir = default_spill_dir(table.uri)
+    if spill_dir is None or limit <= 0:
+        return None
+    return SpillDir(spill_dir, limit=limit, table_uri=table.uri if table else None)
 
 
 class PredictionBuffer:
@@ -159,17 +112,15 @@ class PredictionBuffer:
                                     "max_retry_interval and max_wait >= 0 (seconds)",
                                     field="retry_interval")
         table = _table_of(sink)
-        self._append: Callable[[pa.Table], object] = table.append if table else sink  # type: ignore[assignment]
-        self._known = table.find_ids if table else None
-        if spill_dir is None and table is not None:
-            spill_dir = default_spill_dir(table.uri)
-        self._spill = (SpillDir(spill_dir, limit=spill_bytes, table_uri=table.uri if table else None)
-                       if spill_dir is not None and spill_bytes > 0 else None)
+        self._append: Callable[[pa.Table], object] = (
+            table.append if table else cast(Callable[[pa.Table], object], sink))
+        self._known = table.find_ids if table else None  # to skip rows already written
+        self._spill = _spill_of(table, spill_dir, spill_bytes)
         self.target = table.uri if table else getattr(sink, "__qualname__", repr(sink))
         self.schema = [dict(entry) for entry in schema]
         self.version = version_number(version)
         self.names = [entry["name"] for entry in self.schema]
-        self._checks = [(n, _checker(n, e["dtype"])) for n, e in zip(
+        self._checks = [(n, checker(n, e["dtype"])) for n, e in zip(
             self.names, self.schema, strict=True)]
         self.attributes = tuple(attributes)
         clash = sorted(set(self.attributes) & (RESERVED | set(self.names)))
@@ -223,8 +174,8 @@ class PredictionBuffer:
                                     field=str(exc.args[0])) from None
         source = features if attributes is None else attributes
         extra = [source.get(name) for name in self.attributes]
-        score, label = self._output(prediction, label)
-        us = time.time_ns() // 1000 if ts is None else _micros(ts)
+        score, label = output(prediction, label, self.positive)
+        us = time.time_ns() // 1000 if ts is None else micros(ts)
         if id is None:
             id = new_id(us)
         elif not isinstance(id, str):
@@ -277,41 +228,14 @@ class PredictionBuffer:
                         "spill %s); stats().dropped counts them", self.target, why,
                         self.capacity, self._spill.path if self._spill else "off")
 
-    def _output(self, prediction: Any, label: Any) -> tuple[float | None, int | None]:
-        if isinstance(prediction, bool | numbers.Integral):
-            return float(prediction), int(prediction) if label is None else int(label)
-        if isinstance(prediction, numbers.Real):
-            return float(prediction), None if label is None else int(label)
-        if hasattr(prediction, "__len__") and not isinstance(prediction, str | bytes):
-            probs = [float(p) for p in prediction]
-            if len(probs) == 1:
-                return probs[0], None if label is None else int(label)
-            pos = self.positive if self.positive is not None else 1
-            if (len(probs) > 2 and self.positive is None) or not 0 <= pos < len(probs):
-                raise InvalidInputError(f"{len(probs)} class probabilities: create the buffer "
-                                        "with positive=<column index>", field="positive")
-            best = max(range(len(probs)), key=probs.__getitem__)
-            return probs[pos], best if label is None else int(label)
-        raise InvalidInputError(f"prediction {prediction!r} is not a score, a class or class "
-                                "probabilities", field="prediction")
-
     # -- converting and parking ---------------------------------------------------------
 
     def _prepare(self, rows: list[Row]) -> pa.Table | None:
         """The predictions table for ``rows``; None (rows dropped, loudly) when they do not
         convert, which no retry would change."""
-        columns = list(zip(*rows, strict=True))
         try:
-            features = pa.table({name: pa.array(columns[4 + i], from_pandas=True)
-                                 for i, name in enumerate(self.names)})
-            extra = {name: pa.array(columns[4 + len(self.names) + i], from_pandas=True)
-                     for i, name in enumerate(self.attributes)}
-            return prepare_predictions(
-                features, pa.array(columns[2], pa.float64()), schema=self.schema,
-                version=self.version, ids=pa.array(columns[0], pa.string()),
-                ts=pa.array(columns[1], pa.int64()).cast(TS),
-                labels=pa.array(columns[3], pa.int64()),
-                attributes=pa.table(extra) if extra else None).table
+            return rows_table(rows, schema=self.schema, version=self.version,
+                              attributes=self.attributes)
         except (InvalidInputError, pa.ArrowException, TypeError, ValueError) as exc:
             self._refused(len(rows), exc)
             return None
@@ -333,7 +257,7 @@ class PredictionBuffer:
                     self._counts["spilled"] += table.num_rows
                     self._replay_due = True
                 return True
-        except OSError as exc:
+        except Exception as exc:  # a full or broken disk: keep the rows in memory instead
             log.warning("prediction logger for %s cannot spill to %s: %s", self.target,
                         self._spill.path, exc)
         self._spill_refused = True
@@ -369,11 +293,11 @@ class PredictionBuffer:
                 action = self._next_action()
             if action == "stop":
                 return  # close() writes the rest on its own thread, where errors surface
-            if action == "spill":
-                self._spill_queue()
-                continue
             with contextlib.suppress(Exception):  # counted, parked and logged on the way
-                self._drain()
+                if action == "spill":
+                    self._spill_queue()
+                else:
+                    self._drain()
 
     def _next_action(self) -> str:
         """With the lock held: wait until there is something to do."""
@@ -457,20 +381,19 @@ class PredictionBuffer:
         if self._spill is None:
             return
         for path in self._spill.waiting():
-            claimed = self._spill.claim(path)
-            if claimed is None:
+            claim = self._spill.claim(path)
+            if claim is None:
                 continue  # another logger of this table replays it
             try:
-                self._commit(self._spill.read(claimed), again=True, replayed=True)
+                self._commit(claim.read(), again=True, replayed=True)
             except (InvalidInputError, pa.ArrowInvalid) as exc:
-                self._refused(SpillDir.rows(claimed), exc)
-                log.error("kept the refused spill file as %s", self._spill.reject(claimed))
+                self._refused(SpillDir.rows(path), exc)
+                log.error("kept the refused spill file as %s", claim.reject())
                 continue
             except BaseException:
-                with contextlib.suppress(OSError):
-                    self._spill.release(claimed)
+                claim.release()
                 raise
-            self._spill.done(claimed)
+            claim.done()  # deleted before the lock goes: nobody replays it twice
         with self._cond:
             self._replay_due = False
 
@@ -561,13 +484,6 @@ class PredictionBuffer:
                 last_success=self._last_success, missing=dict(self._missing),
                 spill_dir=None if self._spill is None else str(self._spill.path),
                 **self._counts)
-
-
-def _micros(ts: datetime) -> int:
-    if not isinstance(ts, datetime):
-        raise InvalidInputError(f"ts must be a datetime, got {type(ts).__name__}", field="ts")
-    aware = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
-    return (aware - EPOCH) // timedelta(microseconds=1)
 
 
 @atexit.register

@@ -5,18 +5,19 @@ machine. Each spill is one immutable Arrow IPC file (zstd), written under a temp
 fsynced, then renamed into place, so a file is either whole or invisible:
 
     <time_ns>-<pid>-<rows>-<random>.arrow     waiting to be replayed (oldest first)
-    …arrow.claimed-<pid>                      being replayed by process <pid>
-    …arrow.rejected                           refused by the table (a type clash): kept, not retried
+    <…>.arrow.rejected                        refused by the table (a type clash): kept, not retried
 
-A replayer claims a file by renaming it (atomic: two loggers never replay the same file),
-deletes it once the rows are committed and renames it back if the write fails. A claim or a
-temporary file left by a process that died is taken over (claims) or removed (temporaries).
+A replayer claims a file with a non-blocking ``flock`` (two loggers never replay the same
+file), deletes it once the rows are committed, and just lets go if the write fails. A
+process that dies lets go too (the kernel drops its locks), so its file is replayed by the
+next logger; no process ids are trusted (they are reused, and differ across containers).
 The rows are in the file name, so counting what waits opens no file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import time
@@ -26,9 +27,9 @@ from pathlib import Path
 import pyarrow as pa
 
 SUFFIX = ".arrow"
-CLAIMED = ".claimed-"
 REJECTED = ".rejected"
 TEMP = ".tmp"
+STALE_TEMP = 3600.0  # seconds; a put takes milliseconds, so an older temporary file is litter
 
 
 def default_spill_root() -> Path:
@@ -44,18 +45,6 @@ def default_spill_root() -> Path:
 def default_spill_dir(table_uri: str) -> Path:
     """The spill directory of one table: the same for every logger of it on this machine."""
     return default_spill_root() / hashlib.sha256(table_uri.encode()).hexdigest()[:16]
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
 
 
 def _rows(path: Path) -> int:
@@ -79,12 +68,13 @@ class SpillDir:
             return []
 
     def usage(self) -> tuple[int, int]:
-        """(rows, bytes) waiting or being replayed."""
+        """(rows waiting or being replayed, bytes of every spill file, rejected ones too)."""
         rows = size = 0
         for entry in self._entries():
-            if SUFFIX in entry.name and not entry.name.endswith(REJECTED):
+            if SUFFIX in entry.name:
                 with contextlib.suppress(FileNotFoundError):
                     size += entry.stat().st_size
+                if entry.name.endswith(SUFFIX):
                     rows += _rows(Path(entry.path))
         return rows, size
 
@@ -117,54 +107,66 @@ class SpillDir:
         return True
 
     def waiting(self) -> list[Path]:
-        """Files to replay, oldest first: unclaimed ones and claims of dead processes.
-        Temporary files of dead processes are removed."""
-        found = []
+        """Files to replay, oldest first (some may be claimed by another logger meanwhile).
+        Temporary files older than an hour, left by a writer that died, are removed."""
+        found, now = [], time.time()
         for entry in self._entries():
-            name = entry.name
-            if name.endswith(TEMP):
-                pid = name.split("-")[1] if name.count("-") >= 3 else ""
-                if pid.isdigit() and not _alive(int(pid)):
-                    with contextlib.suppress(OSError):
-                        os.unlink(entry.path)
-            elif name.endswith(SUFFIX):
+            if entry.name.endswith(SUFFIX):
                 found.append(Path(entry.path))
-            elif CLAIMED in name:
-                pid = name.rsplit(CLAIMED, 1)[1]
-                if pid.isdigit() and not _alive(int(pid)):
-                    found.append(Path(entry.path))
+            elif entry.name.endswith(TEMP):
+                with contextlib.suppress(OSError):
+                    if now - entry.stat().st_mtime > STALE_TEMP:
+                        os.unlink(entry.path)
         return sorted(found, key=lambda p: p.name)
 
-    def claim(self, path: Path) -> Path | None:
-        """Take ``path`` for replay; None when another logger took it first."""
-        base = path.name.split(CLAIMED)[0]
-        claimed = path.with_name(f"{base}{CLAIMED}{os.getpid()}")
+    @staticmethod
+    def claim(path: Path) -> Claim | None:
+        """Take ``path`` for replay; None when another logger holds or already replayed it."""
         try:
-            os.rename(path, claimed)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
             return None
-        return claimed
-
-    @staticmethod
-    def read(claimed: Path) -> pa.Table:
-        with pa.memory_map(str(claimed)) as source:
-            return pa.ipc.open_file(source).read_all()
-
-    @staticmethod
-    def release(claimed: Path) -> None:
-        """The replay failed: make the file claimable again."""
-        os.rename(claimed, claimed.with_name(claimed.name.split(CLAIMED)[0]))
-
-    @staticmethod
-    def done(claimed: Path) -> None:
-        os.unlink(claimed)
-
-    @staticmethod
-    def reject(claimed: Path) -> Path:
-        target = claimed.with_name(claimed.name.split(CLAIMED)[0] + REJECTED)
-        os.rename(claimed, target)
-        return target
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_nlink == 0:  # replayed and deleted since we listed it
+                raise BlockingIOError
+        except OSError:
+            os.close(fd)
+            return None
+        return Claim(path, fd)
 
     @staticmethod
     def rows(path: Path) -> int:
         return _rows(path)
+
+
+class Claim:
+    """One spill file this process replays; the lock goes with :meth:`done`, :meth:`reject`
+    or :meth:`release` (or the process)."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path, self._fd = path, fd
+
+    def read(self) -> pa.Table:
+        with os.fdopen(os.dup(self._fd), "rb") as handle:
+            return pa.ipc.open_file(pa.py_buffer(handle.read())).read_all()
+
+    def done(self) -> None:
+        """The rows are committed: delete the file."""
+        try:
+            os.unlink(self.path)
+        finally:
+            self.release()
+
+    def reject(self) -> Path:
+        """The table refuses the rows: keep the file aside, never retried."""
+        target = self.path.with_name(self.path.name + REJECTED)
+        try:
+            os.rename(self.path, target)
+        finally:
+            self.release()
+        return target
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pytest
 
 from flaky_proxy import FlakyProxy
+from nbregistry.domain.errors import InvalidInputError
 from nbregistry.monitoring.buffer import PredictionBuffer
 from nbregistry.monitoring.capture import prepare_predictions
 from nbregistry.store.location import Location
@@ -204,6 +205,7 @@ SCRIPT = """
 import sys
 from nbregistry.store.location import Location
 from nbregistry.store.monitoring import monitoring_tables
+from nbregistry.domain.errors import InvalidInputError
 from nbregistry.monitoring.buffer import PredictionBuffer
 table = monitoring_tables(Location.parse(sys.argv[1], None), "credit_risk").predictions
 schema = [{"name": "age", "dtype": "int64"}, {"name": "income", "dtype": "double"},
@@ -268,3 +270,14 @@ def test_two_loggers_replaying_one_spill_directory_write_each_file_once(
     assert sum(b.stats().replayed for b in loggers) == 240
     expected = sorted(i for b in batches for i in b["prediction_id"].to_pylist())
     assert stored_ids(table) == expected
+
+
+def test_a_spill_directory_serves_one_table(table: MonitorTable, tmp_path: Path) -> None:
+    other = MonitorTable(table.location, "fraud", "predictions")
+    spill = tmp_path / "spill"
+    SpillDir(spill, limit=1 << 20, table_uri=other.uri).put(
+        prepare_predictions(pa.table({k: [v] for k, v in ROW.items()}), [0.1], schema=SCHEMA,
+                            version=1).table)
+    with pytest.raises(InvalidInputError, match=r"holds rows of .*fraud"):
+        PredictionBuffer(table, schema=SCHEMA, version=1, spill_dir=spill)
+    assert not table.exists()

@@ -42,7 +42,7 @@ import pyarrow as pa
 from ..domain.errors import InvalidInputError, NbRegistryError, StorageError
 from ..domain.validate import version_number
 from ..store.monitoring import RESERVED, MonitorTable
-from ..store.spill import SpillDir, default_spill_dir
+from ..store.spill import SpillDir, spill_for
 from .capture import FeatureSchema
 from .convert import new_id
 from .rows import Row, checker, micros, output, rows_table
@@ -82,16 +82,6 @@ def _table_of(sink: Any) -> MonitorTable | None:
     return owner if isinstance(owner, MonitorTable) and sink == owner.append else None
 
 
-def _spill_of(table: MonitorTable | None, spill_dir: str | os.PathLike[str] | None,
-              limit: int) -> SpillDir | None:
-    """A table's own spill directory unless one is given; none for ``limit`` 0."""
-    if spill_dir is None and table is not None:
-        spill_dir = default_spill_dir(table.uri)
-    if spill_dir is None or limit <= 0:
-        return None
-    return SpillDir(spill_dir, limit=limit, table_uri=table.uri if table else None)
-
-
 class PredictionBuffer:
     """Buffered, thread-safe prediction logging into one predictions table (``sink``: a
     :class:`MonitorTable`, or any callable that appends an Arrow table)."""
@@ -115,7 +105,7 @@ class PredictionBuffer:
         self._append: Callable[[pa.Table], object] = (
             table.append if table else cast(Callable[[pa.Table], object], sink))
         self._known = table.find_ids if table else None  # to skip rows already written
-        self._spill = _spill_of(table, spill_dir, spill_bytes)
+        self._spill = spill_for(table.uri if table else None, spill_dir, spill_bytes)
         self.target = table.uri if table else getattr(sink, "__qualname__", repr(sink))
         self.schema = [dict(entry) for entry in schema]
         self.version = version_number(version)

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from ..domain.errors import InvalidInputError
+
 SUFFIX = ".arrow"
 REJECTED = ".rejected"
 TEMP = ".tmp"
@@ -47,6 +49,24 @@ def default_spill_dir(table_uri: str) -> Path:
     return default_spill_root() / hashlib.sha256(table_uri.encode()).hexdigest()[:16]
 
 
+def spill_for(table_uri: str | None, spill_dir: str | os.PathLike[str] | None,
+              limit: int) -> SpillDir | None:
+    """A table's own spill directory unless one is given; None when ``limit`` is 0 (or no
+    directory is given for a sink that is not a table)."""
+    if spill_dir is None and table_uri is not None:
+        spill_dir = default_spill_dir(table_uri)
+    if spill_dir is None or limit <= 0:
+        return None
+    spill = SpillDir(spill_dir, limit=limit, table_uri=table_uri)
+    owner = spill.owner()
+    if table_uri is not None and owner not in (None, table_uri):
+        # Replaying would write another table's rows into this one.
+        raise InvalidInputError(f"spill directory {spill.path} holds rows of {owner}, not "
+                                f"{table_uri}: give each table its own spill_dir",
+                                field="spill_dir")
+    return spill
+
+
 def _rows(path: Path) -> int:
     parts = path.name.split(SUFFIX)[0].split("-")
     return int(parts[2]) if len(parts) == 4 and parts[2].isdigit() else 0
@@ -60,6 +80,13 @@ class SpillDir:
         self.path = Path(path)
         self.limit = limit
         self.table_uri = table_uri
+
+    def owner(self) -> str | None:
+        """The table URI this directory's files were spilled for (None: not recorded)."""
+        try:
+            return (self.path / "TABLE").read_text().strip() or None
+        except (FileNotFoundError, NotADirectoryError):
+            return None
 
     def _entries(self) -> list[os.DirEntry[str]]:
         try:

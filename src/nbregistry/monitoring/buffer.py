@@ -172,6 +172,13 @@ class PredictionBuffer:
             raise InvalidInputError(f"id must be a string, got {type(id).__name__}", field="id")
         row = (id, us, score, label, *values, *extra)
         with self._cond:
+            rows = self._rows
+            if len(rows) + self._busy + self._held_rows < self.capacity and not self._closed:
+                rows.append(row)  # the common case, inline: this is the serving thread
+                self._counts["logged"] += 1
+                if len(rows) == self.flush_rows:
+                    self._cond.notify_all()
+                return id
             if self._wait_for_room():
                 self._accept(row)
                 return id

@@ -33,7 +33,7 @@ from nbregistry.monitoring.capture import (
     prepare_predictions,
 )
 from nbregistry.store.location import Location
-from nbregistry.store.monitoring import MonitoringTables, monitoring_tables
+from nbregistry.store.monitoring import MonitoringTables, MonitorTable, monitoring_tables
 from nbregistry.store.snapshot import FileCache
 
 SCHEMA = [{"name": "age", "dtype": "int64"}, {"name": "income", "dtype": "double"},
@@ -406,6 +406,26 @@ def test_buffer_retries_failed_writes_with_the_rows_kept(tables: MonitoringTable
     broken.log(ROW, 0.5)
     with pytest.raises(StorageError, match="1 buffered predictions could not be written"):
         broken.close()
+
+
+def test_buffer_keeps_writing_after_another_writer_adds_a_feature(
+        tables: MonitoringTables) -> None:
+    """Issue 16.6: a metaData commit by another writer (version 2 adds a feature) made every
+    later write of a running logger fail with "Metadata changed since last commit"."""
+    table = tables.predictions
+    buffer = PredictionBuffer(table.append, schema=SCHEMA, version=1, flush_interval=60)
+    first = [buffer.log(ROW, 0.5) for _ in range(10)]
+    buffer.flush()
+    serving_v2 = MonitorTable(table.location, "credit_risk", "predictions")
+    log_predictions(serving_v2, frame().assign(tenure=[1, 2, 3, 4]), [0.5] * 4,
+                    schema=[*SCHEMA, {"name": "tenure", "dtype": "int64"}], version=2)
+    later = [buffer.log(ROW, 0.5) for _ in range(10)]
+    buffer.flush()
+    buffer.close()
+    stored = table.read(columns=["prediction_id", "tenure"])
+    assert set(first + later) <= set(stored["prediction_id"].to_pylist())
+    assert stored.num_rows == 24 and stored["tenure"].null_count == 20
+    assert buffer.stats().failures == 0
 
 
 SCRIPT = """

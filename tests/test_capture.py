@@ -368,7 +368,7 @@ def test_buffer_blocks_when_full_and_loses_nothing(tables: MonitoringTables) -> 
         return tables.predictions.append(batch)
 
     buffer = PredictionBuffer(slow_sink, schema=SCHEMA, version=1, flush_rows=5, capacity=10,
-                              flush_interval=60)
+                              flush_interval=60, max_wait=30)  # waits, up to max_wait
     for _ in range(10):
         buffer.log(ROW, 0.5)
     wait_for(lambda: calls)                                  # the write hangs

@@ -85,7 +85,7 @@ CONFIGURATION = {
 }
 COMPACT_EVERY = 50
 COMMIT_ATTEMPTS = 8
-COMMIT_BACKOFF = 0.02  # seconds; jittered, doubling per lost commit (under 3 s in all)
+COMMIT_BACKOFF = 0.02  # seconds, doubling per lost commit, jittered: at most 5 s in all
 COMPACT_TARGET_BYTES = 64 * 1024 * 1024  # larger files are left alone: compaction stays O(new)
 
 PREDICTION_FIELDS = [pa.field("prediction_id", pa.string()), pa.field("ts", TS),

@@ -1,7 +1,9 @@
 """Delta tables of monitoring data: predictions, outcomes and computed metric windows.
 
-One set per model, under the registry root, written with deltalake's writer (blind appends
-never conflict; deltalake retries the commit), read through :class:`Snapshot`.
+One set per model, under the registry root, written with deltalake's writer, read through
+:class:`Snapshot`. deltalake rebases a blind append that lost its commit; a commit lost to a
+metaData change (another writer's new column) or a racing first write (exactly one writer
+creates the table, at version 0) is retried here on the refreshed table.
 
 ``monitoring/<model>/predictions`` — partitioned by ``day``; one row per scored input:
 
@@ -51,14 +53,21 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple, TypeVar
 
 import pyarrow as pa
 
-from ..domain.errors import ForkedProcessError, InvalidInputError, StorageError
+from ..domain.errors import (
+    ConflictError,
+    ForkedProcessError,
+    InvalidInputError,
+    StorageError,
+)
 from ..domain.validate import model_name
 from . import forkguard
 from .location import Location
@@ -75,6 +84,8 @@ CONFIGURATION = {
     "delta.deletedFileRetentionDuration": "interval 36500 days",
 }
 COMPACT_EVERY = 50
+COMMIT_ATTEMPTS = 8
+COMMIT_BACKOFF = 0.02  # seconds, doubling per lost commit, jittered: at most 5 s in all
 COMPACT_TARGET_BYTES = 64 * 1024 * 1024  # larger files are left alone: compaction stays O(new)
 
 PREDICTION_FIELDS = [pa.field("prediction_id", pa.string()), pa.field("ts", TS),
@@ -143,7 +154,7 @@ class MonitorTable:
         with self._lock:
             try:
                 return forkguard.guarded(fn)
-            except (ForkedProcessError, InvalidInputError):
+            except (ForkedProcessError, InvalidInputError, ConflictError):
                 raise
             except Exception as exc:
                 raise StorageError(f"cannot {what} {self.uri}: {exc}") from exc
@@ -159,39 +170,51 @@ class MonitorTable:
         return base_schema(self.kind) if dt is None else pa.schema(dt.schema().to_arrow())
 
     def append(self, data: pa.Table) -> int:
-        """Append rows in one Delta commit; returns the version written (the current one
-        when ``data`` is empty). Column types are checked against the table before writing:
-        a refused batch writes nothing."""
-        from deltalake import write_deltalake
+        """Append rows in one Delta commit; returns the table's version after it (the current
+        one when ``data`` is empty). Column types are checked against the table before
+        writing: a refused batch writes nothing. A commit lost to a concurrent writer that
+        deltalake does not rebase (a metaData commit: another writer's new column, or a
+        racing first write) is retried on the refreshed table, ``COMMIT_ATTEMPTS`` times."""
+        from deltalake.exceptions import CommitFailedError
 
         if data.num_rows == 0:
             return self.version()
         data = self._shape(data)
 
-        def write(target: Any, batch: pa.Table, **extra: Any) -> None:
-            write_deltalake(target, batch, mode="append", partition_by=self.partition_by or None,
-                            schema_mode="merge", storage_options=self._options(), **extra)
-
         def run() -> int:
-            dt = self._open(refresh=False)
-            if dt is None:
+            for attempt in range(COMMIT_ATTEMPTS):
                 try:
-                    write(self.uri, data, configuration=CONFIGURATION)
-                    dt = self._open()
-                except Exception:
-                    if not self.exists():
-                        raise
-                    # A racing writer created version 0 first; ours did not commit.
-                    dt = self._open()
-                    write(dt, conform(data, pa.schema(dt.schema().to_arrow())))
-            else:
-                write(dt, conform(data, pa.schema(dt.schema().to_arrow())))
-            return int(dt.version())
+                    return self._write(data, refresh=attempt > 0)
+                except CommitFailedError as exc:
+                    lost = exc
+                    time.sleep(random.uniform(0, COMMIT_BACKOFF * 2 ** attempt))
+            raise ConflictError(f"cannot append to {self.uri}: the commit lost to concurrent "
+                                f"writers {COMMIT_ATTEMPTS} times ({lost}); try again")
 
         version = self._guarded("append to", run)
-        if version % COMPACT_EVERY == 0:
+        if version > 0 and version % COMPACT_EVERY == 0:
             self.compact()
         return version
+
+    def _write(self, data: pa.Table, *, refresh: bool) -> int:
+        """One commit attempt. The handle is refreshed only after a lost commit: deltalake
+        moves it past our own commits, and a blind append to an older version is rebased."""
+        from deltalake import CommitProperties, write_deltalake
+
+        options: dict[str, Any] = {"mode": "append", "schema_mode": "merge",
+                                   "partition_by": self.partition_by or None,
+                                   "storage_options": self._options()}
+        dt = self._open(refresh=refresh)
+        if dt is None:
+            # No retries: a creating commit that lost the race for version 0 would otherwise
+            # be committed again on top, a second protocol + metaData ("create") commit whose
+            # schema and properties replace the winner's. Losing raises; we then append.
+            write_deltalake(self.uri, data, configuration=CONFIGURATION,
+                            commit_properties=CommitProperties(max_commit_retries=0), **options)
+            dt = self._open()
+        else:
+            write_deltalake(dt, conform(data, pa.schema(dt.schema().to_arrow())), **options)
+        return int(dt.version())
 
     def _shape(self, data: pa.Table) -> pa.Table:
         """Required columns present with castable types, ``day`` derived from ``ts``."""

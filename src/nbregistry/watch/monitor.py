@@ -9,6 +9,7 @@ Questions never write: a read in a report, a gate or a panel leaves the audit lo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,7 +22,7 @@ from ..domain.errors import InvalidInputError, NotFoundError, ReadOnlyError
 from ..domain.extras import require
 from ..domain.timefmt import parse_time, parse_window, shifted
 from ..monitoring import capture
-from ..monitoring.buffer import PredictionBuffer
+from ..monitoring.buffer import SPILL_BYTES, PredictionBuffer
 from ..store import MonitoringTables, Snapshot, seal
 from . import baselines, checks
 from .ports import Catalog, MonitoringWrites, Reads, TableSource
@@ -122,20 +123,27 @@ class Monitor:
 
     def logger(self, *, version: int | str | None = None, attributes: Sequence[str] = (),
                flush_rows: int = 10_000, flush_interval: float = 10.0,
-               capacity: int = 100_000) -> PredictionBuffer:
+               capacity: int = 100_000, max_wait: float = 0.5,
+               max_retry_interval: float = 60.0,
+               spill_dir: str | os.PathLike[str] | None = None,
+               spill_bytes: int = SPILL_BYTES) -> PredictionBuffer:
         """A buffered, thread-safe logger for a scoring service: ``log(features_dict,
         score)`` returns at once; rows are written every ``flush_rows`` rows or
-        ``flush_interval`` seconds and at exit. A crash loses only unwritten rows."""
+        ``flush_interval`` seconds and at exit. While the store is down it backs off and
+        spills to local files replayed later; ``log()`` never waits longer than
+        ``max_wait``; ``stats()`` says what happened (see docs/monitoring.md)."""
         self._writer("log predictions")
         mv = self.version(version)
         if not mv.features:
             raise InvalidInputError(f"{self.name} v{mv.version} has no feature schema: "
                                     "register it with reference_data=...", field="version")
         self._freeze_quietly(mv)
-        return PredictionBuffer(self.tables.predictions.append, schema=mv.features,
+        return PredictionBuffer(self.tables.predictions, schema=mv.features,
                                 version=mv.version, attributes=attributes,
                                 flush_rows=flush_rows, flush_interval=flush_interval,
-                                capacity=capacity)
+                                capacity=capacity, max_wait=max_wait,
+                                max_retry_interval=max_retry_interval, spill_dir=spill_dir,
+                                spill_bytes=spill_bytes)
 
     def predict(self, features: Any, *, alias: str | None = None,
                 version: int | str | None = None, ids: Any = None,

@@ -71,7 +71,7 @@ from ..domain.errors import (
 from ..domain.validate import model_name
 from . import forkguard
 from .location import Location
-from .snapshot import FileCache, Snapshot, read_file
+from .snapshot import DataFile, FileCache, Snapshot, read_file
 
 Kind = Literal["predictions", "outcomes", "metrics"]
 T = TypeVar("T")
@@ -273,11 +273,12 @@ class MonitorTable:
         return self._guarded("read", run)
 
     def snapshot(self, start: datetime | None = None, end: datetime | None = None, *,
-                 version: int | None = None) -> Snapshot:
+                 version: int | None = None, fetch: bool = True) -> Snapshot:
         """The files of one Delta version (the newest unless ``version`` is given) whose
         rows may fall in ``[start, end)`` of the time column (``ts``; ``window_start`` for
         metrics): pruned by the ``day`` partition and by the column's statistics. On object
-        stores the files are fetched to the local cache first."""
+        stores the files are fetched to the local cache first, unless ``fetch`` is False
+        (an engine that reads the store itself: ``entries`` name the files)."""
         import pyarrow.compute as pc
 
         start, end = utc(start, "start"), utc(end, "end")
@@ -287,16 +288,30 @@ class MonitorTable:
         at, actions, schema = self._actions(version)
         files: list[tuple[str, int]] = []
         rows = 0
+        entries: list[DataFile] = []
         if actions is not None:
             actions = actions.filter(_overlaps(actions, start, end, self.time_column))
             files = list(zip(paths(actions), actions["size_bytes"].to_pylist(), strict=True))
             rows = int(pc.sum(actions["num_records"]).as_py() or 0)
+            entries = self._entries(actions, files)
         local = self._guarded("fetch files of", lambda: self.cache.local_files(
-            self.location, self.key, files))
+            self.location, self.key, files)) if fetch else []
         stored = pa.schema([f for f in schema if f.name not in self.partition_by])
         return Snapshot(table=self.key, version=at, files=tuple(local), rows=rows,
                         schema=schema, start=start, end=end,
-                        schema_file=self.cache.schema_file(stored), time_column=self.time_column)
+                        schema_file=self.cache.schema_file(stored), time_column=self.time_column,
+                        entries=tuple(entries))
+
+    def _entries(self, actions: pa.Table, files: list[tuple[str, int]]) -> list[DataFile]:
+        names = actions.column_names
+        counts = actions["num_records"].to_pylist()
+        lows = (actions[f"min.{self.time_column}"].to_pylist()
+                if f"min.{self.time_column}" in names else [None] * len(files))
+        highs = (actions[f"max.{self.time_column}"].to_pylist()
+                 if f"max.{self.time_column}" in names else [None] * len(files))
+        return [DataFile(path, self.location.join(f"{self.key}/{path}"), size, int(n or 0),
+                         low, high)
+                for (path, size), n, low, high in zip(files, counts, lows, highs, strict=True)]
 
     def read(self, start: datetime | None = None, end: datetime | None = None, *,
              columns: Sequence[str] | None = None, version: int | None = None) -> pa.Table:

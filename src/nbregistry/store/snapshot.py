@@ -57,6 +57,18 @@ def sql_timestamp(value: datetime) -> str:
 
 
 @dataclass(frozen=True)
+class DataFile:
+    """One data file of a snapshot, as the Delta log describes it."""
+
+    path: str                   # relative to the table, as in the log
+    uri: str                    # where any engine reads it (a local path or s3://...)
+    size: int
+    rows: int
+    first: datetime | None      # the time column's min and max (file statistics)
+    last: datetime | None
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The data files of one Delta version of a table, pruned to ``[start, end)``.
 
@@ -78,6 +90,9 @@ class Snapshot:
     end: datetime | None
     schema_file: str
     time_column: str = "ts"
+    entries: tuple[DataFile, ...] = ()   # the same files, described (parallel to files when
+    #                                      they were fetched; an engine reading remote data
+    #                                      uses the uris)
 
     def from_clause(self) -> str:
         """``read_parquet([...])`` over the files. A 0-row file with the table's full schema

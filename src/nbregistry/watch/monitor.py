@@ -23,10 +23,11 @@ from ..domain.extras import require
 from ..domain.timefmt import parse_time, parse_window, shifted
 from ..monitoring import capture
 from ..monitoring.buffer import SPILL_BYTES, PredictionBuffer
+from ..monitoring.engines import resolve_engine
 from ..store import MonitoringTables, Snapshot, seal
 from . import baselines, checks
 from .ports import Catalog, MonitoringWrites, Reads, TableSource
-from .queries import as_time, joined, newest, require_rows
+from .queries import as_time, joined, require_rows
 from .replay import ReplayResult, replay
 from .results import (
     DriftResult,
@@ -47,13 +48,16 @@ class Monitor:
     """Monitoring of one model: its prediction, outcome and metric tables."""
 
     def __init__(self, catalog: Catalog, name: str, *, tables: MonitoringTables,
-                 source: TableSource, writes: MonitoringWrites | None = None) -> None:
+                 source: TableSource, writes: MonitoringWrites | None = None,
+                 engine: Any = None) -> None:
         self.name = validate.model_name(name)
         self.catalog = catalog
         self.tables = tables
         self.source = source
         self.writes = writes
+        self.engine = resolve_engine(engine)  # None: DuckDB in this process
         self._con: Any = None
+        self._read: dict[str, int] = {}  # the versions the last rows() read
         self._baselines: dict[int, baselines.Baseline] = {}
 
     def __repr__(self) -> str:
@@ -202,6 +206,9 @@ class Monitor:
 
     # -- questions -----------------------------------------------------------------------
     def connection(self) -> Any:
+        """Where the heavy pass runs: the in-process DuckDB connection, or the engine."""
+        if self.engine is not None:
+            return self.engine
         if self._con is None:
             require("monitoring", "duckdb")
             from ..monitoring import duck
@@ -209,28 +216,74 @@ class Monitor:
             self._con = duck.connect()
         return self._con
 
+    def _reads(self) -> Reads:
+        # an engine of its own reads the store itself: nothing to fetch to this machine
+        return self.source.reads(fetch=self.engine is None)
+
+    def _relation(self, snapshot: Snapshot) -> str:
+        """The rows of a snapshot, as the engine names them in SQL."""
+        if self.engine is None:
+            return snapshot.relation()
+        return str(self.engine.relation(snapshot))
+
+    def _arrow(self, query: str) -> pa.Table:
+        if self.engine is None:
+            table: pa.Table = self.connection().sql(query).to_arrow_table()
+            return table
+        return self.engine.arrow(query)
+
     def has_predictions(self) -> bool:
         """Whether any prediction was logged (a report says so instead of failing)."""
         return self.source.exists("predictions")
 
     def rows(self, start: Any = None, end: Any = None, *,
-             version: int | str | None = None) -> pa.Table:
+             version: int | str | None = None, matured: bool = False,
+             limit: int | None = None) -> pa.Table:
         """The logged predictions in ``[start, end)`` (of ``version``), each with its first
-        recorded outcome as ``actual`` (null while it has not matured)."""
-        reads = self.source.reads()
+        recorded outcome as ``actual`` (null while it has not matured; ``matured=True``:
+        only rows with a score and an outcome), oldest first, at most ``limit``."""
+        reads = self._reads()
         predictions = reads.snapshot("predictions", as_time(start, "start"),
                                      as_time(end, "end"))
         if predictions.version < 0:
             return pa.table({})
         outcomes = reads.snapshot("outcomes")
-        query = (f"SELECT * FROM {joined(predictions, outcomes, inner=False)}"
-                 if outcomes.version >= 0 else
-                 f"SELECT *, NULL::DOUBLE AS actual FROM {predictions.relation()}")
+        if matured:
+            query = (f"SELECT * FROM {self._joined(predictions, outcomes)} "
+                     "WHERE score IS NOT NULL AND actual IS NOT NULL")
+        elif outcomes.version >= 0:
+            query = f"SELECT * FROM {self._joined(predictions, outcomes, inner=False)} WHERE TRUE"
+        else:
+            query = (f"SELECT *, CAST(NULL AS DOUBLE) AS actual FROM "
+                     f"{self._relation(predictions)} WHERE TRUE")
         if version is not None:
-            query += f" WHERE version = {self.version(version).version}"
-        table: pa.Table = self.connection().sql(
-            query + " ORDER BY ts, prediction_id").to_arrow_table()
+            query += f" AND version = {self.version(version).version}"
+        order = " ORDER BY ts, prediction_id" + (f" LIMIT {int(limit)}" if limit else "")
+        table = self._arrow(query + order)
+        self._read = dict(reads.versions)
         return table
+
+    def _newest(self, snapshot: Snapshot, *, before: datetime) -> datetime:
+        """The newest ``ts`` of the rows dated before ``before`` (a row from a fast clock
+        or a forged one dated in the future does not move a default period)."""
+        from ..store.snapshot import sql_timestamp
+
+        require_rows(snapshot, self.name)
+        rows = self.connection().execute(
+            f"SELECT epoch_us(max(ts)) FROM {self._relation(snapshot)} "
+            f"WHERE ts < {sql_timestamp(before)}").fetchall()
+        if not rows or rows[0][0] is None:
+            raise InvalidInputError(f"{self.name!r} has logged no predictions yet",
+                                    field="model")
+        return shifted(EPOCH, timedelta(microseconds=int(rows[0][0])), field="end")
+
+    def last_read(self) -> dict[str, int]:
+        """The Delta version of each table the last ``rows()`` read."""
+        return dict(self._read)
+
+    def _joined(self, predictions: Snapshot, outcomes: Snapshot, *, inner: bool = True
+                ) -> str:
+        return joined(self._relation(predictions), self._relation(outcomes), inner=inner)
 
     def drift(self, start: Any = None, end: Any = None,
               version: int | str | None = None) -> DriftResult:
@@ -238,7 +291,7 @@ class Monitor:
         wasserstein, chi2_pvalue, p_adjusted, status, drifted`` (and more), for the
         version's logged predictions in ``[start, end)`` against its baseline."""
         mv = self.version(version)
-        reads = self.source.reads()
+        reads = self._reads()
         predictions = self._predictions(reads, start, end)
         return self._drift(reads, predictions, mv, f"version = {mv.version}")
 
@@ -252,7 +305,7 @@ class Monitor:
         from ..monitoring.drift import METADATA_KEY, drift
 
         found = self._baseline(mv)
-        table = drift(self.connection(), predictions.relation(), found.spec, where=where,
+        table = drift(self.connection(), self._relation(predictions), found.spec, where=where,
                       band=self.policy.thresholds.get("psi"))
         if found.spec.get("importance"):
             from ..monitoring.importance import Importance, rank_drift
@@ -266,20 +319,19 @@ class Monitor:
                       version: int | str | None = None, progress: bool | None = None
                       ) -> DriftResult:
         """Drift per feature for each window in ``[start, end)`` (default: the last 14
-        windows up to the newest prediction), all read from one snapshot:
+        windows up to the newest prediction), all counted in one scan of one snapshot:
         ``window_start, feature, n, psi, p_adjusted, status, drifted``. Windows without
-        predictions are left out."""
-        from tqdm.auto import tqdm
-
-        from ..store.snapshot import sql_timestamp
+        predictions are left out. (``progress`` is accepted for compatibility: one scan
+        has no steps to show.)"""
+        from ..monitoring.drift import drift_by
 
         step = parse_window(window)
         mv = self.version(version)
-        reads = self.source.reads()
+        reads = self._reads()
         stop = as_time(end, "end")
         if stop is None:  # up to the newest row, but never into the future (a bad clock)
-            last = newest(reads.snapshot("predictions").to_arrow(["ts"]), self.name,
-                          before=datetime.now(UTC) + CLOCK_SLACK)
+            last = self._newest(reads.snapshot("predictions"),
+                                before=datetime.now(UTC) + CLOCK_SLACK)
             stop = shifted(last, timedelta(microseconds=1), field="end")
         begin = as_time(start, "start") or shifted(stop, -14 * step, field="start")
         if (stop - begin) / step > MAX_WINDOWS:
@@ -289,18 +341,16 @@ class Monitor:
                                     "start/end", field="window", value=window)
         predictions = reads.snapshot("predictions", begin, stop)
         require_rows(predictions, self.name)
-        edges = [begin + i * step for i in range(-(-(stop - begin) // step))]
+        found = self._baseline(mv)
+        micros = timedelta(microseconds=1)
+        bucket = (f"CAST(floor((epoch_us(ts) - {(begin - EPOCH) // micros}) / "
+                  f"{step // micros}) AS BIGINT)")
+        windows = drift_by(self.connection(), self._relation(predictions), found.spec,
+                           keys=[(bucket, "window")], where=f"version = {mv.version}",
+                           band=self.policy.thresholds.get("psi"))
         rows: list[dict[str, Any]] = []
-        quiet = None if progress is None else not progress  # None: a bar only where it shows
-        for left in tqdm(edges, desc=f"drift of {self.name}", disable=quiet):
-            right = min(shifted(left, step), stop)
-            where = (f"version = {mv.version} AND ts >= {sql_timestamp(left)} AND ts < "
-                     f"{sql_timestamp(right)}")
-            try:
-                table = self._drift(reads, predictions, mv, where).table
-            except InvalidInputError:
-                continue  # no predictions in this window
-            rows += [{"window_start": left, **r} for r in table.select(
+        for (index,), table in sorted(windows.items()):
+            rows += [{"window_start": begin + index * step, **r} for r in table.select(
                 ["feature", "n", "psi", "p_adjusted", "status", "drifted"]).to_pylist()]
         return DriftResult(pa.Table.from_pylist(rows, schema=WINDOWS_SCHEMA),
                            dict(reads.versions), None, self._baseline(mv).info)
@@ -314,12 +364,12 @@ class Monitor:
         ``by=["version"]`` to split them)."""
         from ..monitoring.performance import ECE_KEY, performance
 
-        reads = self.source.reads()
+        reads = self._reads()
         predictions = self._predictions(reads, start, end)
         outcomes = reads.snapshot("outcomes")
         where = None if version is None else f"version = {self.version(version).version}"
         task = self.task(version)
-        table = performance(self.connection(), joined(predictions, outcomes), task=task,
+        table = performance(self.connection(), self._joined(predictions, outcomes), task=task,
                             where=where, window=window, by=by)
         return PerformanceResult(table, dict(reads.versions), task, metadata(table, ECE_KEY))
 
@@ -332,12 +382,12 @@ class Monitor:
         when outcomes exist)."""
         from ..monitoring.fairness import FOUR_FIFTHS, METADATA_KEY, fairness
 
-        reads = self.source.reads()
+        reads = self._reads()
         predictions = self._predictions(reads, start, end)
         outcomes = reads.snapshot("outcomes")
         where = None if version is None else f"version = {self.version(version).version}"
         band = self.policy.thresholds.get("air")
-        table = fairness(self.connection(), joined(predictions, outcomes, inner=False),
+        table = fairness(self.connection(), self._joined(predictions, outcomes, inner=False),
                          group=group, favorable=favorable, outcome=outcome,
                          reference=reference, where=where,
                          floor=FOUR_FIFTHS if band is None else band.alert)
@@ -392,6 +442,7 @@ class Monitor:
         return checks.record(writes, self.tables, result, decision, self.seals())
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CLOCK_SLACK = timedelta(minutes=5)  # as the ledger's clock check allows
 MAX_WINDOWS = 2_000
 WINDOWS_SCHEMA = pa.schema([

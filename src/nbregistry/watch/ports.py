@@ -18,6 +18,8 @@ from ..domain.entities import Event, ModelVersion
 from ..domain.policy import Policy
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from ..domain.monitoring_policy import MonitoringPolicy
     from ..store import Snapshot
     from .results import DriftResult, FairnessResult, PerformanceResult
@@ -84,9 +86,10 @@ class Reads(Protocol):
 
 
 class TableSource(Protocol):
-    """Where a model's monitoring tables are read: ``reads()`` starts one question."""
+    """Where a model's monitoring tables are read: ``reads()`` starts one question
+    (``fetch=False``: an engine that reads the store itself needs no local copies)."""
 
-    def reads(self) -> Reads: ...
+    def reads(self, *, fetch: bool = True) -> Reads: ...
 
     def exists(self, kind: TableKind) -> bool: ...
 
@@ -109,6 +112,11 @@ class Questions(Protocol):
                                                                 "regression"]: ...
 
     def baseline(self, version: int | str | None = None) -> dict[str, Any]: ...
+
+    def rows(self, start: Any = None, end: Any = None, *, version: int | str | None = None,
+             matured: bool = False, limit: int | None = None) -> pa.Table: ...
+
+    def last_read(self) -> dict[str, int]: ...
 
     def drift(self, start: Any = None, end: Any = None,
               version: int | str | None = None) -> DriftResult: ...

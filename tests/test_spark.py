@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from monitored import monitored
 
 import nbregistry as nbr
+from monitored import monitored
 
 pytest.importorskip("pysail")
 pytest.importorskip("pyspark")
@@ -83,7 +83,7 @@ def test_a_check_on_spark_measures_what_duckdb_measures(reg: nbr.Registry, spark
     figures = {}
     for engine in (None, spark_url):
         mon = reg.monitor("credit", engine=engine)
-        measured, notes = checks.measure(mon, 1, now - timedelta(days=7), now)
+        measured, _ = checks.measure(mon, 1, now - timedelta(days=7), now)
         figures[engine] = [(f.kind, f.feature, f.metric, f.value, f.status) for f in measured]
     assert close(figures[spark_url], figures[None])
     result = reg.monitor("credit", engine=spark_url).check(window="1d")

@@ -106,13 +106,22 @@ def drift_by(con: Any, source: str, baseline: dict[str, Any], *,
     if min_effect < 0 or not 0 < drift_share <= 1:
         raise InvalidInputError("min_effect must be >= 0 and drift_share in (0, 1]",
                                 field="min_effect", value=(min_effect, drift_share))
-    specs = _selected(baseline, features)
-    types = duck.columns(con, source)
-    _check_types(specs, types)
+    specs, types = prepared(con, source, baseline, features)
     groups = feature_counts(con, source, where, specs, types, keys=keys)
     return {key: from_counts(specs, counts, alpha=alpha, min_effect=min_effect,
                              drift_share=drift_share, band=band or DEFAULT_BANDS["psi"])
             for key, counts in groups.items() if counts.rows}
+
+
+def prepared(con: Any, source: str, baseline: dict[str, Any],
+             features: Sequence[str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The baseline specs of the features to compare, and the source's column types
+    (checked against them)."""
+    check_baseline(baseline)
+    specs = _selected(baseline, features)
+    types = duck.columns(con, source)
+    _check_types(specs, types)
+    return specs, types
 
 
 def from_counts(specs: dict[str, Any], counts: Counts, *, alpha: float = 0.05,

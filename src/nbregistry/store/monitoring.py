@@ -73,9 +73,11 @@ from . import forkguard
 from .location import Location
 from .snapshot import DataFile, FileCache, Snapshot, read_file
 
-Kind = Literal["predictions", "outcomes", "metrics"]
+Kind = Literal["predictions", "outcomes", "metrics", "sketches"]
 T = TypeVar("T")
 KINDS: tuple[Kind, ...] = ("predictions", "outcomes", "metrics")
+# derived data, rebuilt from the tables above whenever missing: never sealed, never evidence
+DERIVED: tuple[Kind, ...] = ("sketches",)
 ROOT = "monitoring"
 TS = pa.timestamp("us", tz="UTC")
 CONFIGURATION = {
@@ -98,12 +100,17 @@ METRICS_SCHEMA = pa.schema([
     pa.field("kind", pa.string()), pa.field("feature", pa.string()),
     pa.field("metric", pa.string()), pa.field("value", pa.float64()),
     pa.field("status", pa.string()), pa.field("computed_at", TS)])
+SKETCHES_SCHEMA = pa.schema([
+    pa.field("file", pa.string()), pa.field("version", pa.int64()),
+    pa.field("baseline", pa.string()), pa.field("rows", pa.int64()),
+    pa.field("format", pa.int64()), pa.field("counts", pa.string()),
+    pa.field("created_at", TS)])
 # Names a feature or attribute may not take in the predictions table.
 RESERVED = frozenset({"prediction_id", "ts", "version", "score", "label", "day"})
 
 
 def table_key(model: str, kind: Kind) -> str:
-    if kind not in KINDS:
+    if kind not in (*KINDS, *DERIVED):
         raise InvalidInputError(f"unknown monitoring table {kind!r}: use one of {KINDS}")
     return f"{ROOT}/{model_name(model)}/{kind}"
 
@@ -112,7 +119,8 @@ def base_schema(kind: Kind) -> pa.Schema:
     """The columns every table of ``kind`` has (predictions add features and attributes)."""
     if kind == "predictions":
         return pa.schema([*PREDICTION_FIELDS, *PREDICTION_OUTPUTS])
-    return OUTCOMES_SCHEMA if kind == "outcomes" else METRICS_SCHEMA
+    return {"outcomes": OUTCOMES_SCHEMA, "metrics": METRICS_SCHEMA,
+            "sketches": SKETCHES_SCHEMA}[kind]
 
 
 class MonitorTable:
@@ -126,8 +134,8 @@ class MonitorTable:
         self.key = table_key(model, kind)
         self.uri = location.join(self.key)
         self.cache = cache or FileCache()
-        self.partition_by = [] if kind == "metrics" else ["day"]
-        self.time_column = "window_start" if kind == "metrics" else "ts"
+        self.partition_by = ["day"] if kind in ("predictions", "outcomes") else []
+        self.time_column = {"metrics": "window_start", "sketches": "created_at"}.get(kind, "ts")
         self._dt: Any = None
         self._lock = threading.RLock()
 
@@ -221,10 +229,10 @@ class MonitorTable:
         import pyarrow.compute as pc  # lazily: opening a registry never needs it
 
         base = base_schema(self.kind)
-        if self.kind == "metrics":
+        if self.kind in ("metrics", "sketches"):
             extra = sorted(set(data.column_names) - set(base.names))
             if extra:
-                raise InvalidInputError(f"metrics rows have unknown columns {extra}: the metrics "
+                raise InvalidInputError(f"{self.kind} rows have unknown columns {extra}: the "
                                         f"table has {base.names}", field=extra[0])
         missing = [n for n in base.names if n not in data.column_names]
         if missing:

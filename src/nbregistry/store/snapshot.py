@@ -94,12 +94,14 @@ class Snapshot:
     #                                      they were fetched; an engine reading remote data
     #                                      uses the uris)
 
-    def from_clause(self) -> str:
+    def from_clause(self, *, filename: bool = False) -> str:
         """``read_parquet([...])`` over the files. A 0-row file with the table's full schema
         comes first, so every column exists with its type even when the range only holds
-        files written before a later version added a feature (and when there are no files)."""
+        files written before a later version added a feature (and when there are no files).
+        ``filename`` adds each row's file path as ``filename``."""
         paths = ", ".join(sql_string(p) for p in (self.schema_file, *self.files))
-        return f"read_parquet([{paths}], union_by_name=true, hive_partitioning=false)"
+        named = ", filename=true" if filename else ""
+        return f"read_parquet([{paths}], union_by_name=true, hive_partitioning=false{named})"
 
     def where(self, column: str | None = None) -> str:
         """The row filter for ``[start, end)`` on ``column`` (default: the table's time
@@ -112,11 +114,12 @@ class Snapshot:
             parts.append(f"{column} < {sql_timestamp(self.end)}")
         return " AND ".join(parts) or "TRUE"
 
-    def relation(self) -> str:
+    def relation(self, *, filename: bool = False) -> str:
         """A parenthesized subquery to use after FROM: the rows of the range, plus ``day``
-        when the table is partitioned by it."""
+        when the table is partitioned by it (and ``filename``, each row's file, on request)."""
         day = f", {DAY_SQL} AS day" if "day" in self.schema.names else ""
-        return f"(SELECT *{day} FROM {self.from_clause()} WHERE {self.where()})"
+        return (f"(SELECT *{day} FROM {self.from_clause(filename=filename)} "
+                f"WHERE {self.where()})")
 
     def to_arrow(self, columns: Sequence[str] | None = None) -> pa.Table:
         """The rows of the range as one Arrow table (for small reads: it is all in memory).

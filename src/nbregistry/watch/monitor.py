@@ -20,12 +20,13 @@ from ..domain import validate
 from ..domain.entities import Event, ModelVersion
 from ..domain.errors import InvalidInputError, NotFoundError, ReadOnlyError
 from ..domain.extras import require
+from ..domain.monitoring_policy import DEFAULT_BANDS
 from ..domain.timefmt import parse_time, parse_window, shifted
 from ..monitoring import capture
 from ..monitoring.buffer import SPILL_BYTES, PredictionBuffer
 from ..monitoring.engines import resolve_engine
-from ..store import MonitoringTables, Snapshot, seal
-from . import baselines, checks
+from ..store import MonitoringTables, MonitorTable, Snapshot, seal
+from . import baselines, checks, sketches
 from .ports import Catalog, MonitoringWrites, Reads, TableSource
 from .queries import as_time, joined, require_rows
 from .replay import ReplayResult, replay
@@ -58,6 +59,9 @@ class Monitor:
         self.engine = resolve_engine(engine)  # None: DuckDB in this process
         self._con: Any = None
         self._read: dict[str, int] = {}  # the versions the last rows() read
+        self.sketches = sketches.SketchStore(MonitorTable(
+            tables.predictions.location, self.name, "sketches",
+            cache=tables.predictions.cache))
         self._baselines: dict[int, baselines.Baseline] = {}
 
     def __repr__(self) -> str:
@@ -302,11 +306,10 @@ class Monitor:
 
     def _drift(self, reads: Reads, predictions: Snapshot, mv: ModelVersion,
                where: str) -> DriftResult:
-        from ..monitoring.drift import METADATA_KEY, drift
+        from ..monitoring.drift import METADATA_KEY
 
         found = self._baseline(mv)
-        table = drift(self.connection(), self._relation(predictions), found.spec, where=where,
-                      band=self.policy.thresholds.get("psi"))
+        table = self._drift_table(predictions, mv, found, where)
         if found.spec.get("importance"):
             from ..monitoring.importance import Importance, rank_drift
 
@@ -314,6 +317,50 @@ class Monitor:
                                                  found.spec["importance"]["values"]))
         return DriftResult(table, dict(reads.versions), drift_summary(table, METADATA_KEY),
                            found.info)
+
+    def _drift_table(self, predictions: Snapshot, mv: ModelVersion,
+                     found: baselines.Baseline, where: str) -> pa.Table:
+        """From the sketches of the files wholly in the window plus the raw rows of the
+        rest, when the baseline is frozen and DuckDB runs in this process; else raw."""
+        from ..monitoring import drift as drifts
+
+        band = self.policy.thresholds.get("psi") or DEFAULT_BANDS["psi"]
+        if self.engine is not None or found.info.sha256 is None:
+            return drifts.drift(self.connection(), self._relation(predictions), found.spec,
+                                where=where, band=band)
+        return sketches.drift_table(self.connection(), predictions, self._relation,
+                                    found.spec, version=mv.version,
+                                    baseline=found.info.sha256, store=self.sketches,
+                                    band=band)
+
+    def verify_sketches(self, version: int | str | None = None) -> list[str]:
+        """Recompute every sketch of the version's frozen baseline from the raw rows and
+        name those that differ (sketches are derived data: a wrong one is rebuilt by
+        deleting the sketches table; nothing in the audit log depends on them)."""
+        mv = self.version(version)
+        found = self._baseline(mv)
+        if found.info.sha256 is None:
+            return []
+        return sketches.verify(self.connection(), self._reads().snapshot("predictions"),
+                               self._relation, found.spec, version=mv.version,
+                               baseline=found.info.sha256, store=self.sketches)
+
+    def sketch(self, version: int | str | None = None, *, start: Any = None,
+               end: Any = None) -> int:
+        """Sketch the data files of ``[start, end)`` (default: all) not sketched yet, for
+        the version's frozen baseline (derived data, not evidence; check() and the watcher
+        do this). Returns how many sketches were added."""
+        self._writer("keep sketches")
+        mv = self.version(version)
+        self._freeze_quietly(mv)
+        found = self._baseline(mv)
+        if self.engine is not None or found.info.sha256 is None:
+            return 0
+        predictions = self._reads().snapshot("predictions", as_time(start, "start"),
+                                             as_time(end, "end"))
+        return sketches.keep(self.connection(), predictions, self._relation, found.spec,
+                             version=mv.version, baseline=found.info.sha256,
+                             store=self.sketches)
 
     def drift_windows(self, window: str = "1d", *, start: Any = None, end: Any = None,
                       version: int | str | None = None, progress: bool | None = None
@@ -433,12 +480,13 @@ class Monitor:
                                     "now= to backfill)", field="now")
         start = end - parse_window(window or self.policy.window)
         mv = self.version()
+        self._freeze_quietly(mv)
+        self.sketch(mv.version, start=start, end=end)  # the window's new files, kept
         figures, notes = checks.measure(self, mv.version, start, end)
         decision = checks.decide(figures, self.policy, window=(start, end))
         result = checks.CheckResult(self.name, mv.version, (start, end),
                                     checks.figures_table(figures, mv.version, (start, end)),
                                     notes=notes)
-        self._freeze_quietly(mv)
         return checks.record(writes, self.tables, result, decision, self.seals())
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -26,16 +27,15 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..domain.errors import InvalidInputError
+from ..domain.monitoring_policy import Band
 from ..monitoring.counts import Counts, FeatureCounts, feature_counts
 from ..store import MonitorTable, Snapshot
-from ..store.snapshot import DataFile
+from ..store.monitoring import SKETCHES_SCHEMA
+from ..store.snapshot import DataFile, read_file
 
 FORMAT = 1
-SCHEMA = pa.schema([
-    pa.field("file", pa.string()), pa.field("version", pa.int64()),
-    pa.field("baseline", pa.string()), pa.field("rows", pa.int64()),
-    pa.field("format", pa.int64()), pa.field("counts", pa.string()),
-    pa.field("created_at", pa.timestamp("us", tz="UTC"))])
+SCHEMA = SKETCHES_SCHEMA
 Key = tuple[str, int, str]  # file, version, baseline sha256
 
 
@@ -46,6 +46,7 @@ class SketchStore:
         self.table = table
         self._known: dict[Key, Counts] = {}
         self._seen = -1  # the sketches table's version read so far
+        self._files: set[str] = set()  # its data files read so far
         self._lock = threading.Lock()
 
     def lookup(self, files: Sequence[DataFile], version: int, baseline: str
@@ -73,18 +74,20 @@ class SketchStore:
         return len(fresh)
 
     def _refresh(self) -> None:
+        """Read the sketch files added since the last look (data files never change)."""
         with self._lock:
-            if not self.table.exists():
+            if not self.table.exists() or self.table.version() == self._seen:
                 return
-            newest = self.table.version()
-            if newest == self._seen:
-                return
-            table = self.table.read(columns=list(SCHEMA.names))
-            for row in table.to_pylist():
-                if row["format"] == FORMAT:
-                    key = (row["file"], row["version"], row["baseline"])
-                    self._known.setdefault(key, loads(row["counts"], row["rows"]))
-            self._seen = newest
+            snap = self.table.snapshot()
+            for local, entry in zip(snap.files, snap.entries, strict=True):
+                if entry.path in self._files:
+                    continue
+                for row in read_file(local, list(SCHEMA.names), snap.schema).to_pylist():
+                    if row["format"] == FORMAT:
+                        key = (row["file"], row["version"], row["baseline"])
+                        self._known.setdefault(key, loads(row["counts"], row["rows"]))
+                self._files.add(entry.path)
+            self._seen = snap.version
 
 
 def dumps(counts: Counts) -> str:
@@ -105,7 +108,8 @@ def split(snapshot: Snapshot, start: datetime | None, end: datetime | None
           ) -> tuple[list[int], list[int]]:
     """Indexes of the snapshot's files wholly inside ``[start, end)`` (by their statistics)
     and of the others (a window cuts through them, or they have no statistics)."""
-    inside, edge = [], []
+    inside: list[int] = []
+    edge: list[int] = []
     for i, entry in enumerate(snapshot.entries):
         whole = (entry.first is not None and entry.last is not None
                  and (start is None or entry.first >= start)
@@ -138,6 +142,21 @@ def per_file(con: Any, snapshot: Snapshot, specs: dict[str, Any], types: dict[st
             for (path, version), counts in found.items() if str(path) in by_local}
 
 
+def build(con: Any, snapshot: Snapshot, indexes: Sequence[int], specs: dict[str, Any],
+          types: dict[str, str], *, version: int, baseline: str) -> dict[Key, Counts]:
+    """Sketches of the files at ``indexes`` (one scan), for every version in them, and an
+    empty one for ``version`` where a file has none of its rows (so it is not looked at
+    again)."""
+    if not indexes:
+        return {}
+    found = per_file(con, subset(snapshot, indexes, whole=True), specs, types, "TRUE")
+    out = {(path, v, baseline): counts for (path, v), counts in found.items()}
+    for i in indexes:
+        out.setdefault((snapshot.entries[i].path, version, baseline),
+                       Counts(features={name: FeatureCounts() for name in specs}))
+    return out
+
+
 def window_counts(con: Any, predictions: Snapshot, relation: Callable[[Snapshot], str],
                   specs: dict[str, Any], types: dict[str, str], *, version: int,
                   baseline: str, store: SketchStore) -> tuple[Counts, dict[Key, Counts]]:
@@ -148,24 +167,81 @@ def window_counts(con: Any, predictions: Snapshot, relation: Callable[[Snapshot]
     whole = subset(predictions, inside, whole=True)
     known = store.lookup(whole.entries, version, baseline)
     total = Counts(features={name: FeatureCounts() for name in specs})
-    for path, counts in known.items():
+    for counts in known.values():
         total.add(counts)
     todo = [i for i, entry in zip(inside, whole.entries, strict=True)
             if entry.path not in known]
-    fresh: dict[Key, Counts] = {}
-    if todo:
-        for (path, v), counts in per_file(con, subset(predictions, todo, whole=True), specs,
-                                          types, "TRUE").items():
-            fresh[(path, v, baseline)] = counts
-            if v == version:
-                total.add(counts)
-        for i in todo:  # files with no row of this version still have a (empty) sketch
-            path = predictions.entries[i].path
-            fresh.setdefault((path, version, baseline), Counts(features={
-                name: FeatureCounts() for name in specs}))
+    fresh = build(con, predictions, todo, specs, types, version=version, baseline=baseline)
+    for (_, v, _), counts in fresh.items():
+        if v == version:
+            total.add(counts)
     if edge:
         cut = subset(predictions, edge, whole=False)
         found = feature_counts(con, relation(cut), f"version = {version}", specs, types)
         for counts in found.values():
             total.add(counts)
     return total, fresh
+
+
+
+def drift_table(con: Any, predictions: Snapshot, relation: Callable[[Snapshot], str],
+                spec: dict[str, Any], *, version: int, baseline: str, store: SketchStore,
+                band: Band) -> pa.Table:
+    """``drift`` of a window for ``version`` against the frozen baseline ``spec`` (whose
+    blob is ``baseline``), summing sketches where files are wholly in the window."""
+    from ..monitoring import drift as drifts
+
+    specs, types = drifts.prepared(con, relation(predictions), spec)
+    counts, _ = window_counts(con, predictions, relation, specs, types, version=version,
+                              baseline=baseline, store=store)
+    if not counts.rows:
+        raise InvalidInputError(f"the window has no prediction rows of v{version}: widen "
+                                "the period or check the version", field="where")
+    return drifts.from_counts(specs, counts, band=band)
+
+
+def keep(con: Any, predictions: Snapshot, relation: Callable[[Snapshot], str],
+         spec: dict[str, Any], *, version: int, baseline: str, store: SketchStore) -> int:
+    """Sketch the snapshot's files not sketched yet; how many sketches were added."""
+    from ..monitoring import drift as drifts
+
+    if predictions.version < 0:
+        return 0
+    known = store.lookup(predictions.entries, version, baseline)
+    todo = [i for i, entry in enumerate(predictions.entries) if entry.path not in known]
+    if not todo:
+        return 0
+    specs, types = drifts.prepared(con, relation(predictions), spec)
+    return store.add(build(con, predictions, todo, specs, types, version=version,
+                           baseline=baseline))
+
+
+def verify(con: Any, predictions: Snapshot, relation: Callable[[Snapshot], str],
+           spec: dict[str, Any], *, version: int, baseline: str, store: SketchStore
+           ) -> list[str]:
+    """The sketched files whose sketch is not what their rows give now."""
+    from ..monitoring import drift as drifts
+
+    if predictions.version < 0:
+        return []
+    known = store.lookup(predictions.entries, version, baseline)
+    indexes = [i for i, e in enumerate(predictions.entries) if e.path in known]
+    if not indexes:
+        return []
+    specs, types = drifts.prepared(con, relation(predictions), spec)
+    fresh = build(con, predictions, indexes, specs, types, version=version, baseline=baseline)
+    return [path for path, counts in known.items()
+            if not same(counts, fresh[(path, version, baseline)])]
+
+
+def same(a: Counts, b: Counts) -> bool:
+    """Equal counts (the tails' float sums to a relative 1e-9: summed in another order)."""
+    if a.rows != b.rows or a.features.keys() != b.features.keys():
+        return False
+    for name, x in a.features.items():
+        y = b.features[name]
+        if x.histogram != y.histogram or x.valid != y.valid or not all(
+                math.isclose(p, q, rel_tol=1e-9, abs_tol=1e-12)
+                for p, q in zip(x.far_sum, y.far_sum, strict=True)):
+            return False
+    return True

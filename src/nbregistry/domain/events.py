@@ -162,6 +162,7 @@ class Alert(TypedDict):
     window: list[str]
     action: str | None
     more: NotRequired[int]             # breaches of the same check not recorded as events
+    episode: NotRequired[str]          # the watcher's: "open" (status alert), "close" (ok)
 
 
 class CheckSummary(TypedDict):

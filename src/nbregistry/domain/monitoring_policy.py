@@ -8,6 +8,8 @@ min_rows = 200                # fewer rows in a window: "insufficient", never an
 on_alert = "retrain"          # "none" | "retrain" | "rollback" (the production version)
 action_roles = ["admin", "risk_officer"]  # who may run a check that rolls production back
 max_missing = 0.5             # a feature missing in more of a window's rows: data quality
+short_window = "10m"          # the watcher (mon.watch) also judges the last 10 minutes
+tick = "30s"                  # and looks every 30 seconds
 fairness_group = "sex"        # check() and the fairness gate look at this attribute
 fairness_favorable = 0        # the favorable predicted label (0 = no default)
 replay_margin = 0.01          # the replay gate: the candidate's AUC may trail by this much
@@ -77,6 +79,8 @@ class MonitoringPolicy:
     thresholds: dict[str, Band] = field(default_factory=lambda: dict(DEFAULT_BANDS))
     action_roles: tuple[str, ...] = ("admin", "risk_officer")
     max_missing: float = 0.5
+    short_window: str = "10m"     # the watcher's second, short window
+    tick: str = "30s"             # how often the watcher looks
 
 
 def parse_monitoring(body: Any, errors: list[str], unknown: list[str]) -> MonitoringPolicy:
@@ -84,7 +88,8 @@ def parse_monitoring(body: Any, errors: list[str], unknown: list[str]) -> Monito
         errors.append("[monitoring] must be a table")
         return MonitoringPolicy()
     known = {"window", "maturity_days", "min_rows", "on_alert", "fairness_group",
-             "fairness_favorable", "replay_margin", "thresholds", "action_roles", "max_missing"}
+             "fairness_favorable", "replay_margin", "thresholds", "action_roles", "max_missing",
+             "short_window", "tick"}
     unknown += [f"monitoring.{k}" for k in sorted(set(body) - known)]
     window = body.get("window", "7d")
     try:
@@ -117,11 +122,20 @@ def parse_monitoring(body: Any, errors: list[str], unknown: list[str]) -> Monito
     if isinstance(missing, bool) or not isinstance(missing, int | float) or not 0 < missing <= 1:
         errors.append(f"monitoring.max_missing must be a share in (0, 1], got {missing!r}")
         missing = 0.5
+    watching = {key: body.get(key, default) for key, default in
+                (("short_window", "10m"), ("tick", "30s"))}
+    for key, value in list(watching.items()):
+        try:
+            parse_window(value, field=f"monitoring.{key}")
+        except InvalidInputError as exc:
+            errors.append(f"monitoring.{key}: {exc}")
+            watching[key] = "10m" if key == "short_window" else "30s"
     return MonitoringPolicy(window, float(numbers["maturity_days"]), int(numbers["min_rows"]),
                             action, group, body.get("fairness_favorable", 1),
                             float(numbers["replay_margin"]),
                             {**DEFAULT_BANDS, **_bands(body.get("thresholds", {}), errors)},
-                            tuple(roles), float(missing))
+                            tuple(roles), float(missing), watching["short_window"],
+                            watching["tick"])
 
 
 def _bands(body: Any, errors: list[str]) -> dict[str, Band]:

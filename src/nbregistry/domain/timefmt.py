@@ -43,10 +43,10 @@ def parse_time(when: object, *, field: str = "when") -> datetime:
 
 
 # Window lengths, one syntax everywhere (the policy, check(), the questions, the panels):
-# a positive count and a unit, minutes to weeks; at most ten years.
-_WINDOW = re.compile(r"\s*([0-9]{1,9})\s*([mhdw])\s*")
-WINDOW_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1),
-                "w": timedelta(weeks=1)}
+# a positive count and a unit, seconds to weeks; at most ten years.
+_WINDOW = re.compile(r"\s*([0-9]{1,9})\s*([smhdw])\s*")
+WINDOW_UNITS = {"s": timedelta(seconds=1), "m": timedelta(minutes=1),
+                "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 MAX_WINDOW = timedelta(days=3653)
 
 
@@ -54,8 +54,8 @@ def window_parts(text: object, *, field: str = "window") -> tuple[int, str]:
     """``"7d"`` -> ``(7, "d")``, refusing anything that is not a window length."""
     match = _WINDOW.fullmatch(text) if isinstance(text, str) else None
     if match is None or int(match.group(1)) == 0:
-        raise InvalidInputError(f"window {text!r} must be a positive length such as '30m', "
-                                "'12h', '7d' or '2w'", field=field, value=text)
+        raise InvalidInputError(f"window {text!r} must be a positive length such as '30s', "
+                                "'30m', '12h', '7d' or '2w'", field=field, value=text)
     count, unit = int(match.group(1)), match.group(2)
     if count * WINDOW_UNITS[unit] > MAX_WINDOW:
         raise InvalidInputError(f"window {text!r} is longer than ten years: pass a shorter "

@@ -97,7 +97,7 @@ def require_columns(available: dict[str, str], needed: list[str], *, what: str) 
             f"it has {', '.join(sorted(available)) or 'no columns'}", field=missing[0])
 
 
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "days"}
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "days"}
 
 
 def interval(window: str) -> str:

@@ -121,7 +121,7 @@ def record(writes: MonitoringWrites, tables: MonitoringTables, result: CheckResu
     for payload in decision.alerts:
         result.alerts.append(writes.alert(result.model, result.version, payload))
     if result.alerts and decision.action is not None:
-        result.actions.append(_act(writes, result, decision))
+        result.actions.append(act(writes, result, decision))
     return result
 
 
@@ -137,12 +137,14 @@ def figures_table(figures: list[Figure], version: int, window: tuple[datetime, d
 
 # -- 1. measure -------------------------------------------------------------------------------
 
-def measure(mon: Questions, version: int, start: datetime, end: datetime
+def measure(mon: Questions, version: int, start: datetime, end: datetime, *,
+            parts: tuple[str, ...] = ("drift", "performance", "fairness")
             ) -> tuple[list[Figure], list[str]]:
     """Every figure of the window, each with its status; notes say what was not computed."""
     figures: list[Figure] = []
     notes: list[str] = []
-    for part in (_drift, _performance, _fairness):
+    chosen = {"drift": _drift, "performance": _performance, "fairness": _fairness}
+    for part in (chosen[name] for name in parts):
         try:
             figures += part(mon, version, start, end, notes)
         except InvalidInputError as exc:
@@ -292,7 +294,8 @@ def label(text: str | None) -> str | None:
 
 # -- 3. act ------------------------------------------------------------------------------------
 
-def _act(writes: MonitoringWrites, result: CheckResult, decision: Decision) -> Event:
+def act(writes: MonitoringWrites, result: CheckResult, decision: Decision) -> Event:
+    """The policy's action on the first of ``result``'s alerts."""
     first = result.alerts[0]
     if decision.action == "rollback":
         try:

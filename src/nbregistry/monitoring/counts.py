@@ -26,6 +26,8 @@ from .baseline import level_sql
 from .sketch import cell_sql, far_edges
 
 Key = tuple[Any, ...]
+UNSEEN = "__nbregistry_unseen_level__"  # a level no reference has
+MAX_LISTED = 10_000      # reference levels listed in the query; beyond, levels come as is
 
 
 @dataclass
@@ -100,8 +102,15 @@ def _select(lead: str, name: str, spec: dict[str, Any], duck_type: str, source: 
                 f"CASE WHEN {ok} AND {value} < {below} THEN {below} - {value} END AS __lo, "
                 f"CASE WHEN {ok} AND {value} > {above} THEN {value} - {above} END AS __hi "
                 f"{filtered}")
+    level = level_sql(column, duck_type)
+    known = list(spec.get("levels") or {})
+    if 0 < len(known) <= MAX_LISTED:
+        # levels the reference never had all count as one ("other" in drift): a window of
+        # 400,000 new values is one group, not 400,000
+        listed = ", ".join(_string(str(k)) for k in known)
+        level = f"CASE WHEN {level} IN ({listed}) THEN {level} ELSE {_string(UNSEEN)} END"
     return (f"SELECT {lead}{label} AS __f, CAST(NULL AS BIGINT) AS __c, "
-            f"{level_sql(column, duck_type)} AS __l, {column} IS NOT NULL AS __ok, "
+            f"{level} AS __l, {column} IS NOT NULL AS __ok, "
             f"CAST(NULL AS DOUBLE) AS __lo, CAST(NULL AS DOUBLE) AS __hi {filtered}")
 
 

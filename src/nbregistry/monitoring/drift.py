@@ -299,8 +299,17 @@ def _categorical_stats(spec: dict[str, Any], histogram: dict[Any, int]) -> dict[
     for level, n in histogram.items():
         cur[index.get(str(level), len(ref) - 1)] += n
     p = chi2_pvalue(ref, cur)
+    test = p
+    if p is None and cur[-1] > 0:
+        # pooling left one bin: the window's mass is in levels the reference never had
+        # (a big window of new values). Test the share of unseen levels itself, or a
+        # complete shift would read as "not drifted" beside a PSI of 17.
+        from .significance import two_proportions
+
+        test = two_proportions(float(cur[-1]), float(cur.sum()), float(ref[-1]),
+                               float(ref.sum()))[1]
     return {"psi": psi(ref, cur), "js": js_distance(ref, cur), "chi2_pvalue": p,
-            "p_value": p}
+            "p_value": test}
 
 
 def psi(ref_counts: Any, cur_counts: Any) -> float:

@@ -489,7 +489,10 @@ def test_kill_9_loses_only_unflushed_rows_and_never_half_a_batch(
             k += 1
         """, tables.predictions.location.uri)
     assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
-    time.sleep(1.5)
+    before, deadline = tables.predictions.version(), time.monotonic() + 120
+    while tables.predictions.version() < before + 2:  # a loaded machine writes slowly
+        assert time.monotonic() < deadline and writer.poll() is None
+        time.sleep(0.1)
     writer.send_signal(signal.SIGKILL)
     writer.wait(30)
     relation = tables.predictions.snapshot().relation()

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..domain.errors import InvalidInputError
-from ..domain.timefmt import EARLIEST, LATEST
+from ..domain.timefmt import EARLIEST, LATEST, utc
 from ..store.monitoring import TS, kind_of
 
 _V7 = bytes((b & 0x0F) | 0x70 for b in range(256))
@@ -207,7 +207,7 @@ def timestamps(ts: Any, n: int) -> pa.Array:
 def micros(ts: datetime) -> int:
     """Microseconds since the epoch of a datetime (naive means UTC), within the range."""
     try:
-        aware = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+        aware = utc(ts)
     except OverflowError:  # the offset pushes it past the calendar's edge
         return in_range(_RANGE[1] if ts.year > 1 else _RANGE[0] - 1)
     return in_range((aware - _EPOCH) // timedelta(microseconds=1))

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pyarrow as pa
 
 from ..domain.errors import InvalidInputError
 from ..store.monitoring import TS, kind_of
+from . import convert
 from .capture import FeatureSchema, prepare_predictions
-from .convert import in_range, storage_type
+from .convert import storage_type
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Row = tuple[Any, ...]
@@ -87,8 +88,7 @@ def output(prediction: Any, label: Any, positive: int | None) -> tuple[float | N
 def micros(ts: datetime) -> int:
     if not isinstance(ts, datetime):
         raise InvalidInputError(f"ts must be a datetime, got {type(ts).__name__}", field="ts")
-    aware = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
-    return in_range((aware - EPOCH) // timedelta(microseconds=1))  # in log(), not the flush
+    return convert.micros(ts)  # checked in log(), not at the flush
 
 
 

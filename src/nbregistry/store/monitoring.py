@@ -62,6 +62,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 
 import pyarrow as pa
 
+from ..domain import timefmt
 from ..domain.errors import (
     ConflictError,
     ForkedProcessError,
@@ -371,14 +372,12 @@ def monitoring_tables(location: Location, model: str, *,
 
 def utc(value: datetime | None, what: str) -> datetime | None:
     """Aware UTC; a naive datetime is taken as UTC."""
-    from datetime import UTC
-
     if value is None:
         return None
     if not isinstance(value, datetime):
         raise InvalidInputError(f"{what} must be a datetime, got {type(value).__name__}",
                                 field=what, value=value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return timefmt.utc(value)
 
 
 def paths(actions: pa.Table) -> list[str]:

@@ -154,3 +154,28 @@ def test_the_monitoring_dashboard_headless(world: dict[str, Any]) -> None:
     drift, perf, fair, alerts = (page.value for page in panel.pages)
     assert "<svg" in drift and "debt_ratio" in drift
     assert "<svg" in perf and "adverse impact ratio" in fair and "debt_ratio" in alerts
+
+
+def test_credentials_from_the_usual_aws_variables(s3_server: dict[str, str], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``storage_options`` anywhere: deltalake, obstore, the spawned scorers and the
+    report kernel all take the endpoint and the credentials from the environment."""
+    for key, value in s3_server.items():
+        monkeypatch.setenv(key, value)
+    uri = f"s3://{BUCKET}/env-{uuid.uuid4().hex[:12]}"
+    witness = f"s3://{BUCKET}/env-witness-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("NBREGISTRY_WITNESS", witness)
+    world = build(uri, None, f"{uri}-data/applications")
+    mon = world["mon"]
+    assert mon.drift().num_rows and mon.performance(window=None).num_rows
+    assert mon.check().actions
+    report = nbr.run_report("validation", output_dir=tmp_path / "out", uri=uri, user="bob",
+                            model="credit", version=1, progress=False, pdf=False)
+    assert world["data_uri"] in report.tables
+    assert nbr.reverify(report, output_dir=tmp_path / "again", progress=False).ok
+    world["alice"].record_deployment("credit", 1, "scoring-eu")
+    verified = nbr.verify(uri)
+    assert verified.ok and any(c.name == "witness" and c.ok for c in verified.checks)
+    from nbregistry.notebook.panels import MonitoringDashboard
+
+    assert not MonitoringDashboard(nbr.open_registry(uri, user="bob"), "credit").failed

@@ -88,6 +88,27 @@ def _obstore_config(storage_options: Mapping[str, str]) -> tuple[dict[str, str],
     return config, client
 
 
+def _remote_store(uri: str, storage_options: Mapping[str, str]) -> Any:
+    """obstore's store for ``uri``. Keys only deltalake knows (``AWS_S3_ALLOW_UNSAFE_RENAME``,
+    ``AWS_S3_LOCKING_PROVIDER``, ...) are refused by obstore one at a time: each is left out
+    here, since the same options also go to deltalake, which does use them."""
+    from obstore.exceptions import UnknownConfigurationKeyError
+    from obstore.store import from_url
+
+    config, client = _obstore_config(storage_options)
+    options: dict[str, Any] = {"config": config}
+    if client:
+        options["client_options"] = client
+    while True:
+        try:
+            return from_url(uri, **options)
+        except UnknownConfigurationKeyError as exc:
+            unknown = [key for key in config if f"'{key}'" in str(exc)]
+            if not unknown:
+                raise
+            del config[unknown[0]]
+
+
 @dataclass
 class Location:
     """The registry root. Paths inside it are '/'-joined relative keys."""
@@ -122,11 +143,7 @@ class Location:
                     Path(self.uri).mkdir(parents=True, exist_ok=True)
                     self._store = from_url(Path(self.uri).as_uri())
                 else:
-                    config, client = _obstore_config(self.storage_options)
-                    options: dict[str, Any] = {"config": config}
-                    if client:
-                        options["client_options"] = client
-                    self._store = from_url(self.uri, **options)
+                    self._store = _remote_store(self.uri, self.storage_options)
             except Exception as exc:
                 raise _storage_error("open", self.uri, exc) from exc
         return self._store

@@ -11,6 +11,9 @@ the credentials in the usual AWS variables and no ``storage_options`` anywhere.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -173,9 +176,17 @@ def test_credentials_from_the_usual_aws_variables(s3_server: dict[str, str], tmp
                             model="credit", version=1, progress=False, pdf=False)
     assert world["data_uri"] in report.tables
     assert nbr.reverify(report, output_dir=tmp_path / "again", progress=False).ok
-    world["alice"].record_deployment("credit", 1, "scoring-eu")
+    deployed = subprocess.run(  # the command line takes no storage options at all
+        [sys.executable, "-m", "nbregistry.cli", "deploy", "credit", "1", "--target",
+         "scoring-eu", "--uri", uri], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "NBREGISTRY_USER": "alice"})
+    assert deployed.returncode == 0, deployed.stderr
+    assert world["alice"].deployments("credit").num_rows == 1
     verified = nbr.verify(uri)
     assert verified.ok and any(c.name == "witness" and c.ok for c in verified.checks)
+    cli = subprocess.run([sys.executable, "-m", "nbregistry.cli", "verify", uri],
+                         capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
     from nbregistry.notebook.panels import MonitoringDashboard
 
     assert not MonitoringDashboard(nbr.open_registry(uri, user="bob"), "credit").failed

@@ -25,7 +25,7 @@ from delta_readers import READERS, Where, normalise, read_many, read_rows, sort_
 from nbregistry.store import eventlog
 from nbregistry.store.eventlog import EventLog
 from nbregistry.store.location import Location
-from s3server import BUCKET
+from s3server import BUCKET, s3_client
 
 pytestmark = pytest.mark.slow
 
@@ -264,6 +264,19 @@ def on_s3(s3_server: dict[str, str]) -> dict[str, Any]:
     world["uris"]["events"] = EventLog(Location(uri, dict(s3_server))).uri
     world["rows"]["events"] = normalise(reg.history().to_pylist())
     return world
+
+
+def test_the_s3_tables_have_checkpoints_and_merges(on_s3: dict[str, Any],
+                                                   s3_server: dict[str, str]) -> None:
+    client = s3_client(s3_server)
+    for kind, uri in on_s3["uris"].items():
+        prefix = uri.removeprefix(f"s3://{BUCKET}/") + "/_delta_log/"
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+        assert any(k.endswith(".checkpoint.parquet") for k in keys), kind
+        merges = [k for k in keys if k.endswith(".json") and b'"OPTIMIZE"' in client.get_object(
+            Bucket=BUCKET, Key=k)["Body"].read()]
+        assert merges, kind
 
 
 @pytest.mark.parametrize("reader", READERS)

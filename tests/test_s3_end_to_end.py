@@ -148,8 +148,13 @@ def test_deploy_and_verify_with_a_witness_on_s3(world: dict[str, Any]) -> None:
     assert any(c.name == "witness" and c.ok for c in report.checks)
 
 
-def test_the_monitoring_dashboard_headless(world: dict[str, Any]) -> None:
-    from nbregistry.notebook.panels import MonitoringDashboard
+def test_the_panels_headless(world: dict[str, Any]) -> None:
+    from nbregistry.notebook.panels import (
+        ComparisonPanel,
+        MonitoringDashboard,
+        PromotionPanel,
+        RegistryBrowser,
+    )
 
     reg = nbr.open_registry(world["uri"], user="bob", storage_options=world["options"])
     panel = MonitoringDashboard(reg, "credit", window="2d")
@@ -157,6 +162,13 @@ def test_the_monitoring_dashboard_headless(world: dict[str, Any]) -> None:
     drift, perf, fair, alerts = (page.value for page in panel.pages)
     assert "<svg" in drift and "debt_ratio" in drift
     assert "<svg" in perf and "adverse impact ratio" in fair and "debt_ratio" in alerts
+    browser = RegistryBrowser(reg)
+    assert [r["version"] for r in browser.rows] == [1, 2] and not browser.failed
+    assert not ComparisonPanel(reg, "credit", [1, 2], chart=False).failed
+    promotion = PromotionPanel(world["alice"], "credit", 2)
+    promotion.request_button.click()
+    assert not promotion.failed and "promoted" in promotion.status, promotion.status
+    assert reg.get("credit", 2).stage == "staging"
 
 
 def test_credentials_from_the_usual_aws_variables(s3_server: dict[str, str], tmp_path: Path,

@@ -170,7 +170,10 @@ def _run(reader: str, args: list[str], env: Mapping[str, str] | None = None) -> 
     done = subprocess.run([str(python), __file__, reader, *args], capture_output=True,
                           text=True, timeout=300, env={**os.environ, **(env or {})})
     if done.returncode != 0:
-        raise RuntimeError(f"reader {reader} failed ({done.returncode}): {done.stderr[-3000:]}")
+        hint = ("\n(the Spark reader needs pysail and pyspark-client: pip install -e '.[dev]')"
+                if reader == "spark" and "No module named" in done.stderr else "")
+        raise RuntimeError(f"reader {reader} failed ({done.returncode}): "
+                           f"{done.stderr[-3000:]}{hint}")
     return done.stdout
 
 

@@ -129,7 +129,9 @@ def test_a_report_and_its_reverify(world: dict[str, Any], tmp_path: Path) -> Non
                             storage_options=world["options"], user="bob", model="credit",
                             version=1, progress=False, pdf=False)
     assert report.event is not None and report.figures
+    # The kernel read the training table and the logged predictions on S3, pinned.
     assert world["data_uri"] in report.tables
+    assert any(t.endswith("monitoring/credit/predictions") for t in report.tables), report.tables
     again = nbr.reverify(report, storage_options=world["options"],
                          output_dir=tmp_path / "again", progress=False)
     assert again.ok, again

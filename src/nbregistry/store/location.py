@@ -65,7 +65,10 @@ def _guard(action: str, where: str, fn: Callable[[], T]) -> T:
 
 
 def _obstore_config(storage_options: Mapping[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
-    """deltalake takes AWS_ENDPOINT_URL-style keys; obstore wants lower-case ``aws_endpoint``."""
+    """deltalake takes AWS_ENDPOINT_URL-style keys; obstore wants lower-case ``aws_endpoint``.
+
+    Client options given to obstore replace the ones it reads from the environment, so the
+    caller passes them only when non-empty, and ``$AWS_ALLOW_HTTP`` is carried over here."""
     config: dict[str, str] = {}
     client: dict[str, Any] = {}
     for key, value in storage_options.items():
@@ -80,7 +83,30 @@ def _obstore_config(storage_options: Mapping[str, str]) -> tuple[dict[str, str],
             client["default_headers"] = {"x-amz-sdk-checksum-algorithm": str(value).upper()}
         elif low.startswith(("aws_", "google_", "azure_")):
             config[low] = value
+    if client and "allow_http" not in client and "AWS_ALLOW_HTTP" in os.environ:
+        client["allow_http"] = os.environ["AWS_ALLOW_HTTP"].lower() == "true"
     return config, client
+
+
+def _remote_store(uri: str, storage_options: Mapping[str, str]) -> Any:
+    """obstore's store for ``uri``. Keys only deltalake knows (``AWS_S3_ALLOW_UNSAFE_RENAME``,
+    ``AWS_S3_LOCKING_PROVIDER``, ...) are refused by obstore one at a time: each is left out
+    here, since the same options also go to deltalake, which does use them."""
+    from obstore.exceptions import UnknownConfigurationKeyError
+    from obstore.store import from_url
+
+    config, client = _obstore_config(storage_options)
+    options: dict[str, Any] = {"config": config}
+    if client:
+        options["client_options"] = client
+    while True:
+        try:
+            return from_url(uri, **options)
+        except UnknownConfigurationKeyError as exc:
+            unknown = [key for key in config if f"'{key}'" in str(exc)]
+            if not unknown:
+                raise
+            del config[unknown[0]]
 
 
 @dataclass
@@ -117,9 +143,7 @@ class Location:
                     Path(self.uri).mkdir(parents=True, exist_ok=True)
                     self._store = from_url(Path(self.uri).as_uri())
                 else:
-                    config, client = _obstore_config(self.storage_options)
-                    options: dict[str, Any] = {"config": config, "client_options": client}
-                    self._store = from_url(self.uri, **options)
+                    self._store = _remote_store(self.uri, self.storage_options)
             except Exception as exc:
                 raise _storage_error("open", self.uri, exc) from exc
         return self._store

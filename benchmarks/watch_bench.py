@@ -73,22 +73,17 @@ def score(uri: str, rate: int, before: float, after: float, out: Any) -> None:
 
 
 def watch(uri: str, seconds: float, out: Any) -> None:
+    import threading
+
     import nbregistry as nbr
+    from nbregistry.watch.watcher import Watcher
 
     mon = nbr.open_registry(uri, user="watcher", create=False).monitor("credit")
     began = time.monotonic()
     ticks: list[float] = []
-    watcher_stop = {"at": began + seconds}
-
-    def on_tick(tick: Any) -> None:
-        ticks.append(tick.seconds)
-        if time.monotonic() > watcher_stop["at"]:
-            raise SystemExit
-
-    try:
-        mon.watch(on_tick=on_tick)
-    except SystemExit:
-        pass
+    watcher = Watcher(mon)
+    threading.Timer(seconds, watcher.stop).start()
+    watcher.run(on_tick=lambda tick: ticks.append(tick.seconds))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     out.put({"cpu": usage.ru_utime + usage.ru_stime, "wall": time.monotonic() - began,
              "ticks": len(ticks), "tick_max": max(ticks, default=0.0)})

@@ -43,6 +43,22 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("--uri", default=None, help=URI_HELP)
     deploy.add_argument("--user", default=None, help="who deploys (default $NBREGISTRY_USER)")
     _report_commands(sub)
+    mlflow = sub.add_parser("import-mlflow", help="import an MLflow model registry (again: "
+                            "only what is new)")
+    mlflow.add_argument("--tracking-uri", required=True, help="MLflow's tracking URI")
+    mlflow.add_argument("--registry-uri", default=None, help="MLflow's model registry URI, "
+                        "when not the tracking URI")
+    mlflow.add_argument("--models", nargs="+", default=None, metavar="NAME",
+                        help="only these registered models (default: all)")
+    mlflow.add_argument("--name", action="append", default=[], metavar="MLFLOW=NAME",
+                        help="the registry name for an MLflow model (repeatable)")
+    mlflow.add_argument("--stage", action="append", default=[], metavar="MLFLOW=STAGE",
+                        help="map an MLflow stage to a policy stage; empty: the initial stage")
+    mlflow.add_argument("--python", default=None, help="the Python of an environment with "
+                        "MLflow (default: this one)")
+    mlflow.add_argument("--uri", default=None, help=URI_HELP)
+    mlflow.add_argument("--user", default=None, help="who imports (default $NBREGISTRY_USER)")
+    mlflow.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -122,6 +138,10 @@ def _run(args: argparse.Namespace) -> int:
         return _report(args)
     if args.command == "pack":
         return _pack(args)
+    if args.command == "import-mlflow":
+        from .registry.mlflow_import import run_cli
+
+        return run_cli(args)
     if args.command == "verify":
         from . import verify
 

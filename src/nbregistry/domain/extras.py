@@ -12,6 +12,7 @@ EXTRAS = {
     "monitoring": "drift, performance and fairness monitoring (DuckDB)",
     "reports": "compliance reports (papermill)",
     "demo": "the `nbregistry demo` job (scikit-learn)",
+    "mlflow": "importing from MLflow and loading MLflow models",
 }
 
 

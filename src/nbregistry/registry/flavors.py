@@ -9,6 +9,8 @@ safe to deserialize. So:
 - ``joblib`` (anything picklable, the fallback) runs code chosen by whoever registered the
   model. It loads only when the caller opts in (``trusted=True``) or the policy trusts the
   registrant (``[loading] trusted_registrants``).
+- ``mlflow`` (a model directory imported from MLflow, see ``mlflow_model``) loads through
+  MLflow's own loader, which unpickles: the same rule as ``joblib``.
 - a flavor you register is treated like ``joblib`` unless it declares ``safe = True``.
 """
 
@@ -21,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 from ..domain.entities import ModelVersion
 from ..domain.errors import InvalidInputError, NotFoundError, PolicyViolationError
 from ..domain.policy import Policy
+from .mlflow_model import MlflowFlavor
 
 
 @runtime_checkable
@@ -86,7 +89,7 @@ class SkopsFlavor:
         return list(skops.io.get_untrusted_types(data=data))
 
 
-_FLAVORS: list[Flavor] = [SkopsFlavor(), JoblibFlavor()]
+_FLAVORS: list[Flavor] = [SkopsFlavor(), MlflowFlavor(), JoblibFlavor()]
 
 
 def register_flavor(flavor: Flavor) -> None:

@@ -67,7 +67,7 @@ class MlflowImport:
     def summary(self) -> str:
         if not self.changed:
             return (f"nothing new: the registry already holds all {self.already} version(s) "
-                    "from MLflow, with their aliases and stages (no event written)")
+                    "from MLflow and their aliases; no event written")
         return (f"imported {len(self.imported)} version(s) ({self.already} already there), "
                 f"{len(self.aliases)} alias change(s); {self.events} event(s) written")
 

@@ -145,10 +145,14 @@ def _walk(reg: Registry, name: str, target: Target, pending: set[int], comment: 
     for stage in steps:
         rival = _rival(reg, name, stage, version, pending)
         if rival is not None:
-            return (f"waits: v{rival}, which the import also moves, holds or was requested "
-                    f"for {stage}; run the import again once that is decided"), written
+            return (f"waits: {stage} is taken by v{rival} (which the import put or asked "
+                    f"there), and the policy's way to {target.stage} passes through it; run "
+                    f"the import again once v{rival} has moved on, or request it yourself"
+                    ), written
         try:
-            request = reg.request_promotion(name, version, to=stage, comment=comment)
+            request = reg.request_promotion(
+                name, version, to=stage, comment=f"{comment}; MLflow v{target.mlflow_version} "
+                f"was in {target.mlflow_stage} there")
         except (PolicyViolationError, ConflictError, InvalidInputError) as exc:
             return f"stopped before {stage}: {exc}", written
         written += 1

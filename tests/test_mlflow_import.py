@@ -18,6 +18,7 @@ import pytest
 
 import nbregistry as nbr
 from nbregistry.cli import main
+from nbregistry.registry.mlflow_import import target_names
 from nbregistry.registry.mlflow_model import pack, unpack
 from nbregistry.registry.mlflow_source import redact
 
@@ -179,29 +180,23 @@ def test_mlflow_models_load_through_mlflow_only_when_trusted(
     assert hasattr(copy.load("churn@prod"), "predict_proba")
 
 
-def test_the_default_policy_refuses_production_without_a_model_card(
-        world: dict[str, Any], tmp_path: Path) -> None:
-    reg = nbr.open_registry(tmp_path / "r", user="alice", create=True)
-    result = nbr.import_mlflow(world["tracking_uri"], registry=reg, models=["fraud"],
-                              progress=False)
-    assert result.names == {"fraud": "fraud"} and len(result.imported) == 5
-    assert reg.stages("fraud") == {"development": [1, 2, 3, 5], "staging": [4]}
-    assert reg.requests() == []
-    assert any(line.startswith("fraud v5 (MLflow v5, Production): not requested: production: "
-                               "model card lacks intended_use, limitations")
-               for line in result.stages)
-
-
 def test_new_mlflow_versions_are_imported_by_the_next_run(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "mlflow"
     folder.mkdir()
-    small = {"scorecard": {"versions": 2, "aliases": {"champion": 1}}}
+    small = {"scorecard": {"versions": 2, "aliases": {"champion": 1},
+                           "stages": {"1": "Staging", "2": "Production"}}}
     first = build_world(folder, small)
     registry = tmp_path / "registry"
     result = nbr.import_mlflow(first["tracking_uri"], uri=registry, user="alice",
                               progress=False)
     assert [v for *_, v in result.imported] == [1, 2]
+    # The default policy wants a model card for production: not requested, and said why.
+    assert ("scorecard v2 (MLflow v2, Production): not requested: production: model card "
+            "lacks intended_use, limitations") in "\n".join(result.stages)
+    reg = nbr.open_registry(registry, create=False)
+    assert reg.stages("scorecard") == {"development": [2], "staging": [1]}
+    assert reg.requests() == []
     build_world(folder, {"scorecard": {"versions": 1, "aliases": {"champion": 3}}})
     assert main(["import-mlflow", "--tracking-uri", first["tracking_uri"], "--uri",
                  str(registry), "--name", "scorecard=scorecard", "--quiet"]) == 0
@@ -210,11 +205,19 @@ def test_new_mlflow_versions_are_imported_by_the_next_run(
     assert "imported scorecard v3 as scorecard v3" in out
     assert "alias scorecard@champion -> v3 (MLflow v3)" in out
     assert "imported 1 version(s) (2 already there), 1 alias change(s); 2 event(s)" in out
-    reg = nbr.open_registry(registry, create=False)
     assert reg.get("scorecard@champion").lineage["mlflow"]["version"] == 3
-    assert main(["import-mlflow", "--tracking-uri", first["tracking_uri"], "--uri",
-                 str(registry), "--quiet"]) == 0
-    assert "nothing new" in capsys.readouterr().out
+    assert reg.verify().ok
+
+
+def test_mlflow_names_become_registry_names() -> None:
+    found = [{"name": "credit risk"}, {"name": "churn"}, {"name": "fraud"}]
+    assert target_names(found, {"fraud": "fraud_v2"}) == {
+        "credit risk": "credit_risk", "churn": "churn", "fraud": "fraud_v2"}
+    with pytest.raises(nbr.InvalidInputError, match="would both become 'churn'"):
+        target_names(found, {"fraud": "churn"})
+    with pytest.raises(nbr.InvalidInputError, match="does not read from MLflow"):
+        target_names(found, {"nope": "x"})
+    assert target_names([{"name": "__a  b..c"}], None) == {"__a  b..c": "a_b_c"}
 
 
 def test_bad_requests_write_nothing(world: dict[str, Any], tmp_path: Path) -> None:
@@ -222,9 +225,6 @@ def test_bad_requests_write_nothing(world: dict[str, Any], tmp_path: Path) -> No
     head = reg.head
     with pytest.raises(nbr.NotFoundError, match="no registered model named 'nope'"):
         nbr.import_mlflow(world["tracking_uri"], registry=reg, models=["nope"],
-                          progress=False)
-    with pytest.raises(nbr.InvalidInputError, match="would both become 'churn'"):
-        nbr.import_mlflow(world["tracking_uri"], registry=reg, names={"fraud": "churn"},
                           progress=False)
     with pytest.raises(nbr.InvalidInputError, match="unknown stage 'prod'"):
         nbr.import_mlflow(world["tracking_uri"], registry=reg, stages={"Production": "prod"},

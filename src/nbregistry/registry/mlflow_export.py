@@ -33,8 +33,9 @@ def main(argv: list[str]) -> int:
         from mlflow import MlflowClient
     except ImportError as exc:
         return fail("missing_mlflow", f"{sys.executable} cannot import mlflow: {exc}")
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
     try:
+        client = MlflowClient(tracking_uri=tracking_uri,
+                              registry_uri=registry_uri or tracking_uri)
         answer(listing(client, names))
         download(client, out, json.loads(sys.stdin.readline() or "[]"))
     except LookupError as exc:
@@ -91,9 +92,10 @@ def _pages(search: Any) -> Any:
 
 
 def _model(client: Any, rm: Any) -> dict[str, Any]:
-    escaped = rm.name.replace("'", "\\'")
+    quote = '"' if "'" in rm.name and '"' not in rm.name else "'"
+    escaped = rm.name.replace(quote, "\\" + quote)
     versions = list(_pages(lambda token: client.search_model_versions(
-        f"name='{escaped}'", max_results=1000, page_token=token)))
+        f"name={quote}{escaped}{quote}", max_results=1000, page_token=token)))
     return {"name": rm.name, "description": rm.description or "", "tags": dict(rm.tags or {}),
             "aliases": {a: int(v) for a, v in (getattr(rm, "aliases", None) or {}).items()},
             "versions": sorted((_version(client, mv) for mv in versions),

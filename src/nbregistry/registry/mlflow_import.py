@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..domain import validate
-from ..domain.errors import InvalidInputError, NotFoundError
+from ..domain.errors import InvalidInputError, NbRegistryError, NotFoundError
 from .mlflow_model import MlflowModel
 from .mlflow_source import MlflowSource, identity, lineage, redact, register_arguments
 from .mlflow_stages import Target, request_stages, stage_map
@@ -65,6 +65,8 @@ class MlflowImport:
 
     @property
     def summary(self) -> str:
+        if not self.changed and not self.already:
+            return "nothing to import: MLflow has no model version to import; no event written"
         if not self.changed:
             return (f"nothing new: the registry already holds all {self.already} version(s) "
                     "from MLflow and their aliases; no event written")
@@ -130,7 +132,13 @@ def import_mlflow(tracking_uri: str, *, registry: Registry | None = None,
                 model = MlflowModel.from_directory(folder, lineage(
                     source, session.listing["mlflow_version"], m, v, folder,
                     item["artifact_uri"]))
-                mv = reg.register(model, renamed[m["name"]], **register_arguments(m, v))
+                try:
+                    mv = reg.register(model, renamed[m["name"]], **register_arguments(m, v))
+                except NbRegistryError as exc:
+                    exc.add_note(f"while importing MLflow {m['name']!r} v{v['version']}: the "
+                                 "versions before it are imported; fix this one (or leave "
+                                 "its model out with models=) and run the import again")
+                    raise
                 known[_key(m, v)] = mv.version
                 imported.append((m["name"], v["version"], mv.name, mv.version))
                 bar.update(1)

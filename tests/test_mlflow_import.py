@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -246,7 +247,9 @@ def test_the_artifact_is_deterministic_and_unpacks_only_inside(tmp_path: Path) -
     (model / "MLmodel").write_text("flavors: {}\n")
     (model / "code" / "helper.py").write_text("x = 1\n")
     first = pack(model)
-    (model / "code" / "helper.py").touch()  # a newer time, the same content
+    helper = model / "code" / "helper.py"
+    os.utime(helper, (1_000_000_000, 1_000_000_000))  # another time and mode, same bytes
+    helper.chmod(0o600)
     assert pack(model) == first
     unpack(first, tmp_path / "out")
     assert (tmp_path / "out" / "code" / "helper.py").read_text() == "x = 1\n"

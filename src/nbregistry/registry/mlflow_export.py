@@ -8,10 +8,12 @@ this one with the ``mlflow`` extra. ``mlflow_source`` is the only caller. One se
 MLflow starts once per import:
 
 1. it prints every registered model (or the named ones) with its description, tags,
-   aliases and versions, and each version's run params, metrics and tags: one JSON line;
-2. it reads one JSON line from stdin, ``[[name, version], ...]``: the versions to fetch;
-3. it downloads each one's model directory (``MLmodel`` + files) to ``OUT/<index>`` and
-   prints a JSON line as each one is complete, so the importer registers it at once.
+   aliases and versions: one JSON line;
+2. it reads one JSON line from stdin, ``[[name, version, run_id], ...]``: the versions to
+   fetch (only the new ones, so a repeated import reads no run);
+3. for each, it reads the run (params, metrics, tags) and downloads the model directory
+   (``MLmodel`` + files) to ``OUT/<index>``, and prints a JSON line as each one is complete,
+   so the importer registers it at once.
 
 An error is one JSON line ``{"error": kind, "message": ...}`` and exit status 2.
 """
@@ -98,16 +100,15 @@ def _model(client: Any, rm: Any) -> dict[str, Any]:
         f"name={quote}{escaped}{quote}", max_results=1000, page_token=token)))
     return {"name": rm.name, "description": rm.description or "", "tags": dict(rm.tags or {}),
             "aliases": {a: int(v) for a, v in (getattr(rm, "aliases", None) or {}).items()},
-            "versions": sorted((_version(client, mv) for mv in versions),
+            "versions": sorted((_version(mv) for mv in versions),
                                key=lambda v: v["version"])}
 
 
-def _version(client: Any, mv: Any) -> dict[str, Any]:
+def _version(mv: Any) -> dict[str, Any]:
     return {"version": int(mv.version), "description": mv.description or "",
             "tags": dict(mv.tags or {}), "stage": mv.current_stage or "None",
             "status": mv.status, "run_id": mv.run_id or "", "source": mv.source or "",
-            "user_id": mv.user_id or "", "created_ms": mv.creation_timestamp,
-            "run": _run(client, mv.run_id) if mv.run_id else None}
+            "user_id": mv.user_id or "", "created_ms": mv.creation_timestamp}
 
 
 def _run(client: Any, run_id: str) -> dict[str, Any] | None:
@@ -127,13 +128,13 @@ def _run(client: Any, run_id: str) -> dict[str, Any] | None:
 def download(client: Any, out: str, wanted: list[list[Any]]) -> None:
     import mlflow.artifacts
 
-    for index, (name, version) in enumerate(wanted):
+    for index, (name, version, run_id) in enumerate(wanted):
         target = os.path.join(out, str(index))
         os.makedirs(target)
         uri = client.get_model_version_download_uri(name, str(version))
         path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=target)
         answer({"index": index, "name": name, "version": version, "path": path,
-                "artifact_uri": uri})
+                "artifact_uri": uri, "run": _run(client, run_id) if run_id else None})
 
 
 if __name__ == "__main__":

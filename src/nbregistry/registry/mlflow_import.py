@@ -126,8 +126,10 @@ def import_mlflow(tracking_uri: str, *, registry: Registry | None = None,
                  if _key(m, v) not in known and v["status"] != "READY"]
         imported = []
         with _bar(len(new), progress) as bar:
-            for item in session.fetch([(m["name"], v["version"]) for m, v in new]):
+            for item in session.fetch([(m["name"], v["version"], v["run_id"])
+                                       for m, v in new]):
                 m, v = new[item["index"]]
+                v = {**v, "run": item["run"]}
                 folder = Path(item["path"])
                 model = MlflowModel.from_directory(folder, lineage(
                     source, session.listing["mlflow_version"], m, v, folder,

@@ -109,9 +109,9 @@ class Session:
             raise source.failure({}, self._stderr())
         self.listing: dict[str, Any] = found
 
-    def fetch(self, wanted: Sequence[tuple[str, int]]) -> Iterator[dict[str, Any]]:
-        """Each wanted version's model directory, in order, as soon as it is downloaded:
-        ``{"index", "path", "artifact_uri"}``."""
+    def fetch(self, wanted: Sequence[tuple[str, int, str]]) -> Iterator[dict[str, Any]]:
+        """For each wanted (name, version, run id), in order, as soon as it is downloaded:
+        ``{"index", "path", "artifact_uri", "run"}`` (the run's params, metrics, tags)."""
         stdin = self._process.stdin
         assert stdin is not None
         stdin.write(json.dumps([list(w) for w in wanted]) + "\n")

@@ -24,6 +24,8 @@ from nbregistry.registry.mlflow_model import pack, unpack
 from nbregistry.registry.mlflow_source import redact
 
 WORLD_SCRIPT = Path(__file__).with_name("mlflow_world.py")
+# Building a real MLflow registry and starting MLflow to read it take seconds each.
+needs_mlflow_world = pytest.mark.slow
 PROBE = [[0.5, -1.0, 2.0], [-1.5, 0.25, 0.0]]
 # 3 models x 5 versions: aliases, tags, descriptions, every MLflow stage, two versions in
 # Production at once (churn), pickled (fraud) and skops (the others) sklearn models.
@@ -88,6 +90,7 @@ def copy_of(first: tuple[Path, Any], tmp_path: Path, user: str = "alice") -> nbr
     return nbr.open_registry(tmp_path / "copy", user=user, create=False)
 
 
+@needs_mlflow_world
 def test_three_models_of_five_versions_arrive_with_everything(
         world: dict[str, Any], first_import: tuple[Path, Any]) -> None:
     path, result = first_import
@@ -121,6 +124,7 @@ def test_three_models_of_five_versions_arrive_with_everything(
     assert reg.verify().ok
 
 
+@needs_mlflow_world
 def test_stages_go_through_governance(first_import: tuple[Path, Any]) -> None:
     path, result = first_import
     reg = nbr.open_registry(path, user="alice", create=False)
@@ -139,6 +143,7 @@ def test_stages_go_through_governance(first_import: tuple[Path, Any]) -> None:
     assert all("imported from MLflow" in r.comment for r in reg.requests())
 
 
+@needs_mlflow_world
 def test_a_second_import_adds_nothing_and_says_so(world: dict[str, Any],
                                                   first_import: tuple[Path, Any],
                                                   tmp_path: Path) -> None:
@@ -150,6 +155,7 @@ def test_a_second_import_adds_nothing_and_says_so(world: dict[str, Any],
     assert again.summary.startswith("nothing new: the registry already holds all 15")
 
 
+@needs_mlflow_world
 def test_after_the_approval_the_next_import_continues(world: dict[str, Any],
                                                      first_import: tuple[Path, Any],
                                                      tmp_path: Path) -> None:
@@ -165,6 +171,7 @@ def test_after_the_approval_the_next_import_continues(world: dict[str, Any],
     assert reg.verify().ok
 
 
+@needs_mlflow_world
 def test_mlflow_models_load_through_mlflow_only_when_trusted(
         world: dict[str, Any], first_import: tuple[Path, Any], tmp_path: Path) -> None:
     reg = nbr.open_registry(first_import[0], user="carol", create=False)
@@ -181,6 +188,7 @@ def test_mlflow_models_load_through_mlflow_only_when_trusted(
     assert hasattr(copy.load("churn@prod"), "predict_proba")
 
 
+@needs_mlflow_world
 def test_new_mlflow_versions_are_imported_by_the_next_run(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "mlflow"
@@ -223,6 +231,7 @@ def test_mlflow_names_become_registry_names() -> None:
     assert target_names([{"name": "__a  b..c"}], None) == {"__a  b..c": "a_b_c"}
 
 
+@needs_mlflow_world
 def test_bad_requests_write_nothing(world: dict[str, Any], tmp_path: Path) -> None:
     reg = nbr.open_registry(tmp_path / "r", user="alice", create=True)
     head = reg.head

@@ -13,6 +13,7 @@ EXTRAS = {
     "reports": "compliance reports (papermill)",
     "demo": "the `nbregistry demo` job (scikit-learn)",
     "spark": "monitoring on Spark through Spark Connect (pyspark-client, sqlglot)",
+    "mlflow": "importing from MLflow and loading MLflow models",
 }
 
 

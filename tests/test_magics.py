@@ -49,7 +49,7 @@ def ip(registry_uri: str) -> Iterator[InteractiveShell]:
         shell.run_line_magic("load_ext", "nbregistry")
     magics = _magics(shell)
     magics.uri = magics.user = ""
-    shell.run_line_magic("registry", f"{registry_uri} --user alice")
+    shell.run_line_magic("registry", f"{registry_uri} --user alice --create")
     shell.user_ns.update(model=TinyModel(1.0), other=TinyModel(2.0))
     yield shell
     magics.uri = magics.user = ""
@@ -83,7 +83,7 @@ def test_load_ext_registers_every_magic_and_config(ip: InteractiveShell,
     other = tmp_path / "configured"
     ip.run_line_magic("config", f'RegistryMagics.uri = "{other}"')
     ip.run_line_magic("config", 'RegistryMagics.user = "carol"')
-    reg = ip.run_line_magic("registry", "")
+    reg = ip.run_line_magic("registry", "--create")
     assert (reg.uri, reg.user) == (str(other), "carol")
     assert "nbregistry</b> registry" in ip.display_formatter.format(reg)[0]["text/html"]
 
@@ -409,3 +409,13 @@ def test_import_nbregistry_stays_cheap_after_adding_the_extension_hook() -> None
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_a_mistyped_registry_path_makes_no_registry(ip: InteractiveShell, tmp_path: Path
+                                                    ) -> None:
+    typo = tmp_path / "regsitry"
+    with pytest.raises(UsageError, match="--create"):
+        ip.run_line_magic("registry", f"{typo}")
+    assert not typo.exists()
+    made = ip.run_line_magic("registry", f"{typo} --create")
+    assert typo.exists() and made.models() == []

@@ -86,18 +86,26 @@ class RegistryMagics(Magics, Configurable):
             shell.configurables.append(self)
         self._live: Registry | None = None
         self._view: RegistryView | None = None
+        self._create = False  # set by %registry --create, for the next open only
 
     @observe("uri", "user")
     def _forget(self, change: Any) -> None:
         self._live = self._view = None
+        self._create = False
 
     # -- plumbing ------------------------------------------------------------------------
     def live(self) -> Registry:
         """The registry writes go to (opened on first use)."""
         if self._live is None:
+            from ..domain.errors import NotFoundError
             from ..registry import open_registry
 
-            self._live = open_registry(self.uri or None, self.user or None)
+            try:  # a mistyped path never makes a registry: %registry PATH --create does
+                self._live = open_registry(self.uri or None, self.user or None,
+                                           create=bool(self._create))
+            except NotFoundError as missing:
+                raise UsageError(f"{missing}. In a notebook: %registry PATH --create makes a "
+                                 "new one") from None
         return self._live
 
     def current(self) -> RegistryView:
@@ -125,6 +133,9 @@ class RegistryMagics(Magics, Configurable):
               "RegistryMagics.uri, $NBREGISTRY_URI, ./.nbregistry")
     @argument("--as-of", dest="as_of", help="read-only view at an ISO time, e.g. 2026-03-01")
     @argument("--user", help="act as this user (default $NBREGISTRY_USER)")
+    @argument("--create", action="store_true",
+              help="make a new registry there if there is none (never by default: a typo "
+                   "must not make a registry)")
     def registry_magic(self, line: str) -> RegistryView:
         """Open (or show) the registry the other magics use."""
         args = parse_argstring(self.registry_magic, line)
@@ -132,6 +143,8 @@ class RegistryMagics(Magics, Configurable):
             self.uri = args.uri or self.uri
             self.user = args.user or self.user
         self._view = None
+        if args.create:
+            self._live, self._create = None, True
         if args.as_of:
             self._view = self.live().as_of(args.as_of)
         return self.current()

@@ -107,6 +107,7 @@ def _compare(name: str, served: int, challenger: int, task: str, y: Any, a: Any,
     if task == "classification":
         auc = delong(y, a, b)
         metrics["roc_auc"], p_values["roc_auc"] = (auc.auc_a, auc.auc_b), auc.p_value
+        intervals["roc_auc"] = auc.interval()   # DeLong's Wald interval of the difference
         extra = ("accuracy", "brier", "log_loss")
     else:
         extra = ("rmse", "mae", "r2")

@@ -207,6 +207,12 @@ alerts = [e for e in reg.alerts(model) if e.version == version]
 worst_drift = []
 if traffic is None or not len(traffic):
     h.show(h.note(f"v{version} has scored no logged production traffic: no production PSI."))
+elif mv.reference is None:
+    h.show(h.note(f"v{version} was registered without reference data, so it has no monitoring "
+                  "baseline: drift of its production traffic is not measured.", kind="bad"))
+    found.append(fx.finding("medium", "5. Stability", "No monitoring baseline (no "
+                            "reference data at registration): production drift is not "
+                            "measured."))
 else:
     stop = traffic["ts"].max().to_pydatetime() + timedelta(microseconds=1)
     spans = mr.windows(traffic["ts"].min().to_pydatetime(), stop, parse_window(plan.window))

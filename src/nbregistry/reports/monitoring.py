@@ -155,7 +155,9 @@ def drift_by_window(mon: Monitor, spans: Sequence[tuple[datetime, datetime]], ve
     for lo, hi in spans:
         try:
             result = mon.drift(lo, hi, version=version)
-        except InvalidInputError:
+        except InvalidInputError as exc:
+            if exc.field != "where":  # not an empty window: no baseline, a bad column...
+                raise
             continue
         out += drift_rows(result.table, band, min_rows, window_start=lo, window_end=hi)
     return out

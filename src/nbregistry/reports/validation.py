@@ -1,11 +1,12 @@
-"""Numbers for the model validation report (pure: arrays in, rows out).
+"""Numbers for the model validation report (arrays in, rows out) and the data it validates on.
 
 Discrimination is the AUC (scikit-learn's ``roc_auc_score``) with DeLong's 95% interval, the
 Gini (2·AUC − 1) and the Kolmogorov–Smirnov statistic between the scores of the two classes
-(scipy's ``ks_2samp``) with a bootstrap 95% interval; calibration is the Brier score and the
-log loss (probabilities clipped to float64's epsilon, as scikit-learn does). Stability is
-the PSI (the library's own formula, ``nbregistry.monitoring.drift.psi``) on the reference
-sample's deciles, each bin holding its upper decile as the monitoring baseline's do.
+(scipy's ``ks_2samp``) with a percentile-bootstrap 95% interval (500 resamples, 200 above
+100,000 rows); calibration is the Brier score and the log loss (probabilities clipped to
+float64's epsilon, as scikit-learn does). Stability is the PSI (the library's own formula,
+``nbregistry.monitoring.drift.psi``) on the reference sample's deciles, each bin holding its
+upper decile as the monitoring baseline's do.
 
 Samples are ordered train, hold-out (test), out-of-time (oot): the first is the reference of
 every comparison, and only the training sample is in-sample.
@@ -77,7 +78,9 @@ def classification_metrics(y: Any, score: Any, *, threshold: float = 0.5,
         from ..monitoring.significance import auc_interval
 
         auc_ci = auc_interval(y, s)[1:] if both else (None, None)
-        ks_ci = ks_interval(y, s) if both else (None, None)
+        # each resample is a pass over the rows: 200 of them past 100,000 rows (11 s at 1M)
+        ks_ci = ks_interval(y, s, n_resamples=500 if len(y) <= 100_000 else 200) \
+            if both else (None, None)
         out.update(auc_low=auc_ci[0], auc_high=auc_ci[1], ks_low=ks_ci[0], ks_high=ks_ci[1])
     return out
 

@@ -206,3 +206,22 @@ def test_air_interval_is_katz_log_interval() -> None:
     assert (low, high) == pytest.approx((0.75 * np.exp(-1.959964 * se),
                                          0.75 * np.exp(1.959964 * se)), rel=1e-6)
     assert mr.air_interval(0, 100, 80, 100) is None
+
+
+def test_performance_per_window_uses_matured_predictions_only(categorical: Any) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    mon = categorical
+    rows = mon.rows().to_pandas()
+    rule = mr.maturity(mon, 0.25)  # matured: up to NOW - 6h, minutes 0..240 of the traffic
+    spans = mr.windows(NOW - timedelta(hours=10), NOW, timedelta(hours=3))
+    found = mr.performance_by_window(mon, spans, rows, rule, version=1, metric="roc_auc",
+                                     band=Band(0.7, 0.6, "below"), min_rows=10)
+    assert [(r["matured"], r.get("n")) for r in found] == [
+        ("yes", 60), ("yes", 180), (f"to {mr.when(rule.cutoff)}", 1), ("no", None)]
+    assert [r["rating"] for r in found][2:] == ["insufficient", "insufficient"]
+    second = rows[(rows["ts"] >= spans[1][0]) & (rows["ts"] < spans[1][1])]
+    assert found[1]["roc_auc"] == pytest.approx(roc_auc_score(second["actual"],
+                                                              second["score"]), rel=1e-12)
+    assert found[1]["auc_low"] < found[1]["roc_auc"] < found[1]["auc_high"]
+    assert found[3]["note"] == f"all matured by {mr.when(NOW + timedelta(hours=6))}"

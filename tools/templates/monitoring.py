@@ -75,7 +75,8 @@ def in_period(event):
 
 
 h.show(h.table([{"model": model, "version": version, "stage": mv.stage,
-                 "from": begin, "to (exclusive)": stop,
+                 "from": begin, "to": f"{end} (exclusive)" if end else
+                 "the last prediction (included)",
                  "first prediction": rows["ts"].min(), "last prediction": rows["ts"].max(),
                  "windows rated": f"{len(spans)} of {window or plan.window} (policy window "
                                   f"{plan.window}), counted back from the end",
@@ -174,47 +175,30 @@ figures.update(psi_max=max((r["psi"] for r in rated_drift if r["psi"] is not Non
 task = mon.task(version)
 metric = "roc_auc" if task == "classification" else "rmse"
 metric_band = bands.get(metric)
-trend = []
-for lo, hi in spans:
-    cut = min(hi, rule.end) if rule else lo
-    part = rows[(rows["ts"] >= lo) & (rows["ts"] < hi)]
-    row = {"window": label(lo, hi), "predictions": len(part)}
-    if cut <= lo:
-        row.update(matured="no", note=f"all matured by {mr.when(rule.due(hi))}" if rule
-                   else "", rating="insufficient")
-    else:
-        row["matured"] = "yes" if cut == hi else f"to {mr.when(rule.cutoff)}"
-        try:
-            found = mon.performance(None, start=lo, end=cut, version=version).to_pylist()[0]
-        except InvalidInputError:
-            found = {"n": 0}
-        done = part[(part["ts"] < cut) & part["actual"].notna()]
-        ci = mr.auc_interval(done["actual"], done["score"]) if task == "classification" \
-            else None
-        row.update({k: v for k, v in found.items() if k not in ("window_start", "window_end")},
-                   auc_95ci=h.ci_text(*(ci or (None, None))),
-                   rating=mr.metric_rating(found.get(metric), metric_band, found["n"],
-                                           plan.min_rows))
+trend = mr.performance_by_window(mon, spans, rows, rule, version=version, metric=metric,
+                                band=metric_band, min_rows=plan.min_rows)
+for row in trend:
+    row.update(window=label(row["window_start"], row["window_end"]), rag=h.rag(row["rating"]),
+               auc_95ci=h.ci_text(row.get("auc_low"), row.get("auc_high")))
+    if row["matured"] != "no":
         rated.append(row["rating"])
-        if row["rating"] in ("warn", "alert"):
-            breaches.append(mr.breach("performance", metric, found[metric], metric_band,
-                                      row["rating"], window=(lo, hi)))
-    row["rag"] = h.rag(row["rating"])
-    trend.append(row)
+    if row["rating"] in ("warn", "alert"):
+        breaches.append(mr.breach("performance", metric, row[metric], metric_band,
+                                  row["rating"], window=(row["window_start"],
+                                                         row["window_end"])))
 if len(resolved):
     whole = mon.performance(None, start=begin, end=min(stop, rule.end),
                             version=version).to_pylist()[0]
-    ci = mr.auc_interval(resolved["actual"], resolved["score"]) if task == "classification" \
-        else None
-    covered = sorted({str(d) for d in resolved["ts"].dt.date})
+    low, high = (mr.auc_interval(resolved["actual"], resolved["score"]) if metric == "roc_auc"
+                 else None) or (None, None)
+    first, last = resolved["ts"].min(), resolved["ts"].max()
+    covered = f"{first.date()} .. {last.date()}"
     h.show(h.table([{k: v for k, v in whole.items() if k not in ("window_start", "window_end")}
-                    | {"auc_95ci": h.ci_text(*(ci or (None, None)))}],
-                   caption=f"Matured predictions of the period: made {mr.when(resolved['ts'].min())}"
-                           f" .. {mr.when(resolved['ts'].max())} (days {covered[0]} .. "
-                           f"{covered[-1]}; {len(covered)} day(s))"))
-    figures.update({metric: whole[metric], f"{metric}_low": (ci or (None, None))[0],
-                    f"{metric}_high": (ci or (None, None))[1],
-                    "performance_days": f"{covered[0]} .. {covered[-1]}"})
+                    | {"auc_95ci": h.ci_text(low, high)}],
+                   caption=f"Matured predictions of the period: {len(resolved):,} made "
+                           f"{mr.when(first)} .. {mr.when(last)} (days {covered})"))
+    figures.update({metric: whole[metric], f"{metric}_low": low, f"{metric}_high": high,
+                    "performance_days": covered})
 else:
     h.show(h.note("No prediction in the period has matured with an outcome yet: realized "
                   "performance is not rated (" + (rule.describe() if rule else "no data")
@@ -245,19 +229,15 @@ attribute = group or plan.fairness_group
 if attribute and attribute in rows.columns:
     air_band = bands["air"]
 
-    def fairness_rows(lo, hi, **extra):
-        table = mon.fairness(attribute, plan.fairness_favorable, start=lo, end=hi,
-                             version=version)
-        found = table.to_pylist()
-        ref = next(r for r in found if r["group"] == table.summary.reference)
-        out = []
+    def fairness_rows(lo, hi):
+        found, reference_ = mr.fairness_rows(mon, attribute, plan.fairness_favorable, lo, hi,
+                                             version=version, band=air_band,
+                                             min_rows=plan.min_rows)
         for r in found:
-            ci = None if r is ref else mr.air_interval(r["favorable"], r["n"],
-                                                       ref["favorable"], ref["n"])
-            out.append({**extra, **r, "air_95ci": h.ci_text(*(ci or (None, None))),
-                        "four-fifths rule": "fails" if r["four_fifths"] else "passes",
-                        "rating": mr.metric_rating(r["air"], air_band, r["n"], plan.min_rows)})
-        return out, table.summary.reference
+            r.update(air_95ci=h.ci_text(r["air_low"], r["air_high"]),
+                     window=label(lo, hi) if lo and hi else "the period",
+                     rag=h.rag(r["rating"]))
+        return found, reference_
 
     fair, reference = fairness_rows(*period)
     errors = {}
@@ -276,11 +256,11 @@ if attribute and attribute in rows.columns:
     per_window = []
     for lo, hi in spans:
         try:
-            per_window += fairness_rows(lo, hi, window=label(lo, hi))[0]
-        except (InvalidInputError, StopIteration):
-            continue
+            per_window += fairness_rows(lo, hi)[0]
+        except InvalidInputError as exc:
+            if exc.field != "where":  # only an empty window is skipped
+                raise
     for r in per_window:
-        r["rag"] = h.rag(r["rating"])
         rated.append(r["rating"])
         if r["rating"] in ("warn", "alert"):
             breaches.append(mr.breach("fairness", f"{attribute}={r['group']}", r["air"],
@@ -330,20 +310,25 @@ figures.update(rating=rating, red=sum(b["status"] == "alert" for b in mine),
 # when.
 
 # %%
+def detail(e):
+    p = e.payload
+    if e.action == "alert":
+        window_ = " .. ".join(mr.when(parse_time(t)) for t in p["window"])
+        return (f"{p['metric']} {p.get('feature') or ''} = {p['value']:.4g} ({p['status']}) "
+                f"in {window_}; action {p.get('action') or 'none'}")
+    if e.action == "rollback":
+        return (f"v{p['from_version']} -> v{p['to_version']} "
+                f"{'(automatic) ' if p.get('automatic') else ''}{p['reason']}")
+    if e.action == "retrain_requested":
+        return p.get("reason", "")
+    return ", ".join(p["tables"])
+
+
 kinds = ("alert", "rollback", "retrain_requested", "seal")
 actions = [e for e in ctx.events() if e.model == model and e.action in kinds and in_period(e)]
 h.show(h.table([{"seq": e.seq, "at": e.ts, "by": e.actor, "action": e.action,
-                 "version": e.version,
-                 "detail": (f"{e.payload['metric']} {e.payload.get('feature') or ''} = "
-                            f"{e.payload['value']:.4g} ({e.payload['status']}) in "
-                            f"{' .. '.join(e.payload.get('window') or [])}; action "
-                            f"{e.payload.get('action') or 'none'}" if e.action == "alert" else
-                            f"v{e.payload['from_version']} -> v{e.payload['to_version']} "
-                            f"{'(automatic) ' if e.payload.get('automatic') else ''}"
-                            f"{e.payload['reason']}" if e.action == "rollback" else
-                            e.payload.get("reason", "") if e.action == "retrain_requested"
-                            else ", ".join(e.payload["tables"]))}
-                for e in actions], caption="Actions in the audit log"))
+                 "version": e.version, "detail": detail(e)} for e in actions],
+               caption="Actions in the audit log"))
 figures.update(alerts=len(alerts), rollbacks=sum(e.action == "rollback" for e in actions),
                retrain_requests=sum(e.action == "retrain_requested" for e in actions))
 

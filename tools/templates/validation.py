@@ -299,7 +299,7 @@ else:
         numeric = val.numeric_features(frame, features)
         simple = val.benchmark(base[numeric], base[target])
         other_scores = val.positive_scores(simple, evaluation[numeric])
-        who = "benchmark (logistic regression)"
+        who = "the logistic-regression benchmark"
     compared = val.compare(evaluation[target], evaluation["_score"], other_scores, name=who,
                            sample=last, in_sample=val.sample_role(last) == "in-sample")
     h.show(h.table([{"model": f"v{version}", "auc": compared["auc_model"],

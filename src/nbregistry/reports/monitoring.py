@@ -180,6 +180,58 @@ def worst_by_feature(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [dict(r) for r in best.values()]
 
 
+# -- performance and fairness per window -------------------------------------------------------
+
+def performance_by_window(mon: Monitor, spans: Sequence[tuple[datetime, datetime]],
+                          rows: Any, rule: Maturity | None, *, version: int, metric: str,
+                          band: Band | None, min_rows: int) -> list[dict[str, Any]]:
+    """Per window, the metrics of its matured predictions (all of them, those up to the
+    cutoff, or none: then the date all will have matured) with DeLong's AUC interval and
+    the rating. ``rows`` are the period's rows (``ts``, ``score``, ``actual``)."""
+    out = []
+    for lo, hi in spans:
+        cut = min(hi, rule.end) if rule else lo
+        part = rows[(rows["ts"] >= lo) & (rows["ts"] < hi)]
+        row: dict[str, Any] = {"window_start": lo, "window_end": hi, "predictions": len(part)}
+        if cut <= lo:
+            out.append({**row, "matured": "no", "rating": "insufficient", "note":
+                        f"all matured by {when(rule.due(hi))}" if rule else "no data"})
+            continue
+        try:
+            found = mon.performance(None, start=lo, end=cut, version=version).to_pylist()[0]
+        except InvalidInputError as exc:
+            if exc.field != "where":  # not "no outcome in the window"
+                raise
+            found = {"n": 0}
+        done = part[(part["ts"] < cut) & part["actual"].notna()]
+        ci = auc_interval(done["actual"], done["score"]) if metric == "roc_auc" else None
+        out.append({**row, **{k: v for k, v in found.items()
+                              if k not in ("window_start", "window_end")},
+                    "matured": "yes" if cut == hi else f"to {when(cut - MICROSECOND)}",
+                    "auc_low": ci[0] if ci else None, "auc_high": ci[1] if ci else None,
+                    "rating": metric_rating(found.get(metric), band, found["n"], min_rows)})
+    return out
+
+
+def fairness_rows(mon: Monitor, attribute: str, favorable: Any, start: datetime | None,
+                  end: datetime | None, *, version: int, band: Band, min_rows: int
+                  ) -> tuple[list[dict[str, Any]], Any]:
+    """Per group: the fairness row with Katz's interval of its AIR, the four-fifths rule in
+    words and the rating; and the reference group."""
+    table = mon.fairness(attribute, favorable, start=start, end=end, version=version)
+    found = table.to_pylist()
+    reference = table.summary.reference if table.summary else None
+    ref = next((r for r in found if r["group"] == reference), None)
+    out = []
+    for r in found:
+        ci = None if ref is None or r is ref else air_interval(
+            r["favorable"], r["n"], ref["favorable"], ref["n"])
+        out.append({**r, "air_low": ci[0] if ci else None, "air_high": ci[1] if ci else None,
+                    "four-fifths rule": "fails" if r["four_fifths"] else "passes",
+                    "rating": metric_rating(r["air"], band, r["n"], min_rows)})
+    return out, reference
+
+
 # -- intervals --------------------------------------------------------------------------------
 
 def air_interval(favorable: int, n: int, ref_favorable: int, ref_n: int, *,

@@ -255,10 +255,14 @@ def provenance(context: ReportContext, template: str, *, baseline: Any = None) -
     """Who ran the report, when, with which nbregistry and template (its sha256), at which
     head, and the monitoring baseline its drift figures are measured from."""
     import hashlib
+    import importlib
     from datetime import UTC, datetime
 
-    from .. import __version__
     from .templates import template_path
+
+    # the package root (already imported: this module is in it) names the notebook layer for
+    # its extension hook, so a static import of it here would point the layers upwards
+    __version__ = importlib.import_module("nbregistry").__version__
 
     path = template_path(template)
     rows = [("run by", context.live.user),

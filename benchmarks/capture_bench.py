@@ -106,7 +106,7 @@ def buffered(folder: Path, calls: int, threads: int) -> dict[str, float]:
     written = table.read(columns=["prediction_id"]).num_rows
     assert written == per_thread * threads, (written, per_thread * threads)
     return {"calls_per_s": written / logged, "end_to_end_per_s": written / total,
-            "batches": buffer.stats.batches}
+            "batches": buffer.stats().batches}
 
 
 def main() -> int:

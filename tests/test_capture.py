@@ -33,7 +33,7 @@ from nbregistry.monitoring.capture import (
     prepare_predictions,
 )
 from nbregistry.store.location import Location
-from nbregistry.store.monitoring import MonitoringTables, monitoring_tables
+from nbregistry.store.monitoring import MonitoringTables, MonitorTable, monitoring_tables
 from nbregistry.store.snapshot import FileCache
 
 SCHEMA = [{"name": "age", "dtype": "int64"}, {"name": "income", "dtype": "double"},
@@ -298,13 +298,13 @@ def test_buffer_flushes_on_size_on_time_and_on_close(tables: MonitoringTables) -
                               flush_interval=0.3)
     try:
         ids = [buffer.log(ROW, 0.7) for _ in range(50)]
-        wait_for(lambda: buffer.stats.written == 50)        # size
+        wait_for(lambda: buffer.stats().written == 50)        # size
         buffer.log(ROW, [0.1, 0.9], id="late")
-        wait_for(lambda: buffer.stats.written == 51)        # time
+        wait_for(lambda: buffer.stats().written == 51)        # time
     finally:
         buffer.close()
     stored = table.read()
-    assert stored.num_rows == 51 and buffer.stats.batches == 2
+    assert stored.num_rows == 51 and buffer.stats().batches == 2
     assert set(stored["prediction_id"].to_pylist()) == {*ids, "late"}
     assert stored.filter(pa.compute.equal(stored["prediction_id"], "late"))[
         "label"].to_pylist() == [1]
@@ -326,8 +326,8 @@ def test_buffer_refuses_bad_rows_at_log_time(tables: MonitoringTables) -> None:
         with pytest.raises(InvalidInputError, match="prediction"):
             buffer.log(ROW, "yes")
         buffer.log({**ROW, "age": None, "income": math.nan}, 0.5)
-        assert buffer.stats.logged == 1
-    assert buffer.stats.missing["income"] == 1 and buffer.stats.missing["age"] == 1
+        assert buffer.stats().logged == 1
+    assert buffer.stats().missing["income"] == 1 and buffer.stats().missing["age"] == 1
 
 
 def test_buffer_is_thread_safe(tables: MonitoringTables) -> None:
@@ -368,7 +368,7 @@ def test_buffer_blocks_when_full_and_loses_nothing(tables: MonitoringTables) -> 
         return tables.predictions.append(batch)
 
     buffer = PredictionBuffer(slow_sink, schema=SCHEMA, version=1, flush_rows=5, capacity=10,
-                              flush_interval=60)
+                              flush_interval=60, max_wait=30)  # waits, up to max_wait
     for _ in range(10):
         buffer.log(ROW, 0.5)
     wait_for(lambda: calls)                                  # the write hangs
@@ -376,7 +376,7 @@ def test_buffer_blocks_when_full_and_loses_nothing(tables: MonitoringTables) -> 
     blocked = threading.Thread(target=lambda: (buffer.log(ROW, 0.5), done.set()))
     blocked.start()
     time.sleep(0.3)
-    assert not done.is_set() and buffer.stats.pending == 10  # full: the caller waits
+    assert not done.is_set() and buffer.stats().pending == 10  # full: the caller waits
     gate.set()
     assert done.wait(10)
     blocked.join()
@@ -397,8 +397,8 @@ def test_buffer_retries_failed_writes_with_the_rows_kept(tables: MonitoringTable
                               retry_interval=0.1)
     for _ in range(3):
         buffer.log(ROW, 0.5)
-    wait_for(lambda: buffer.stats.written == 3)
-    assert buffer.stats.failures == 2 and "storage unavailable" in str(buffer.stats.last_error)
+    wait_for(lambda: buffer.stats().written == 3)
+    assert buffer.stats().failures == 2 and "storage unavailable" in str(buffer.stats().last_error)
     buffer.close()
 
     broken = PredictionBuffer(lambda batch: (_ for _ in ()).throw(OSError("down")),
@@ -406,6 +406,26 @@ def test_buffer_retries_failed_writes_with_the_rows_kept(tables: MonitoringTable
     broken.log(ROW, 0.5)
     with pytest.raises(StorageError, match="1 buffered predictions could not be written"):
         broken.close()
+
+
+def test_buffer_keeps_writing_after_another_writer_adds_a_feature(
+        tables: MonitoringTables) -> None:
+    """Issue 16.6: a metaData commit by another writer (version 2 adds a feature) made every
+    later write of a running logger fail with "Metadata changed since last commit"."""
+    table = tables.predictions
+    buffer = PredictionBuffer(table.append, schema=SCHEMA, version=1, flush_interval=60)
+    first = [buffer.log(ROW, 0.5) for _ in range(10)]
+    buffer.flush()
+    serving_v2 = MonitorTable(table.location, "credit_risk", "predictions")
+    log_predictions(serving_v2, frame().assign(tenure=[1, 2, 3, 4]), [0.5] * 4,
+                    schema=[*SCHEMA, {"name": "tenure", "dtype": "int64"}], version=2)
+    later = [buffer.log(ROW, 0.5) for _ in range(10)]
+    buffer.flush()
+    buffer.close()
+    stored = table.read(columns=["prediction_id", "tenure"])
+    assert set(first + later) <= set(stored["prediction_id"].to_pylist())
+    assert stored.num_rows == 24 and stored["tenure"].null_count == 20
+    assert buffer.stats().failures == 0
 
 
 SCRIPT = """
@@ -469,7 +489,10 @@ def test_kill_9_loses_only_unflushed_rows_and_never_half_a_batch(
             k += 1
         """, tables.predictions.location.uri)
     assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
-    time.sleep(1.5)
+    before, deadline = tables.predictions.version(), time.monotonic() + 120
+    while tables.predictions.version() < before + 2:  # a loaded machine writes slowly
+        assert time.monotonic() < deadline and writer.poll() is None
+        time.sleep(0.1)
     writer.send_signal(signal.SIGKILL)
     writer.wait(30)
     relation = tables.predictions.snapshot().relation()

@@ -410,6 +410,10 @@ def write_inputs(folder: Path) -> None:
     frame[["application_id", "default"]].rename(columns={"default": "defaulted"}).to_csv(
         folder / "outcomes.csv", index=False)
     pq.read_table(folder / "scored.parquet")  # readable before the walk starts
+    world = Path(__file__).parent / "mlflow_world.py"  # the MLflow registry it imports
+    subprocess.run([sys.executable, str(world), str(folder), json.dumps(
+        {"churn": {"versions": 2, "format": "skops", "aliases": {"champion": 2}}})],
+        check=True, capture_output=True)
 
 
 @pytest.mark.slow

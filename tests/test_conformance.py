@@ -1,15 +1,19 @@
-"""Independent Delta readers see exactly what nbregistry wrote.
+"""Independent Delta readers see exactly what nbregistry wrote, in every table it writes.
 
-The event log's commits are written by hand (store/commits.py); the monitoring tables by
-deltalake's writer. Here deltalake (pyarrow and DataFusion paths), DuckDB's ``delta``
-extension and Polars read them after several compactions and checkpoints, in full and with
-predicates pushed down (a reader that skips a file on a wrong statistic loses rows). See
-tests/delta_readers.py for the readers and the venv DuckDB's extension runs in.
+The event log's commits are written by hand (store/commits.py); the monitoring tables
+(predictions, outcomes, metrics) by deltalake's writer. Here deltalake (pyarrow and
+DataFusion paths), DuckDB's ``delta`` extension, Polars and Spark (Spark Connect on a Sail
+server) read each of them after merges, compactions, checkpoints and a schema merge from a
+second model version, in full and with predicates pushed down (a reader that skips a file on
+a wrong statistic loses rows), on a local disk and on S3 (the moto server). A protocol
+feature a reader cannot handle fails its test. See tests/delta_readers.py for the readers
+and the venv DuckDB's extensions run in.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,10 +21,11 @@ from typing import Any
 import pytest
 
 import nbregistry as nbr
-from delta_readers import READERS, Where, normalise, read_many, read_rows
+from delta_readers import READERS, Where, normalise, read_many, read_rows, sort_rows
 from nbregistry.store import eventlog
 from nbregistry.store.eventlog import EventLog
 from nbregistry.store.location import Location
+from s3server import BUCKET, s3_client
 
 pytestmark = pytest.mark.slow
 
@@ -119,65 +124,166 @@ def test_pushed_down_predicates_lose_no_rows(events: dict[str, Any], reader: str
         assert [{c: r[c] for c in HISTORY} for r in found] == expected, where
 
 
-# -- a monitoring predictions table -------------------------------------------------------
-@pytest.fixture(scope="module")
-def predictions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+# -- the monitoring tables: predictions, outcomes, metrics --------------------------------
+TABLES = ("predictions", "outcomes", "metrics")
+ORDER = {"predictions": ["prediction_id"], "outcomes": ["prediction_id"],
+         "metrics": ["computed_at", "kind", "feature", "metric"]}
+START = datetime(2026, 11, 20, 22, tzinfo=UTC)
+
+
+def monitored(uri: str, options: dict[str, str] | None, *, appends: int,
+              checks: int) -> dict[str, Any]:
+    """A registry at ``uri`` whose three monitoring tables each went through compactions
+    and checkpoints (every 10th version): credit v1 logs ``appends`` batches of 15 rows over
+    days (day partitions), their outcomes arrive in batches of 30, ``checks`` checks append
+    metrics, then v2 adds a feature (a schema merge: older files lack the column)."""
     from sklearn.linear_model import LogisticRegression
 
     from nbregistry.demo import credit_data
+    from nbregistry.store import monitoring
 
     data = credit_data(4000, seed=5)
     data["tenure_months"] = (data["history_years"] * 12).astype("int64")
     train, live = data.iloc[:1000], data.iloc[1000:].reset_index(drop=True)
-    root = tmp_path_factory.mktemp("conformance") / "registry"
-    reg = nbr.open_registry(str(root), user="alice", create=True)
-    model = LogisticRegression(max_iter=500).fit(train[FEATURES], train["default"])
-    reg.register(model, "credit", reference_data=train[FEATURES],
-                 reference_target=train["default"])
-    mon = reg.monitor("credit")
-    start = datetime(2026, 11, 20, 22, tzinfo=UTC)
-    ids: list[str] = []
-    for i in range(110):  # 110 appends over ~8 days: 2 compactions, day partitions
-        batch = live.iloc[i * 15:(i + 1) * 15]
-        ts = [start + timedelta(minutes=7 * (i * 15 + j), microseconds=123457 * j)
-              for j in range(len(batch))]
-        receipt = mon.log_predictions(batch, model.predict_proba(batch[FEATURES]), ts=ts,
-                                      attributes=["sex"])
-        ids += receipt.ids.to_pylist()
-    # A later version adds a feature: older files lack the column (schema merge).
-    wider = [*FEATURES, "tenure_months"]
-    v2 = LogisticRegression(max_iter=500).fit(train[wider], train["default"])
-    reg.register(v2, "credit", reference_data=train[wider],
-                 reference_target=train["default"])
-    later = live.iloc[2000:2040]
-    ids += mon.log_predictions(later, v2.predict_proba(later[wider]), version=2,
-                               ts=[start + timedelta(days=9)] * len(later),
-                               attributes=["sex"]).ids.to_pylist()
-    table = mon.tables.predictions
-    ours = table.read().to_pylist()
-    for row in ours:  # the partition column, by definition the UTC date of ts
-        row["day"] = row["ts"].date()
-    return {"uri": table.uri, "rows": sorted(normalise(ours), key=lambda r: r["prediction_id"]),
-            "ids": sorted(ids), "log": Path(table.uri) / "_delta_log"}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(monitoring, "COMPACT_EVERY", 10)
+        reg = nbr.open_registry(uri, user="alice", storage_options=options, create=True)
+        reg.set_policy({**reg.policy.source, "monitoring": {
+            "window": "1d", "min_rows": 20, "fairness_group": "sex", "fairness_favorable": 0}})
+        model = LogisticRegression(max_iter=500).fit(train[FEATURES], train["default"])
+        reg.register(model, "credit", reference_data=train[FEATURES],
+                     reference_target=train["default"])
+        mon = reg.monitor("credit")
+        ids: list[str] = []
+        for i in range(appends):  # 7 minutes apart: ~1.7 days per 15 appends
+            batch = live.iloc[i * 15:(i + 1) * 15]
+            ts = [START + timedelta(minutes=7 * (i * 15 + j), microseconds=123457 * j)
+                  for j in range(len(batch))]
+            receipt = mon.log_predictions(batch, model.predict_proba(batch[FEATURES]), ts=ts,
+                                          attributes=["sex"])
+            ids += receipt.ids.to_pylist()
+        resolved = list(ids)
+        actuals = live["default"].iloc[:len(resolved)].tolist()
+        for k, chunk in enumerate(range(0, len(resolved), 30)):
+            mon.log_outcomes(resolved[chunk:chunk + 30], actuals[chunk:chunk + 30],
+                             ts=START + timedelta(days=1, hours=k, microseconds=7 * k + 1))
+        span = timedelta(minutes=7 * 15 * appends)
+        for k in range(checks):
+            mon.check(now=START + timedelta(days=1) + span * k / checks)
+        wider = [*FEATURES, "tenure_months"]
+        v2 = LogisticRegression(max_iter=500).fit(train[wider], train["default"])
+        reg.register(v2, "credit", reference_data=train[wider],
+                     reference_target=train["default"])
+        later = live.iloc[2000:2040]
+        ids += mon.log_predictions(later, v2.predict_proba(later[wider]), version=2,
+                                   ts=[START + timedelta(days=9)] * len(later),
+                                   attributes=["sex"]).ids.to_pylist()
+    tables = {kind: getattr(mon.tables, kind) for kind in TABLES}
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for kind, table in tables.items():
+        ours = table.read().to_pylist()
+        if kind != "metrics":
+            for row in ours:  # the partition column, by definition the UTC date of ts
+                row["day"] = row["ts"].date()
+        rows[kind] = sort_rows(normalise(ours), ORDER[kind])
+    return {"uris": {kind: table.uri for kind, table in tables.items()}, "rows": rows,
+            "ids": sorted(ids), "appends": appends}
 
 
-@pytest.mark.parametrize("reader", READERS)
-def test_readers_agree_on_a_predictions_table(predictions: dict[str, Any],
-                                              reader: str) -> None:
-    assert len(list(predictions["log"].glob("*.checkpoint.parquet"))) >= 2
-    ours = predictions["rows"]
-    assert [r["prediction_id"] for r in ours] == predictions["ids"]
-    assert sum(r["tenure_months"] is None for r in ours) == 110 * 15
-    # Exact-microsecond bounds (the ts statistics are milliseconds), a string and a column
-    # only the newest files have.
-    middle = datetime.fromisoformat(ours[700]["ts"])
-    predicates: list[Where] = [
-        ("ts", ">=", middle), ("ts", "=", middle), ("ts", "<", middle), ("sex", "=", "F"),
-        ("version", "=", 2), ("tenure_months", ">", 40)]
-    rows, *results = read_many(reader, predictions["uri"], order_by=["prediction_id"],
-                               queries=[None, *predicates])
-    assert rows == ours
-    for where, found in zip(predicates, results, strict=True):
+def predicates(kind: str, rows: list[dict[str, Any]]) -> list[Where]:
+    """Exact-microsecond bounds (the ts statistics are milliseconds), strings, numbers, and
+    for predictions a column only the newest files have."""
+    middle = rows[len(rows) // 2]
+    if kind == "predictions":
+        ts = datetime.fromisoformat(middle["ts"])
+        return [("ts", ">=", ts), ("ts", "=", ts), ("ts", "<", ts), ("sex", "=", "F"),
+                ("version", "=", 2), ("tenure_months", ">", 40)]
+    if kind == "outcomes":
+        ts = datetime.fromisoformat(middle["ts"])
+        return [("ts", ">=", ts), ("ts", "=", ts), ("actual", "=", 1.0),
+                ("prediction_id", "<", middle["prediction_id"])]
+    at = datetime.fromisoformat(middle["computed_at"])
+    return [("computed_at", ">=", at), ("kind", "=", "drift"), ("value", ">", 0.1),
+            ("window_end", "<=", datetime.fromisoformat(middle["window_end"])),
+            ("status", "=", "ok")]
+
+
+def compare(world: dict[str, Any], reader: str, kind: str, *,
+            env: dict[str, str] | None = None) -> None:
+    ours = world["rows"][kind]
+    wheres = predicates(kind, ours)
+    everything, *results = read_many(reader, world["uris"][kind], order_by=ORDER[kind],
+                                     queries=[None, *wheres], env=env)
+    assert everything == ours
+    for where, found in zip(wheres, results, strict=True):
         expected = _filtered(ours, where)
         assert expected, where
         assert found == expected, where
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("conformance") / "registry"
+    return monitored(str(root), None, appends=110, checks=24)
+
+
+def test_the_monitoring_tables_went_through_what_readers_must_replay(
+        tables: dict[str, Any]) -> None:
+    ours = tables["rows"]
+    assert [r["prediction_id"] for r in ours["predictions"]] == tables["ids"]
+    assert sum(r["tenure_months"] is None for r in ours["predictions"]) == 110 * 15
+    assert len(ours["outcomes"]) == 110 * 15 and len({r["day"] for r in ours["outcomes"]}) > 1
+    assert {r["kind"] for r in ours["metrics"]} >= {"drift", "performance", "fairness"}
+    for kind in TABLES:
+        log = Path(tables["uris"][kind]) / "_delta_log"
+        commits = [json.loads(c.read_text().splitlines()[0]).get("commitInfo", {})
+                   for c in sorted(log.glob("*.json"))]
+        assert sum(c.get("operation") == "OPTIMIZE" for c in commits) >= 2, kind
+        assert len(list(log.glob("*.checkpoint.parquet"))) >= 2, kind
+
+
+@pytest.mark.parametrize("kind", TABLES)
+@pytest.mark.parametrize("reader", READERS)
+def test_readers_agree_on_every_monitoring_table(tables: dict[str, Any], reader: str,
+                                                 kind: str) -> None:
+    compare(tables, reader, kind)
+
+
+# -- the same tables on S3 ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def on_s3(s3_server: dict[str, str]) -> dict[str, Any]:
+    uri = f"s3://{BUCKET}/conformance-{uuid.uuid4().hex[:12]}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(eventlog, "FANOUT", 3)
+        patch.setattr(eventlog, "CHECKPOINT_EVERY", 10)
+        world = monitored(uri, dict(s3_server), appends=30, checks=12)
+        reg = nbr.open_registry(uri, user="alice", storage_options=s3_server)
+        for i in range(20):
+            reg.comment("credit", 1, f"note {i}")
+        reg.ledger.log.vacuum(grace=timedelta(0))
+    world["uris"]["events"] = EventLog(Location(uri, dict(s3_server))).uri
+    world["rows"]["events"] = normalise(reg.history().to_pylist())
+    return world
+
+
+def test_the_s3_tables_have_checkpoints_and_merges(on_s3: dict[str, Any],
+                                                   s3_server: dict[str, str]) -> None:
+    client = s3_client(s3_server)
+    for kind, uri in on_s3["uris"].items():
+        prefix = uri.removeprefix(f"s3://{BUCKET}/") + "/_delta_log/"
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+        assert any(k.endswith(".checkpoint.parquet") for k in keys), kind
+        merges = [k for k in keys if k.endswith(".json") and b'"OPTIMIZE"' in client.get_object(
+            Bucket=BUCKET, Key=k)["Body"].read()]
+        assert merges, kind
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_readers_agree_on_every_table_on_s3(on_s3: dict[str, Any], s3_server: dict[str, str],
+                                            reader: str) -> None:
+    """Each reader takes the endpoint and credentials from the usual AWS variables."""
+    events = read_rows(reader, on_s3["uris"]["events"], order_by=["seq"], env=s3_server)
+    assert [{c: r[c] for c in HISTORY} for r in events] == on_s3["rows"]["events"]
+    for kind in TABLES:
+        compare(on_s3, reader, kind, env=s3_server)

@@ -317,3 +317,16 @@ def test_benchmark_data_flags_exactly_the_injected_shifts(con: duckdb.DuckDBPyCo
                               scores=reference["score"])
     table = drift(con, f"read_parquet('{tmp_path / 'w.parquet'}')", baseline)
     assert set(dataset_drift(table)["drifted_features"]) == bench.SHIFTED
+
+
+def test_a_window_of_only_unseen_levels_is_drifted(con: duckdb.DuckDBPyConnection,
+                                                    tmp_path: Path) -> None:
+    """Pooling rare levels leaves one bin, so chi-square cannot be computed: the share of
+    unseen levels is tested instead (a complete shift must not read "not drifted")."""
+    levels = [f"L{i}" for i in range(20)]
+    baseline = build_baseline(pa.table({"c": levels * 5}))
+    pq.write_table(pa.table({"c": [f"new{i % 7}" for i in range(50_000)]}),
+                   tmp_path / "w.parquet")
+    row = drift(con, f"read_parquet('{tmp_path / 'w.parquet'}')", baseline).to_pylist()[0]
+    assert row["chi2_pvalue"] is None and row["psi"] > 10
+    assert row["drifted"] is True and row["p_value"] < 1e-6

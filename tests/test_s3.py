@@ -138,3 +138,15 @@ def test_heads_published_to_a_worm_bucket_survive_an_attacker(s3_server: dict[st
                              VersionId=listed[0]["VersionId"])
     report = reg.verify(witness=witness, witness_storage_options=options)
     assert report.ok and any(c.name == "witness" and c.ok for c in report.checks)
+
+
+def test_deltalake_only_settings_do_not_break_the_blob_store(s3_server: dict[str, str],
+                                                             s3_uri: str) -> None:
+    """Options that only deltalake knows (copied from delta-rs's S3 docs) reach deltalake
+    and are left out of the object store that holds blobs and commits."""
+    options = {**s3_server, "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
+               "AWS_S3_LOCKING_PROVIDER": "none"}
+    reg = nbr.open_registry(s3_uri, user="alice", storage_options=options)
+    reg.register(workers.Model(1, 0), "credit_risk")
+    assert reg.load("credit_risk", 1, trusted=True) == workers.Model(1, 0)
+    assert nbr.verify(s3_uri, storage_options=options).ok

@@ -238,6 +238,95 @@ def test_concurrent_writers_in_several_processes_lose_nothing(
     assert len(ids) == len(set(ids)) == 601
 
 
+def test_a_stale_handle_appends_after_another_writer_changed_the_schema(
+        location: Location, tables: mon.MonitoringTables) -> None:
+    """Issue 16.6: after any metaData commit by someone else, a handle that had written
+    before failed every append with "Metadata changed since last commit"."""
+    old = tables.predictions
+    old.append(batch(3, DAY1))
+    other = mon.MonitorTable(location, "credit_risk", "predictions")
+    other.append(batch(3, DAY1, start=3, income=pa.array([1.0] * 3)))  # v2 adds a feature
+    old.append(batch(3, DAY1, start=6))
+    old.append(batch(3, DAY1, start=9, income=pa.array([2.0] * 3)))
+    stored = old.read(columns=["prediction_id", "income"]).sort_by("prediction_id")
+    assert stored["prediction_id"].to_pylist() == [f"p{i:08d}" for i in range(12)]
+    assert stored["income"].to_pylist() == [None] * 3 + [1.0] * 3 + [None] * 3 + [2.0] * 3
+
+
+def spawn_all(queue: Any, procs: list[Any], timeout: float = 240) -> None:
+    for p in procs:
+        p.start()
+    try:
+        errors = [error for _, error in (queue.get(timeout=timeout) for _ in procs) if error]
+    finally:
+        for p in procs:
+            p.join(30)
+            if p.is_alive():
+                p.kill()
+    assert not errors, "\n".join(errors)
+
+
+@pytest.mark.slow
+def test_first_writers_racing_in_processes_create_the_table_once(location: Location) -> None:
+    """Writers that all find no table: one creates it (version 0, with the properties), the
+    others append; before, a loser committed a second create or failed for good."""
+    import multiprocessing
+
+    import capture_workers
+
+    ctx = multiprocessing.get_context("spawn")
+    queue, models, workers = ctx.Queue(), [f"race{k}" for k in range(6)], 3
+    barrier = ctx.Barrier(workers)
+    spawn_all(queue, [ctx.Process(target=capture_workers.race_first_writes,
+                                       args=(location.uri, w, models, barrier, queue))
+                           for w in range(workers)])
+    for model in models:
+        table = mon.MonitorTable(location, model, "predictions")
+        commits = sorted(Path(table.uri, "_delta_log").glob("*.json"))
+        actions = [[json.loads(line) for line in c.read_text().splitlines()] for c in commits]
+        creates = [i for i, commit in enumerate(actions)
+                   if any("metaData" in a or "protocol" in a for a in commit)]
+        assert creates == [0], (model, creates)
+        meta = next(a["metaData"] for a in actions[0] if "metaData" in a)
+        assert meta["configuration"] == mon.CONFIGURATION
+        assert meta["partitionColumns"] == ["day"]
+        ids = table.read(columns=["prediction_id"])["prediction_id"].to_pylist()
+        assert sorted(ids) == sorted(f"w{w}-{r}-{i}" for w in range(workers)
+                                     for r in "ab" for i in range(5))
+
+
+@pytest.mark.slow
+def test_a_schema_merge_while_another_process_logs_loses_nothing(
+        location: Location, tables: mon.MonitoringTables) -> None:
+    """Version 2 adds a feature column while version 1 rows are logged from another
+    process: every row of both lands, the old rows with the new column null."""
+    import multiprocessing
+
+    import capture_workers
+
+    tables.predictions.append(batch(2, DAY1))
+    ctx = multiprocessing.get_context("spawn")
+    queue, started = ctx.Queue(), ctx.Event()
+    child = ctx.Process(target=capture_workers.log_old_version_rows,
+                        args=(location.uri, 40, started, queue))
+    child.start()
+    try:
+        assert started.wait(120)
+        for k in range(5):  # the metaData commits land between the child's appends
+            tables.predictions.append(batch(4, DAY1, start=100 + 4 * k, version=2,
+                                            income=pa.array([float(k)] * 4)))
+        assert queue.get(timeout=180) == ("v1", None)
+    finally:
+        child.join(30)
+        if child.is_alive():
+            child.kill()
+    stored = tables.predictions.read(columns=["prediction_id", "income", "version"])
+    ids = stored["prediction_id"].to_pylist()
+    assert len(ids) == len(set(ids)) == 2 + 40 * 10 + 5 * 4
+    old = stored.filter(pa.compute.starts_with(stored["prediction_id"], "v1-"))
+    assert old.num_rows == 400 and old["income"].null_count == 400
+
+
 def test_find_ids_prunes_files_by_id_statistics(
         tables: mon.MonitoringTables, monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(5):
@@ -301,15 +390,15 @@ def test_rewritten_data_file_is_detected(sealed: tuple[mon.MonitorTable, dict[st
     assert any("was rewritten" in p for p in check_seal(table.location, item))
 
 
-def test_same_size_rewrite_needs_a_content_seal(
+def test_same_size_rewrite_is_caught_by_the_content_hash(
         sealed: tuple[mon.MonitorTable, dict[str, Any]]) -> None:
-    table, _ = sealed
-    deep = seal(table, content=True)
-    path = _data_file(table, deep)
+    table, item = sealed
+    path = _data_file(table, item)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF                  # same size, different bytes
     path.write_bytes(bytes(data))
-    assert any("content" in p for p in check_seal(table.location, deep))
+    assert any("was rewritten" in p and path.name in p and "same size" in p
+               for p in check_seal(table.location, item))
 
 
 def test_deleted_data_file_is_detected(sealed: tuple[mon.MonitorTable, dict[str, Any]]) -> None:

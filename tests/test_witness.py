@@ -103,3 +103,57 @@ def test_a_writer_with_a_fast_clock_is_refused(tmp_path: Path) -> None:
     assert "refused:" in out and "ahead of the storage" in out
     reg = nbr.open_registry(uri, user="alice")
     assert reg.head[0] == 2 and reg.verify().ok
+
+
+def test_monitoring_and_report_evidence_is_witnessed(tmp_path: Path) -> None:
+    from nbregistry.registry.witness import WITNESSED_ACTIONS
+
+    assert {"seal", "alert", "retrain_requested", "report"} <= WITNESSED_ACTIONS
+    witness = str(tmp_path / "witness")
+    reg = nbr.open_registry(str(tmp_path / "reg"), user="alice", witness=witness)
+    reg.register(TinyModel(1.0), "credit")
+    reg.monitor("credit").seal()
+    heads = sorted(Path(witness).rglob("*.json"))
+    assert heads and heads[-1].name == f"{reg.head[0]:020d}.json"
+
+
+def test_a_failed_publication_is_retried_at_the_next_write(tmp_path: Path) -> None:
+    witness = tmp_path / "witness"
+    reg = nbr.open_registry(str(tmp_path / "reg"), user="alice", witness=str(witness))
+    reg.register(TinyModel(1.0), "credit")
+    reg.grant_role("carol", "validator")  # published
+    heads = witness / "nbregistry-heads"
+    shutil.move(heads, tmp_path / "away")
+    heads.write_text("the witness refuses writes for a while")  # (root ignores chmod)
+    reg.grant_role("bob", "validator")
+    heads.unlink()
+    shutil.move(tmp_path / "away", heads)
+    governance = reg.head
+    report = reg.verify()
+    assert report.ok and any(n.kind == "unwitnessed" and str(governance[0]) in n.message
+                             for n in report.notices)
+    reg.comment("credit", 1, "an ordinary event, not due on its own")
+    assert reg.verify().notices == ()  # the retry published the newer head, covering it
+
+
+def test_a_forged_head_in_the_witness_is_a_tamper_alarm(tmp_path: Path) -> None:
+    import json
+
+    from nbregistry.registry.witness import key_of
+
+    witness = tmp_path / "witness"
+    uri = str(tmp_path / "reg")
+    reg = nbr.open_registry(uri, user="alice", witness=str(witness))
+    reg.register(TinyModel(1.0), "credit")
+    seq = reg.head[0] + 1  # mallory publishes a head for the next seq before anyone writes it
+    forged = witness / key_of(reg.events()[0].hash, seq)
+    forged.parent.mkdir(parents=True, exist_ok=True)
+    forged.write_text(json.dumps({"seq": seq, "hash": "ab" * 32, "actor": "mallory"}))
+    with pytest.raises(nbr.IntegrityError, match="forged head") as raised:
+        reg.grant_role("bob", "validator")
+    assert "was recorded" in str(raised.value)
+    assert reg.roles()["bob"] == ["validator"]  # the honest write landed
+    alarm = reg.refresh().events()[-1]
+    assert alarm.action == "tamper_alarm" and alarm.payload["seq"] == seq
+    report = reg.verify()
+    assert not report.ok and any("forged head" in p.message for p in report.problems)

@@ -28,7 +28,14 @@ from .domain import (
 from .domain.policy import Policy
 
 if TYPE_CHECKING:
-    from .registry import Flavor, Registry, RegistryView, open_registry, register_flavor
+    from .registry import (
+        Flavor,
+        Registry,
+        RegistryView,
+        import_mlflow,
+        open_registry,
+        register_flavor,
+    )
     from .reports import reverify, run_pack, run_report
 
 __version__ = "0.2.0"
@@ -53,6 +60,7 @@ __all__ = [
     "RegistryView",
     "StorageError",
     "VerifyReport",
+    "import_mlflow",
     "load_ipython_extension",
     "open_registry",
     "register_flavor",
@@ -64,7 +72,8 @@ __all__ = [
 
 # Resolved on first access, so that ``nbr.open_registry`` is the real function (its own
 # signature and docs) while ``import nbregistry`` loads no storage engine.
-_LAZY = {"open_registry", "register_flavor", "Registry", "RegistryView", "Flavor"}
+_LAZY = {"open_registry", "register_flavor", "Registry", "RegistryView", "Flavor",
+         "import_mlflow"}
 _LAZY_REPORTS = {"run_report", "reverify", "run_pack"}
 
 

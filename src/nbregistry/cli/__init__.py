@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..domain.errors import NbRegistryError
-from . import audit, browse, monitoring, reports
+from . import audit, browse, migrate, monitoring, reports, watching
 from .options import ERROR, FAILED, OK, command, flat
 
 
@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-reports", action="store_true",
                       help="skip the compliance pack (the slowest step: a Jupyter kernel)")
     demo.set_defaults(run=_demo)
-    for module in (monitoring, browse, audit, reports):
+    for module in (monitoring, watching, browse, audit, reports, migrate):
         module.add(sub)
     return parser
 

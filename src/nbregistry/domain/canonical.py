@@ -28,5 +28,19 @@ def event_hash(prev_hash: str, seq: int, event_id: str, ts: str, actor: str, act
     return hashlib.sha256(f"{header}\n{payload}".encode()).hexdigest()
 
 
+def shown(value: Any) -> str:
+    """``repr`` for an error message; an integer too long to print (Python refuses beyond
+    4,300 digits) or to read is described instead."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"an integer of about {int(value.bit_length() * 0.30103):,} digits"
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
 def is_finite_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False

@@ -153,7 +153,7 @@ class SetBaseline(TypedDict):
 
 
 class Alert(TypedDict):
-    kind: str
+    kind: str        # drift | performance | concept_drift | fairness | data_quality
     metric: str
     feature: str | None
     value: float
@@ -161,6 +161,8 @@ class Alert(TypedDict):
     band: dict[str, Any]
     window: list[str]
     action: str | None
+    more: NotRequired[int]             # breaches of the same check not recorded as events
+    episode: NotRequired[str]          # the watcher's: "open" (status alert), "close" (ok)
 
 
 class CheckSummary(TypedDict):
@@ -180,6 +182,14 @@ class Snapshot(TypedDict):
     state_sha256: str   # the canonical JSON itself: what verify recomputes from the fold
     seq: int            # the state is the fold of events 1..seq
     hash: str           # and event seq's hash
+
+
+class TamperAlarm(TypedDict):
+    key: str            # the witness record that was taken
+    seq: int            # the seq it claims
+    hash: str           # the hash it claims
+    actor: str | None   # who it claims published it
+    ours: str           # the hash of event seq in this log
 
 
 class RetrainRequested(TypedDict):
@@ -211,6 +221,7 @@ SHAPES: dict[str, type] = {
     "seal": Seal,
     "retrain_requested": RetrainRequested,
     "snapshot": Snapshot,
+    "tamper_alarm": TamperAlarm,
 }
 
 

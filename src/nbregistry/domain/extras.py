@@ -12,6 +12,8 @@ EXTRAS = {
     "monitoring": "drift, performance and fairness monitoring (DuckDB)",
     "reports": "compliance reports (papermill)",
     "demo": "the `nbregistry demo` job (scikit-learn)",
+    "spark": "monitoring on Spark through Spark Connect (pyspark-client, sqlglot)",
+    "mlflow": "importing from MLflow and loading MLflow models",
 }
 
 

@@ -6,6 +6,10 @@ window = "7d"                 # what check() evaluates, ending now
 maturity_days = 30            # an outcome is due this long after its prediction
 min_rows = 200                # fewer rows in a window: "insufficient", never an alert
 on_alert = "retrain"          # "none" | "retrain" | "rollback" (the production version)
+action_roles = ["admin", "risk_officer"]  # who may run a check that rolls production back
+max_missing = 0.5             # a feature missing in more of a window's rows: data quality
+short_window = "10m"          # the watcher (mon.watch) also judges the last 10 minutes
+tick = "30s"                  # and looks every 30 seconds
 fairness_group = "sex"        # check() and the fairness gate look at this attribute
 fairness_favorable = 0        # the favorable predicted label (0 = no default)
 replay_margin = 0.01          # the replay gate: the candidate's AUC may trail by this much
@@ -24,12 +28,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .canonical import is_finite_number, shown
 from .errors import InvalidInputError
 from .timefmt import parse_window
 
 Direction = Literal["above", "below"]
 Action = Literal["none", "retrain", "rollback"]
 MONITORING_GATES = ("no_drift_alert", "replay", "fairness")
+MAX_DAYS = 36_500  # longer durations mean nothing here, and time arithmetic on them overflows
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,10 @@ class MonitoringPolicy:
     fairness_favorable: Any = 1
     replay_margin: float = 0.01
     thresholds: dict[str, Band] = field(default_factory=lambda: dict(DEFAULT_BANDS))
+    action_roles: tuple[str, ...] = ("admin", "risk_officer")
+    max_missing: float = 0.5
+    short_window: str = "10m"     # the watcher's second, short window
+    tick: str = "30s"             # how often the watcher looks
 
 
 def parse_monitoring(body: Any, errors: list[str], unknown: list[str]) -> MonitoringPolicy:
@@ -78,7 +88,8 @@ def parse_monitoring(body: Any, errors: list[str], unknown: list[str]) -> Monito
         errors.append("[monitoring] must be a table")
         return MonitoringPolicy()
     known = {"window", "maturity_days", "min_rows", "on_alert", "fairness_group",
-             "fairness_favorable", "replay_margin", "thresholds"}
+             "fairness_favorable", "replay_margin", "thresholds", "action_roles", "max_missing",
+             "short_window", "tick"}
     unknown += [f"monitoring.{k}" for k in sorted(set(body) - known)]
     window = body.get("window", "7d")
     try:
@@ -89,8 +100,13 @@ def parse_monitoring(body: Any, errors: list[str], unknown: list[str]) -> Monito
     numbers = {k: body.get(k, default) for k, default in
                (("maturity_days", 30.0), ("min_rows", 200), ("replay_margin", 0.01))}
     for key, value in numbers.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            errors.append(f"monitoring.{key} must be a number >= 0, got {value!r}")
+        if not is_finite_number(value) or value < 0:
+            errors.append(f"monitoring.{key} must be a finite number >= 0, got {shown(value)}")
+            numbers[key] = MonitoringPolicy.__dataclass_fields__[key].default
+    if numbers["maturity_days"] > MAX_DAYS:
+        errors.append(f"monitoring.maturity_days must be at most {MAX_DAYS:,} (a century), got "
+                      f"{shown(numbers['maturity_days'])}")
+        numbers["maturity_days"] = MAX_DAYS
     action = body.get("on_alert", "none")
     if action not in ("none", "retrain", "rollback"):
         errors.append(f"monitoring.on_alert must be none, retrain or rollback, got {action!r}")
@@ -98,10 +114,28 @@ def parse_monitoring(body: Any, errors: list[str], unknown: list[str]) -> Monito
     group = body.get("fairness_group")
     if group is not None and (not isinstance(group, str) or not group):
         errors.append("monitoring.fairness_group must be a column name")
+    roles = body.get("action_roles", ["admin", "risk_officer"])
+    if not isinstance(roles, list) or not all(isinstance(r, str) and r for r in roles):
+        errors.append("monitoring.action_roles must be a list of role names")
+        roles = ["admin"]
+    missing = body.get("max_missing", 0.5)
+    if isinstance(missing, bool) or not isinstance(missing, int | float) or not 0 < missing <= 1:
+        errors.append(f"monitoring.max_missing must be a share in (0, 1], got {missing!r}")
+        missing = 0.5
+    watching = {key: body.get(key, default) for key, default in
+                (("short_window", "10m"), ("tick", "30s"))}
+    for key, value in list(watching.items()):
+        try:
+            parse_window(value, field=f"monitoring.{key}")
+        except InvalidInputError as exc:
+            errors.append(f"monitoring.{key}: {exc}")
+            watching[key] = "10m" if key == "short_window" else "30s"
     return MonitoringPolicy(window, float(numbers["maturity_days"]), int(numbers["min_rows"]),
                             action, group, body.get("fairness_favorable", 1),
                             float(numbers["replay_margin"]),
-                            {**DEFAULT_BANDS, **_bands(body.get("thresholds", {}), errors)})
+                            {**DEFAULT_BANDS, **_bands(body.get("thresholds", {}), errors)},
+                            tuple(roles), float(missing), watching["short_window"],
+                            watching["tick"])
 
 
 def _bands(body: Any, errors: list[str]) -> dict[str, Band]:
@@ -118,9 +152,8 @@ def _bands(body: Any, errors: list[str]) -> dict[str, Band]:
         warn, alert = spec["warn"], spec["alert"]
         if direction not in ("above", "below"):
             errors.append(f"{where}.direction must be above or below")
-        elif not all(isinstance(v, int | float) and not isinstance(v, bool)
-                     for v in (warn, alert)):
-            errors.append(f"{where}: warn and alert must be numbers")
+        elif not all(is_finite_number(v) for v in (warn, alert)):
+            errors.append(f"{where}: warn and alert must be finite numbers")
         elif (direction == "above" and warn > alert) or (direction == "below" and warn < alert):
             errors.append(f"{where}: warn must come before alert ({direction}: warn "
                           f"{'<=' if direction == 'above' else '>='} alert)")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .canonical import is_finite_number, shown
 from .errors import InvalidInputError
-from .monitoring_policy import MONITORING_GATES, MonitoringPolicy, parse_monitoring
+from .monitoring_policy import MAX_DAYS, MONITORING_GATES, MonitoringPolicy, parse_monitoring
 
 DEFAULT_POLICY_TOML = '''\
 # nbregistry default policy: safe out of the box. Change it with reg.set_policy(...).
@@ -157,6 +159,12 @@ def parse_policy(data: dict[str, Any], *, strict: bool = True) -> Policy:
              for name, body in dict(data.get("stages", {})).items()}
     loading = _loading(data.get("loading", {}), errors, unknown)
     monitoring = parse_monitoring(data.get("monitoring", {}), errors, unknown)
+    if isinstance(data.get("monitoring"), dict) and "action_roles" in data["monitoring"]:
+        errors += [f"monitoring.action_roles: {r!r} is not one of the policy's roles"
+                   for r in monitoring.action_roles if r not in roles]
+    else:  # the default names roles a custom policy may not have
+        monitoring = dataclasses.replace(monitoring, action_roles=tuple(
+            r for r in monitoring.action_roles if r in roles))
     unknown += sorted(set(data) - KNOWN_SECTIONS)
     if strict and unknown:
         errors.append(f"unknown keys: {', '.join(unknown)} (known top-level keys: "
@@ -218,16 +226,20 @@ def _stage_rules(name: str, body: dict[str, Any], roles: tuple[str, ...],
         except InvalidInputError as exc:
             errors.append(f"{where}.metrics: {exc}")
     ttl = body.get("approval_ttl_days")
-    if ttl is not None and (not isinstance(ttl, int | float) or ttl <= 0):
-        errors.append(f"{where}.approval_ttl_days must be a positive number")
+    if ttl is not None and (not is_finite_number(ttl) or not 0 < ttl <= MAX_DAYS):
+        errors.append(f"{where}.approval_ttl_days must be a number of days above 0 and at "
+                      f"most {MAX_DAYS:,}, got {shown(ttl)}")
+        ttl = None
     watched = _strings(body.get("monitoring", []), f"{where}.monitoring", errors)
     for gate in watched:
         if gate not in MONITORING_GATES:
             errors.append(f"{where}.monitoring: {gate!r} is not one of "
                           f"{', '.join(MONITORING_GATES)}")
     window = body.get("emergency_window_hours", 72.0)
-    if not isinstance(window, int | float) or window <= 0:
-        errors.append(f"{where}.emergency_window_hours must be a positive number")
+    if not is_finite_number(window) or not 0 < window <= MAX_DAYS * 24:
+        errors.append(f"{where}.emergency_window_hours must be a number of hours above 0 and "
+                      f"at most {MAX_DAYS * 24:,}, got {shown(window)}")
+        window = 72.0
     return StagePolicy(approvals, role_lists["approver_roles"], role_lists["requester_roles"],
                        distinct, tuple(gates),
                        _strings(body.get("card_fields", []), f"{where}.card_fields", errors),

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .canonical import canonical_json
+from .canonical import canonical_json, shown
 from .errors import InvalidInputError
 
 MAX_NAME = 200
@@ -87,7 +87,7 @@ def metrics_mapping(value: Mapping[str, Any] | None) -> dict[str, float]:
         number = _to_float(raw)
         if number is None or not math.isfinite(number):
             raise InvalidInputError(
-                f"metric {key!r} = {raw!r} is not a finite number: metrics must be finite "
+                f"metric {key!r} = {shown(raw)} is not a finite number: metrics must be finite "
                 "floats. Drop it, or record the reason in tags instead.", field="metrics",
                 value=raw)
         out[key] = number
@@ -130,7 +130,7 @@ def _to_float(raw: Any) -> float | None:
         return None
     try:
         return float(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond a float
         return None
 
 

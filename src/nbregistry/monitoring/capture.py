@@ -54,6 +54,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..domain.errors import InvalidInputError
+from ..domain.timefmt import utc
 from ..domain.validate import version_number
 from ..store.monitoring import RESERVED, MonitoringTables, MonitorTable, kind_of
 from ..store.snapshot import sql_timestamp
@@ -390,8 +391,7 @@ def matured_before(maturity_days: float, *, now: datetime | None = None) -> date
             or not math.isfinite(maturity_days) or maturity_days < 0:
         raise InvalidInputError(f"maturity_days must be a number >= 0, got {maturity_days!r}",
                                 field="maturity_days")
-    current = datetime.now(UTC) if now is None else (
-        now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC))
+    current = datetime.now(UTC) if now is None else utc(now)
     return current - timedelta(days=maturity_days)
 
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..domain.errors import InvalidInputError
+from ..domain.timefmt import EARLIEST, LATEST, utc
 from ..store.monitoring import TS, kind_of
 
 _V7 = bytes((b & 0x0F) | 0x70 for b in range(256))
@@ -180,13 +181,10 @@ def _id_chunk(ts: pa.Array) -> pa.Array:
 
 
 def timestamps(ts: Any, n: int) -> pa.Array:
-    """``n`` UTC microsecond timestamps from None (now), one datetime or a sequence."""
+    """``n`` UTC microsecond timestamps from None (now), one datetime or a sequence, between
+    ``EARLIEST`` and ``LATEST`` (windows around them must be representable)."""
     if ts is None or isinstance(ts, datetime):
-        if ts is None:
-            us = time.time_ns() // 1000
-        else:
-            aware = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-            us = (aware - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        us = time.time_ns() // 1000 if ts is None else micros(ts)
         return pa.repeat(pa.scalar(us, pa.int64()), n).cast(TS)
     column = to_array(ts, what="ts")
     if len(column) != n:
@@ -198,7 +196,36 @@ def timestamps(ts: Any, n: int) -> pa.Array:
     if column.null_count:
         raise InvalidInputError(f"ts has {column.null_count} missing value(s); every row "
                                 "needs a time", field="ts")
-    return convert(column, TS, name="ts", expected="the monitoring table", nonfinite={})
+    column = convert(column, TS, name="ts", expected="the monitoring table", nonfinite={})
+    low, high = pc.min_max(column.cast(pa.int64())).values()
+    for us in (low.as_py(), high.as_py()):
+        if us is not None:
+            in_range(us)
+    return column
+
+
+def micros(ts: datetime) -> int:
+    """Microseconds since the epoch of a datetime (naive means UTC), within the range."""
+    try:
+        aware = utc(ts)
+    except OverflowError:  # the offset pushes it past the calendar's edge
+        return in_range(_RANGE[1] if ts.year > 1 else _RANGE[0] - 1)
+    return in_range((aware - _EPOCH) // timedelta(microseconds=1))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_RANGE = ((EARLIEST - _EPOCH) // timedelta(microseconds=1),
+          (LATEST - _EPOCH) // timedelta(microseconds=1))
+
+
+def in_range(us: int) -> int:
+    """``us`` (microseconds since the epoch) when it is a time rows may be logged at."""
+    if not _RANGE[0] <= us < _RANGE[1]:
+        when = "after 9998" if us >= _RANGE[1] else "before 0001-01-02"
+        raise InvalidInputError(f"ts holds a time {when}: windows and day partitions around "
+                                "it cannot be represented; log the real time of each row",
+                                field="ts")
+    return us
 
 
 def id_column(ids: Any, n: int) -> pa.Array:

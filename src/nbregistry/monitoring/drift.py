@@ -50,14 +50,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..domain.errors import InvalidInputError
 from ..domain.monitoring_policy import DEFAULT_BANDS, Band
 from . import duck
-from .baseline import check_baseline, level_sql
-from .sketch import cell_sql, edges, far_cells, far_edges
+from .baseline import check_baseline
+from .counts import Counts, FeatureCounts, feature_counts
+from .sketch import edges, far_edges
 
 if TYPE_CHECKING:
     import duckdb
@@ -82,25 +82,56 @@ def drift(con: duckdb.DuckDBPyConnection, source: str, baseline: dict[str, Any],
     ``alpha`` is the false discovery rate, ``min_effect`` the PSI a feature must reach to
     count as drifted, ``drift_share`` the share of drifted features that makes the dataset
     drifted (see ``dataset_drift``); ``band`` rates each ``psi`` (the policy's).
+    ``con`` is a DuckDB connection or another engine with its interface (``spark.py``).
     """
+    found = drift_by(con, source, baseline, where=where, features=features, alpha=alpha,
+                     min_effect=min_effect, drift_share=drift_share, band=band)
+    if () not in found:
+        raise InvalidInputError(f"the window has no prediction rows (source {source[:120]}, "
+                                f"filter {where!r}): widen the period or check the version",
+                                field="where", value=where)
+    return found[()]
+
+
+def drift_by(con: Any, source: str, baseline: dict[str, Any], *,
+             keys: Sequence[tuple[str, str]] = (), where: str | None = None,
+             features: Sequence[str] | None = None, alpha: float = 0.05,
+             min_effect: float = 0.1, drift_share: float = 0.5,
+             band: Band | None = None) -> dict[tuple[Any, ...], pa.Table]:
+    """``drift`` for every value of the ``keys`` expressions (``(sql, alias)``: a time
+    bucket, say), all from one scan; groups without rows are absent."""
     check_baseline(baseline)
     if not 0 < alpha < 1:
         raise InvalidInputError("alpha must be between 0 and 1", field="alpha", value=alpha)
     if min_effect < 0 or not 0 < drift_share <= 1:
         raise InvalidInputError("min_effect must be >= 0 and drift_share in (0, 1]",
                                 field="min_effect", value=(min_effect, drift_share))
+    specs, types = prepared(con, source, baseline, features)
+    groups = feature_counts(con, source, where, specs, types, keys=keys)
+    return {key: from_counts(specs, counts, alpha=alpha, min_effect=min_effect,
+                             drift_share=drift_share, band=band or DEFAULT_BANDS["psi"])
+            for key, counts in groups.items() if counts.rows}
+
+
+def prepared(con: Any, source: str, baseline: dict[str, Any],
+             features: Sequence[str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The baseline specs of the features to compare, and the source's column types
+    (checked against them)."""
+    check_baseline(baseline)
     specs = _selected(baseline, features)
     types = duck.columns(con, source)
     _check_types(specs, types)
-    total, windows = _window_counts(con, source, where, specs, types)
-    if total == 0:
-        raise InvalidInputError(f"the window has no prediction rows (source {source[:120]}, "
-                                f"filter {where!r}): widen the period or check the version",
-                                field="where", value=where)
-    _far_pass(con, source, where, specs, types, total, windows)
-    rows = [_feature_row(name, spec, windows[name], total) for name, spec in specs.items()]
+    return specs, types
+
+
+def from_counts(specs: dict[str, Any], counts: Counts, *, alpha: float = 0.05,
+                min_effect: float = 0.1, drift_share: float = 0.5,
+                band: Band = DEFAULT_BANDS["psi"]) -> pa.Table:
+    """The drift table from a window's counts (a scan's, or a sum of per-file sketches)."""
+    rows = [_feature_row(name, spec, counts.features[name], counts.rows)
+            for name, spec in specs.items()]
     return _finish(rows, alpha=alpha, min_effect=min_effect, drift_share=drift_share,
-                   band=band or DEFAULT_BANDS["psi"])
+                   band=band)
 
 
 def dataset_drift(table: pa.Table, *, drift_share: float = 0.5) -> dict[str, Any]:
@@ -142,84 +173,7 @@ def _check_types(specs: dict[str, Any], types: dict[str, str]) -> None:
                                     f"{types[name]} in the prediction log", field=name)
 
 
-@dataclass
-class _Window:
-    """One feature's counts in the window: cells (numeric) or levels, and valid values."""
-
-    histogram: dict[Any, int]
-    valid: int
-    far_area: tuple[float, float] = (0.0, 0.0)
-
-
-def _window_counts(con: duckdb.DuckDBPyConnection, source: str, where: str | None,
-                   specs: dict[str, Any], types: dict[str, str]
-                   ) -> tuple[int, dict[str, _Window]]:
-    parts = ["count(*)"]
-    for name, spec in specs.items():
-        column = duck.quote(name)
-        if spec["kind"] == "numeric" and spec["grid"] is not None:
-            parts.append(f"histogram({cell_sql(column, spec['grid'], types[name])})")
-            parts.append(f"count({column})")
-        elif spec["kind"] == "numeric":
-            parts.append("NULL")
-            parts.append(f"count(*) FILTER (WHERE isfinite(CAST({column} AS DOUBLE)))")
-        else:
-            parts.append(f"histogram({level_sql(column, types[name])})")
-            parts.append(f"count({column})")
-    row = duck.one(con, f"SELECT {', '.join(parts)} FROM {source} {duck.where_clause(where)}")
-    windows = {name: _Window({_key(k): int(v) for k, v in (row[1 + 2 * i] or {}).items()},
-                             int(row[2 + 2 * i]))
-               for i, name in enumerate(specs)}
-    return int(row[0]), windows
-
-
-def _key(value: Any) -> Any:
-    return value if isinstance(value, str) else int(value)
-
-
-def _far_pass(con: duckdb.DuckDBPyConnection, source: str, where: str | None,
-              specs: dict[str, Any], types: dict[str, str], total: int,
-              windows: dict[str, _Window]) -> None:
-    """Settle what the far cells hold. The cell expression keeps every value's cost low
-    and so lets nulls, NaN and +-inf fall into a far cell with any finite values far out.
-    When a far cell holds more than the nulls, a second pass (for those features only)
-    counts the finite values there with the same expression and measures how far beyond
-    the outermost edges they lie (the tail area Wasserstein needs)."""
-    far = {}
-    for name, spec in specs.items():
-        if spec["kind"] != "numeric" or spec["grid"] is None:
-            continue
-        window, (low, high) = windows[name], far_cells(spec["grid"])
-        nulls = total - window.valid
-        if sorted((window.histogram.pop(low, 0), window.histogram.pop(high, 0))) != [0, nulls]:
-            far[name] = spec["grid"]
-    if not far:
-        return
-    parts = []
-    for name, grid in far.items():
-        column = duck.quote(name)
-        value, cell = f"CAST({column} AS DOUBLE)", cell_sql(column, grid, types[name])
-        below, above = (duck.number(edge) for edge in far_edges(grid))
-        low, high = far_cells(grid)
-        parts += [f"count(*) FILTER (WHERE isfinite({value}) AND {cell} = {low})",
-                  f"count(*) FILTER (WHERE isfinite({value}) AND {cell} = {high})",
-                  f"count(*) FILTER (WHERE isfinite({value}))",
-                  f"sum(CASE WHEN isfinite({value}) AND {value} < {below} "
-                  f"THEN {below} - {value} END)",
-                  f"sum(CASE WHEN isfinite({value}) AND {value} > {above} "
-                  f"THEN {value} - {above} END)"]
-    row = duck.one(con, f"SELECT {', '.join(parts)} FROM {source} {duck.where_clause(where)}")
-    for i, (name, grid) in enumerate(far.items()):
-        in_low, in_high, valid, low_area, high_area = row[5 * i: 5 * i + 5]
-        window, (low, high) = windows[name], far_cells(grid)
-        window.histogram[low], window.histogram[high] = int(in_low), int(in_high)
-        window.valid = int(valid)
-        if window.valid:
-            window.far_area = ((low_area or 0.0) / window.valid,
-                               (high_area or 0.0) / window.valid)
-
-
-def _feature_row(name: str, spec: dict[str, Any], window: _Window,
+def _feature_row(name: str, spec: dict[str, Any], window: FeatureCounts,
                  total: int) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
     row.update(feature=name, kind=spec["kind"], n=total,
@@ -242,7 +196,7 @@ def _no_values(row: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _numeric_stats(spec: dict[str, Any], window: _Window) -> dict[str, Any]:
+def _numeric_stats(spec: dict[str, Any], window: FeatureCounts) -> dict[str, Any]:
     import numpy as np
 
     grid, valid = spec["grid"], window.valid
@@ -345,8 +299,17 @@ def _categorical_stats(spec: dict[str, Any], histogram: dict[Any, int]) -> dict[
     for level, n in histogram.items():
         cur[index.get(str(level), len(ref) - 1)] += n
     p = chi2_pvalue(ref, cur)
+    test = p
+    if p is None and cur[-1] > 0:
+        # pooling left one bin: the window's mass is in levels the reference never had
+        # (a big window of new values). Test the share of unseen levels itself, or a
+        # complete shift would read as "not drifted" beside a PSI of 17.
+        from .significance import two_proportions
+
+        test = two_proportions(float(cur[-1]), float(cur.sum()), float(ref[-1]),
+                               float(ref.sum()))[1]
     return {"psi": psi(ref, cur), "js": js_distance(ref, cur), "chi2_pvalue": p,
-            "p_value": p}
+            "p_value": test}
 
 
 def psi(ref_counts: Any, cur_counts: Any) -> float:

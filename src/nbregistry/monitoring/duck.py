@@ -69,10 +69,14 @@ def where_clause(where: str | None) -> str:
     return f"WHERE ({where})" if where and where.strip() else ""
 
 
-def columns(con: duckdb.DuckDBPyConnection, source: str) -> dict[str, str]:
-    """Column name -> DuckDB type of ``source``, reading only its schema."""
+def columns(con: Any, source: str) -> dict[str, str]:
+    """Column name -> DuckDB type of ``source``, reading only its schema (another engine,
+    such as ``spark.SparkEngine``, answers with its own ``columns``)."""
     import duckdb
 
+    if not isinstance(con, duckdb.DuckDBPyConnection):
+        found: dict[str, str] = con.columns(source)
+        return found
     try:
         rows = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
     except duckdb.Error as exc:
@@ -93,7 +97,7 @@ def require_columns(available: dict[str, str], needed: list[str], *, what: str) 
             f"it has {', '.join(sorted(available)) or 'no columns'}", field=missing[0])
 
 
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "days"}
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "days"}
 
 
 def interval(window: str) -> str:

@@ -24,13 +24,14 @@ positive, recall or AUC with one class, R^2 of a constant target) the figure is 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..domain.errors import InvalidInputError
-from ..domain.timefmt import parse_window
+from ..domain.timefmt import parse_window, shifted
 from . import duck
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 EPS = 2.220446049250313e-16   # numpy.finfo(float64).eps: scikit-learn's log-loss clip
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+ORIGIN_US = 946_857_600_000_000  # 2000-01-03 00:00 UTC, a Monday: where 7d windows start
 ECE_KEY = b"nbregistry.ece"
 
 CLASSIFICATION = ("positives", "accuracy", "precision", "recall", "f1", "roc_auc", "log_loss",
@@ -126,10 +129,12 @@ def _key_exprs(types: dict[str, str], window: str | None,
     """(expression, alias) for every grouping key."""
     keys = []
     if window:
-        ts = duck.quote("ts")
-        utc = f"timezone('UTC', {ts})" if types["ts"] == "TIMESTAMP WITH TIME ZONE" \
-            else f"CAST({ts} AS TIMESTAMP)"
-        keys.append((f"time_bucket({duck.interval(window)}, {utc})", "window_start"))
+        # the window's start in microseconds since the epoch, on DuckDB's time_bucket grid
+        # (origin Monday 2000-01-03 00:00 UTC); plain arithmetic, so every engine agrees
+        step = parse_window(window) // dt.timedelta(microseconds=1)
+        since = f"epoch_us({duck.quote('ts')}) - {ORIGIN_US}"
+        keys.append((f"CAST(floor(({since}) / {step}) AS BIGINT) * {step} + {ORIGIN_US}",
+                     "window_start"))
     keys.extend((duck.quote(name), name) for name in groups)
     return keys
 
@@ -156,7 +161,7 @@ def _classification(con: duckdb.DuckDBPyConnection, base: str, keys: list[str],
         WITH cells AS (
             SELECT {lead}__s, count(*) AS __n, sum(__y) AS __p,
                    count(*) FILTER (WHERE __y NOT IN (0, 1)) AS __bad
-            FROM ({base}) GROUP BY ALL),
+            FROM ({base}) AS __rows GROUP BY {lead}__s),
         ranked AS (
             SELECT *, coalesce(sum(__n - __p) OVER ({partition}ORDER BY __s
                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS __below
@@ -223,11 +228,14 @@ def _table(rows: list[dict[str, Any]], task: str, groups: list[str],
     import pyarrow as pa
 
     ts_type = pa.timestamp("us", tz="UTC")
-    starts = [row.get("window_start") for row in rows]
-    ends = [None] * len(rows)
+    starts = [None if row.get("window_start") is None else
+              shifted(EPOCH, dt.timedelta(microseconds=int(row["window_start"])),
+                      field="window") for row in rows]
+    ends: list[Any] = [None] * len(rows)
     if window:
         step = _timedelta(window)
-        ends = [start + step if start is not None else None for start in starts]
+        ends = [shifted(start, step, field="window") if start is not None else None
+                for start in starts]
     columns: dict[str, Any] = {"window_start": pa.array(starts, ts_type),
                                "window_end": pa.array(ends, ts_type)}
     for name in groups:

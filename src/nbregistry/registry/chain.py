@@ -13,7 +13,7 @@ import pyarrow as pa
 from ..domain import validate
 from ..domain.canonical import canonical_json, event_hash
 from ..domain.entities import Event, Problem
-from ..domain.errors import InvalidInputError
+from ..domain.errors import IntegrityError, InvalidInputError
 from ..domain.events import check_payload
 from ..domain.timefmt import ts_text
 from . import signing
@@ -50,11 +50,60 @@ _COLUMNS = ("seq", "event_id", "actor", "action", "model", "version", "payload",
             "hash")
 
 
+_REQUIRED = ("seq", "event_id", "ts", "actor", "action", "payload", "prev_hash", "hash")
+
+
 def events_from_table(table: pa.Table) -> list[Event]:
-    """Events sorted by seq. Column by column, with times from integer microseconds:
-    pyarrow's own conversion of zoned timestamps imports pandas (0.4 s of every open), and
-    sorted here rather than by pyarrow.compute (a tenth of an open to import; the rows
-    nearly always come in order, which Python's sort takes in one pass)."""
+    """Events sorted by seq; a row that cannot be an event raises IntegrityError (opening
+    refuses a damaged log; ``verify()`` uses :func:`read_events` to report each one)."""
+    events, problems = read_events(table)
+    if problems:
+        raise IntegrityError(f"the event log holds rows that are not events ("
+                             f"{problems[0].message}{' …' if len(problems) > 1 else ''}). "
+                             "Run `nbregistry verify` for a full report and restore the log "
+                             "from backup.", problems=[p.message for p in problems])
+    return events
+
+
+def read_events(table: pa.Table) -> tuple[list[Event], list[Problem]]:
+    """(the rows that are events, sorted by seq; a ``malformed`` problem per row that is not:
+    a missing value, a time outside years 1-9999, a payload that is not a JSON object). The
+    whole table is converted at once; row by row only to find the bad ones."""
+    try:
+        if not any(table[name].null_count for name in _REQUIRED):
+            events = _events(table)
+            if all(type(e.payload) is dict for e in events):
+                return events, []
+    except (OverflowError, ValueError, TypeError):
+        pass
+    good: list[Event] = []
+    problems: list[Problem] = []
+    for i in range(table.num_rows):
+        row = table.slice(i, 1)
+        seq = row["seq"][0].as_py()
+        try:
+            missing = [name for name in _REQUIRED if row[name].null_count]
+            if missing:
+                raise ValueError(f"no {', '.join(missing)}")
+            event = _events(row)[0]
+            if type(event.payload) is not dict:
+                raise ValueError("its payload is not a JSON object")
+        except (OverflowError, ValueError, TypeError) as exc:
+            reason = "its time is outside years 1-9999" if isinstance(exc, OverflowError) \
+                else str(exc).splitlines()[0]
+            problems.append(Problem("malformed", f"the event row with seq {seq} cannot be read "
+                                    f"({reason})", seq if isinstance(seq, int) else None))
+            continue
+        good.append(event)
+    good.sort(key=lambda e: e.seq)
+    return good, problems
+
+
+def _events(table: pa.Table) -> list[Event]:
+    """Column by column, with times from integer microseconds: pyarrow's own conversion of
+    zoned timestamps imports pandas (0.4 s of every open), and sorted here rather than by
+    pyarrow.compute (a tenth of an open to import; the rows nearly always come in order,
+    which Python's sort takes in one pass)."""
     if table.num_rows == 0:
         return []
     c = {name: table[name].to_pylist() for name in _COLUMNS}

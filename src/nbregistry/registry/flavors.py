@@ -10,6 +10,8 @@ safe to deserialize. So:
   model. It loads only when the caller opts in (``trusted=True``) or the policy trusts the
   registrant (``[loading] trusted_registrants``) and the register event is signed with the
   registrant's enrolled key: the name on an event is only a claim.
+- ``mlflow`` (a model directory imported from MLflow, see ``mlflow_model``) loads through
+  MLflow's own loader, which unpickles: the same rule as ``joblib``.
 - a flavor you register is treated like ``joblib`` unless it declares ``safe = True``.
 """
 
@@ -24,6 +26,7 @@ from ..domain.errors import InvalidInputError, NotFoundError, PolicyViolationErr
 
 if TYPE_CHECKING:  # the Flavor port stays free of the registry's internals at run time
     from .state import RegistryState
+from .mlflow_model import MlflowFlavor
 
 
 @runtime_checkable
@@ -89,7 +92,7 @@ class SkopsFlavor:
         return list(skops.io.get_untrusted_types(data=data))
 
 
-_FLAVORS: list[Flavor] = [SkopsFlavor(), JoblibFlavor()]
+_FLAVORS: list[Flavor] = [SkopsFlavor(), MlflowFlavor(), JoblibFlavor()]
 
 
 def register_flavor(flavor: Flavor) -> None:

@@ -324,7 +324,11 @@ def _seal(state: RegistryState, event: Event) -> None:
     for table, seal in p["tables"].items():
         state.seals[table] = (event.seq, seal)
     if "check" in p and event.model is not None:
-        state.checks[event.model] = event
+        # the check of the newest window stands: a backfilled check (an earlier now=)
+        # recorded later does not hide what the latest window found
+        latest = state.checks.get(event.model)
+        if latest is None or p["check"]["window"][1] >= latest.payload["check"]["window"][1]:
+            state.checks[event.model] = event
 
 
 def _snapshot(state: RegistryState, event: Event) -> None:
@@ -375,4 +379,5 @@ HANDLERS: dict[str, Handler] = {
     "seal": _seal,
     "retrain_requested": _retrain,
     "snapshot": _snapshot,
+    "tamper_alarm": _noted,
 }

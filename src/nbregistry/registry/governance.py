@@ -6,6 +6,7 @@ nothing and a race is decided by the log. ``Registry`` methods are thin shells o
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tomllib
@@ -126,9 +127,10 @@ def close(state: RegistryState, user: str, action: str, *, name: str, number: in
 
 
 def rollback(state: RegistryState, user: str, *, name: str, stage: str, reason: str,
-             automatic: bool = False) -> Decision:
+             automatic: bool = False, from_version: int | None = None) -> Decision:
     """Back to the version that held ``stage`` before; it must still pass the stage's
-    gates (a version trained on since-recalled data is not restored)."""
+    gates (a version trained on since-recalled data is not restored). ``from_version``:
+    refused unless it still holds the stage (a racing rollback acted first)."""
     model = state.model(name)
     state.policy.check_stage(stage)
     rules = state.policy.rules(stage)
@@ -139,13 +141,42 @@ def rollback(state: RegistryState, user: str, *, name: str, stage: str, reason: 
                                    rule="role")
     stack = model.stage_stack.get(stage, [])
     current = model.holder(stage)
+    if from_version is not None and current != from_version:
+        raise ConflictError(f"{stage} of {name!r} no longer holds v{from_version} (now "
+                            f"{_holder_text(model, stage)}): another check or a person acted "
+                            "first")
     if current is None or len(stack) < 2 or stack[-1] != current:
         raise NotFoundError(f"{name!r} has no earlier {stage} version to roll back to",
                             model=name, ref=stage)
     target = stack[-2]
+    if automatic:
+        _automatic_rollback_allowed(state, user, model, stage, current, target)
     results = passing_gates(state, model, target, stage, verb="be restored to")
     return target, {"stage": stage, "from_version": current, "to_version": target,
                     "reason": reason, "gates": results}
+
+
+def _automatic_rollback_allowed(state: RegistryState, user: str, model: ModelState,
+                                stage: str, current: int, target: int) -> None:
+    """What monitoring may do on its own: roll back only when run by a role the policy
+    names, one step from a version a person put in ``stage`` (never down the stack after
+    an earlier rollback), and never to a version someone moved on purpose since it left."""
+    roles = state.policy.monitoring.action_roles
+    if not state.has_role(user, roles):
+        raise PolicyViolationError(f"{user!r} may not run a check that rolls {stage} back "
+                                   f"(monitoring.action_roles: {', '.join(roles) or 'none'})",
+                                   rule="action_role")
+    held = model.view(current).status
+    if "restored_at" in held and held.get("restored_at", "") >= held.get("promoted_at", ""):
+        raise PolicyViolationError(f"v{current} holds {stage} after a rollback: a second "
+                                   "automatic rollback in the same episode is refused (a "
+                                   "person decides what comes next)", rule="episode")
+    status = model.view(target).status
+    if model.view(target).stage != state.policy.replaced_to or status.get(
+            "promoted_to") != stage:
+        raise PolicyViolationError(f"v{target} was moved on purpose since it left {stage} "
+                                   f"(now {model.view(target).stage}): monitoring does not "
+                                   "restore it", rule="retired")
 
 
 def flag_data(state: RegistryState, *, uri: str, version: int, reason: str) -> Decision:
@@ -184,7 +215,7 @@ def load_policy_document(policy: str | os.PathLike[str] | Mapping[str, Any]) -> 
     if isinstance(policy, Mapping):
         return dict(json.loads(canonical_json(dict(policy))))
     text = os.fspath(policy)
-    if "\n" not in text and Path(text).is_file():
+    if "\n" not in text and _is_file(text):
         text = Path(text).read_text()
     try:
         document: Any = tomllib.loads(text)
@@ -194,6 +225,18 @@ def load_policy_document(policy: str | os.PathLike[str] | Mapping[str, Any]) -> 
             raise InvalidInputError(f"the policy is not valid TOML ({toml_error}) nor a YAML "
                                     "mapping", field="policy") from toml_error
     return dict(json.loads(canonical_json(document)))
+
+
+def _is_file(text: str) -> bool:
+    """Is this one-line policy text a file name? A line too long to be a path (the OS says
+    so) is policy text, not an error."""
+    try:
+        return Path(text).is_file()
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return False
+        raise InvalidInputError(f"cannot read the policy file {text[:80]!r}: {exc}",
+                                field="policy") from exc
 
 
 def _yaml(text: str) -> Any:

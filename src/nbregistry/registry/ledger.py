@@ -19,7 +19,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ..domain.entities import Event
-from ..domain.errors import ConflictError, NbRegistryError, NotFoundError, RegistryCreatedWarning
+from ..domain.errors import (
+    ConflictError,
+    IntegrityError,
+    NbRegistryError,
+    NotFoundError,
+    RegistryCreatedWarning,
+)
 from ..domain.events import FORMAT_VERSION
 from ..store import BlobStore, CommitConflict, EventLog, Location
 from . import signing, snapshot
@@ -63,6 +69,8 @@ class Ledger:
         self.max_staleness = max_staleness
         self._synced_at = time.monotonic()
         self._published = self._state.seq
+        self._unpublished = False  # a publication failed: the next write publishes
+        self._alarming = False
         self._pruned = False  # superseded snapshot blobs swept in this process yet?
 
     def _create(self, create: bool | None) -> None:
@@ -170,7 +178,36 @@ class Ledger:
             log.warning("could not store a state snapshot of %s: %s", self.location.uri, exc)
 
     def _witness_head(self, event: Event) -> None:
-        if (self.witness is not None and witnesses.due(event, self._published)
-                and witnesses.publish(self.witness, self._state.registry_id, event,
-                                      self.location.uri)):
+        """Publish the head when the event is due, or when an earlier publication failed
+        (this head vouches for the chain before it). A forged head found in the way is a
+        tamper alarm: recorded in the log, then raised."""
+        if self.witness is None or not (self._unpublished
+                                        or witnesses.due(event, self._published)):
+            return
+        try:
+            published = witnesses.publish(self.witness, self._state.registry_id, event,
+                                          self.location.uri)
+        except witnesses.WitnessConflict as conflict:
+            self._alarm(conflict)
+            return
+        self._unpublished = not published
+        if published:
             self._published = event.seq
+
+    def _alarm(self, conflict: witnesses.WitnessConflict) -> None:
+        event = conflict.event
+        log.error("TAMPER ALARM: %s", conflict)
+        if not self._alarming:  # the alarm's own publication may meet another forgery
+            self._alarming = True
+            try:
+                self.append("tamper_alarm", None, None, {
+                    "key": conflict.key, "seq": event.seq,
+                    "hash": str(conflict.found.get("hash")),
+                    "actor": None if conflict.found.get("actor") is None
+                    else str(conflict.found.get("actor")), "ours": event.hash})
+            finally:
+                self._alarming = False
+        raise IntegrityError(f"event {event.seq} ({event.action}) was recorded, but {conflict}:"
+                             " someone published a forged head. A tamper_alarm event was "
+                             "recorded; run verify and check who can write the witness",
+                             problems=[str(conflict)])

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..domain import validate
 from ..domain.errors import InvalidInputError
 from ..store import delta_version, normalize_uri
 from ..store.blobs import file_sha256
@@ -21,13 +22,19 @@ KEY_PACKAGES = ("numpy", "pandas", "scikit-learn", "pyarrow", "deltalake", "nbre
 
 def capture(model: Any, *, training_data: str | os.PathLike[str] | None,
             storage_options: Mapping[str, str] | None, notebook: str | None) -> dict[str, Any]:
-    lineage: dict[str, Any] = {
-        "python": platform.python_version(),
-        "platform": sys.platform,
-        "packages": packages(type(model).__module__.split(".")[0]),
-    }
+    # A model imported from another registry brings the lineage of the run that trained it;
+    # this process's environment and repository would say nothing true about it.
+    imported = getattr(model, "nbregistry_lineage", None)
+    lineage: dict[str, Any] = (
+        validate.json_mapping(imported, what="lineage") if isinstance(imported, Mapping) else {
+            "python": platform.python_version(),
+            "platform": sys.platform,
+            "packages": packages(type(model).__module__.split(".")[0]),
+        })
     if training_data is not None:
         lineage["training_data"] = training_data_ref(training_data, storage_options)
+    if isinstance(imported, Mapping):
+        return lineage
     git = git_state(os.getcwd())
     if git:
         lineage["git"] = git

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..domain.entities import Event
-from ..domain.errors import ConflictError
 from . import governance
 from .ledger import Decision, Ledger
 from .state import RegistryState
@@ -45,6 +44,24 @@ class MonitoringEvents:
 
         return self.ledger.record("alert", name, build)
 
+    def open_alert(self, name: str, version: int, payload: dict[str, Any]) -> Event | None:
+        """An alert episode opens, unless it is open already (another watcher, or this
+        one before a restart, recorded it): decided in the commit, so never twice."""
+        def build(state: RegistryState) -> Decision | None:
+            state.model(name).require(version)
+            return None if _is_open(state, name, payload) else (version, payload)
+
+        return self.ledger.commit("alert", name, build)
+
+    def close_alert(self, name: str, version: int, payload: dict[str, Any]) -> Event | None:
+        """An open alert episode closes (its figure left the alert band); None when it was
+        not open."""
+        def build(state: RegistryState) -> Decision | None:
+            state.model(name).require(version)
+            return (version, payload) if _is_open(state, name, payload) else None
+
+        return self.ledger.commit("alert", name, build)
+
     def request_retraining(self, name: str, version: int, *, reason: str,
                            alert_seq: int | None) -> Event:
         def build(state: RegistryState) -> Decision:
@@ -58,14 +75,19 @@ class MonitoringEvents:
         """Production back to its previous holder, refused unless production still holds
         ``from_version`` (a second check racing this one finds it already rolled back)."""
         def build(state: RegistryState) -> Decision:
-            holder = state.model(name).holder("production")
-            if holder != from_version:
-                raise ConflictError(f"production of {name!r} no longer holds v{from_version} "
-                                    f"(now {'v' + str(holder) if holder else 'nobody'}): "
-                                    "another check or a person acted first")
             number, payload = governance.rollback(state, self.user, name=name,
                                                   stage="production", reason=reason,
-                                                  automatic=True)
+                                                  automatic=True, from_version=from_version)
             return number, {**payload, "automatic": True, "alert_seq": alert_seq}
 
         return self.ledger.record("rollback", name, build)
+
+
+def _is_open(state: RegistryState, name: str, payload: dict[str, Any]) -> bool:
+    """Whether the newest alert about this figure (metric and feature) is still open."""
+    for event in reversed(state.alerts):
+        p = event.payload
+        if event.model == name and (p.get("metric"), p.get("feature")) == (
+                payload.get("metric"), payload.get("feature")):
+            return bool(p.get("status") == "alert")
+    return False

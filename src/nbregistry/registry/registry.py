@@ -335,14 +335,18 @@ class Registry(RegistryView):
         return self.ledger.record("report", name,
                                   lambda s: (_existing(s, name, number), payload))
 
-    def monitor(self, name: str) -> Monitor:
+    def monitor(self, name: str, *, engine: Any = None) -> Monitor:
         """Monitoring for model ``name``: log predictions and outcomes, then ask for drift,
-        performance, fairness, a challenger replay, or run the policy's ``check()``."""
+        performance, fairness, a challenger replay, or run the policy's ``check()``.
+
+        ``engine`` runs the questions' heavy pass: ``None``/``"duckdb"`` in this process
+        (default; ``$NBREGISTRY_ENGINE`` overrides), a Spark Connect URL
+        (``"sc://host:15002"``) or a ``SparkSession`` (Spark, Databricks Connect)."""
         name = validate.model_name(name)
         self.get(name)  # an unknown model is a NotFoundError now, not later
         tables = monitoring_tables(self.ledger.location, name)
         return Monitor(self, name, tables=tables, source=LiveSource(tables),
-                       writes=MonitoringEvents(self.ledger))
+                       writes=MonitoringEvents(self.ledger), engine=engine)
 
     # -- audit and time travel ---------------------------------------------------------
     def verify(self, *, artifacts: bool = True,

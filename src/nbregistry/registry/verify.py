@@ -39,9 +39,12 @@ PROVES = {
                "last published head was cut or rewritten",
     "checkpoints": "the log's checkpoints (derived data, not evidence) are readable, so "
                    "the registry opens fast",
-    "seals": "monitoring data sealed in the audit log (predictions, outcomes, metric windows) "
-             "was not deleted or rewritten afterwards, even by someone who turned "
-             "appendOnly off",
+    "seals": "every monitoring row sealed in the audit log (predictions, outcomes, metric "
+             "windows) is still there unchanged: the sealed commits and file lists are intact, "
+             "each sealed data file still has the sha256 sealed for it (seals written before "
+             "content hashing: the same size and row count only), nothing removed sealed "
+             "rows, and every later compaction wrote exactly the rows it replaced, partition "
+             "by partition. Rows appended after the newest seal are not covered yet",
     "clock": "event times agree with the storage's own clock (within 5 minutes) and never "
              "go backwards",
 }
@@ -86,6 +89,7 @@ def verify_log(location: Location, *, artifacts: bool = True,
         problems.append(Problem("snapshot", f"the newest snapshot event vouches for seq "
                                 f"{walk.snapshot_at}, beyond the end of the log ({walk.seq})"))
     run = {"chain", "events", "signatures", "clock", "checkpoints"}
+    notices: list[Problem] = []
     if expected_head is not None:
         run.add("expected_head")
         problems += _head_problems(walk.seq, expected_head, walk.expected_hash)
@@ -97,7 +101,8 @@ def verify_log(location: Location, *, artifacts: bool = True,
         problems += _seal_problems(location, walk.sealed)
     if witness is not None and walk.first_hash is not None:
         run.add("witness")
-        problems += witnesses.check(witness, walk.first_hash, walk.hashes)
+        problems += witnesses.check(witness, walk.first_hash, walk.hashes, walk.alarms)
+        notices += witnesses.unwitnessed(witness, walk.first_hash, walk.witnessed)
     checked = 0
     if artifacts:
         run.add("artifacts")
@@ -110,7 +115,7 @@ def verify_log(location: Location, *, artifacts: bool = True,
     checks = tuple(Check(name, name not in failed, PROVES[name]) for name in PROVES
                    if name in run)
     return VerifyReport(not problems, walk.count, checked, walk.seq, walk.head,
-                        tuple(problems), tuple(walk.state.notices), checks)
+                        tuple(problems), (*walk.state.notices, *notices), checks)
 
 
 def _evidence(log: EventLog) -> tuple[Callable[[], Replay], dict[str, Entry], str | None]:

@@ -19,12 +19,14 @@ from ..domain.timefmt import ts_text
 from ..store import EventLog
 from ..store.commits import Entry
 from . import snapshot
-from .chain import EPOCH, events_from_table, link_problem
+from .chain import EPOCH, link_problem, read_events
 from .fold import interpret
 from .signing import SignatureCheck
 from .state import RegistryState
+from .witness import WITNESSED_ACTIONS
 
 CLOCK_TOLERANCE = timedelta(minutes=5)
+MICROSECOND = timedelta(microseconds=1)
 BATCH = 4096  # events turned into Python objects at a time
 
 
@@ -52,6 +54,8 @@ class Walk:
         self.expected_hash: str | None = None
         self.hashes: dict[int, str] = {}
         self.keep_hashes = keep_hashes
+        self.witnessed: dict[int, tuple[str, str]] = {}  # seq -> (action, actor)
+        self.alarms: dict[int, int] = {}                  # forged head's seq -> alarm seq
         self.blobs: list[tuple[str, int]] = []
         self.sealed: list[Any] = []
         self.pending: deque[Event] = deque()
@@ -105,6 +109,11 @@ class Walk:
             self.problems.append(signed)
         if self.keep_hashes:
             self.hashes[event.seq] = event.hash
+            if event.action in WITNESSED_ACTIONS:
+                self.witnessed[event.seq] = (event.action, event.actor)
+            forged = event.payload.get("seq") if event.action == "tamper_alarm" else None
+            if isinstance(forged, int):
+                self.alarms[forged] = event.seq
         if self.expected is not None and event.seq == self.expected[0]:
             self.expected_hash = event.hash
         if event.action == "register":  # a malformed one is reported by the fold
@@ -171,10 +180,16 @@ def _walk_runs(log: EventLog, files: dict[str, Entry], walk: Walk, problems: lis
         problems.extend(Problem("rewritten_file", f"event data file {name} was rewritten "
                                 "after its commit (its size differs from the Delta log)")
                         for name in rewritten)
-        walk.seqs.extend(table.column("seq").to_pylist())  # for the clock check
-        walk.micros.extend(table.column("ts").cast(pa.int64()).to_pylist())
         for start in range(0, table.num_rows, BATCH):  # a merged file holds up to 125,000
             batch = table.slice(start, BATCH)
-            for event in events_from_table(batch):
+            events, malformed = read_events(batch)
+            problems.extend(malformed)
+            if malformed:  # the clock check takes the rows that are events
+                walk.seqs.extend(e.seq for e in events)
+                walk.micros.extend((e.ts - EPOCH) // MICROSECOND for e in events)
+            else:
+                walk.seqs.extend(batch.column("seq").to_pylist())
+                walk.micros.extend(batch.column("ts").cast(pa.int64()).to_pylist())
+            for event in events:
                 walk.feed(event)
             bar.update(batch.num_rows)

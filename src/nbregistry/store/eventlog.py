@@ -243,7 +243,7 @@ class EventLog:
                 try:
                     table = commits.read_parquet(data)
                     tables.append(table if table.schema.equals(SCHEMA) else table.cast(SCHEMA))
-                except pa.ArrowException as exc:
+                except (pa.ArrowException, ValueError) as exc:  # ValueError: other columns
                     raise IntegrityError(
                         f"event data file {path} named by commit {self._version + 1} is "
                         f"unreadable ({exc}); run `nbregistry verify`",
@@ -460,7 +460,7 @@ class EventLog:
                 table = commits.read_parquet(raw, columns)
                 # cast only when needed: a no-op cast still imports pyarrow.compute
                 tables.append(table if table.schema.equals(schema) else table.cast(schema))
-            except (OSError, pa.ArrowException, KeyError):
+            except (OSError, pa.ArrowException, KeyError, ValueError):  # ValueError: columns
                 missing.append(path)
                 continue
             if len(raw) != entry.size:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import time
 import uuid
@@ -64,7 +65,10 @@ def _guard(action: str, where: str, fn: Callable[[], T]) -> T:
 
 
 def _obstore_config(storage_options: Mapping[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
-    """deltalake takes AWS_ENDPOINT_URL-style keys; obstore wants lower-case ``aws_endpoint``."""
+    """deltalake takes AWS_ENDPOINT_URL-style keys; obstore wants lower-case ``aws_endpoint``.
+
+    Client options given to obstore replace the ones it reads from the environment, so the
+    caller passes them only when non-empty, and ``$AWS_ALLOW_HTTP`` is carried over here."""
     config: dict[str, str] = {}
     client: dict[str, Any] = {}
     for key, value in storage_options.items():
@@ -79,7 +83,30 @@ def _obstore_config(storage_options: Mapping[str, str]) -> tuple[dict[str, str],
             client["default_headers"] = {"x-amz-sdk-checksum-algorithm": str(value).upper()}
         elif low.startswith(("aws_", "google_", "azure_")):
             config[low] = value
+    if client and "allow_http" not in client and "AWS_ALLOW_HTTP" in os.environ:
+        client["allow_http"] = os.environ["AWS_ALLOW_HTTP"].lower() == "true"
     return config, client
+
+
+def _remote_store(uri: str, storage_options: Mapping[str, str]) -> Any:
+    """obstore's store for ``uri``. Keys only deltalake knows (``AWS_S3_ALLOW_UNSAFE_RENAME``,
+    ``AWS_S3_LOCKING_PROVIDER``, ...) are refused by obstore one at a time: each is left out
+    here, since the same options also go to deltalake, which does use them."""
+    from obstore.exceptions import UnknownConfigurationKeyError
+    from obstore.store import from_url
+
+    config, client = _obstore_config(storage_options)
+    options: dict[str, Any] = {"config": config}
+    if client:
+        options["client_options"] = client
+    while True:
+        try:
+            return from_url(uri, **options)
+        except UnknownConfigurationKeyError as exc:
+            unknown = [key for key in config if f"'{key}'" in str(exc)]
+            if not unknown:
+                raise
+            del config[unknown[0]]
 
 
 @dataclass
@@ -116,9 +143,7 @@ class Location:
                     Path(self.uri).mkdir(parents=True, exist_ok=True)
                     self._store = from_url(Path(self.uri).as_uri())
                 else:
-                    config, client = _obstore_config(self.storage_options)
-                    options: dict[str, Any] = {"config": config, "client_options": client}
-                    self._store = from_url(self.uri, **options)
+                    self._store = _remote_store(self.uri, self.storage_options)
             except Exception as exc:
                 raise _storage_error("open", self.uri, exc) from exc
         return self._store
@@ -144,6 +169,34 @@ class Location:
 
         return bytes(_guard("read", self.join(key),
                             lambda: obstore.get(self.store, key).bytes()))
+
+    def sha256(self, key: str) -> tuple[str, int]:
+        """(sha256 hex, size) of the object at ``key``, streamed: a file of any size is read
+        in 1 MiB pieces, an object-store object with one streaming GET."""
+        digest = hashlib.sha256()
+        size = 0
+        if self.is_local:
+            try:
+                with open(self._local("read", key), "rb", buffering=0) as handle:
+                    while chunk := handle.read(1 << 20):
+                        digest.update(chunk)
+                        size += len(chunk)
+            except FileNotFoundError:
+                raise
+            except OSError as exc:
+                raise _storage_error("read", self.join(key), exc) from exc
+            return digest.hexdigest(), size
+        import obstore
+
+        def run() -> int:
+            total = 0
+            for chunk in obstore.get(self.store, key).stream(min_chunk_size=8 << 20):
+                digest.update(chunk)
+                total += len(chunk)
+            return total
+
+        size = _guard("read", self.join(key), run)
+        return digest.hexdigest(), size
 
     def _local(self, action: str, key: str) -> str:
         """The file for ``key`` in a local registry, never outside it."""

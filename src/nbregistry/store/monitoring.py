@@ -1,7 +1,9 @@
 """Delta tables of monitoring data: predictions, outcomes and computed metric windows.
 
-One set per model, under the registry root, written with deltalake's writer (blind appends
-never conflict; deltalake retries the commit), read through :class:`Snapshot`.
+One set per model, under the registry root, written with deltalake's writer, read through
+:class:`Snapshot`. deltalake rebases a blind append that lost its commit; a commit lost to a
+metaData change (another writer's new column) or a racing first write (exactly one writer
+creates the table, at version 0) is retried here on the refreshed table.
 
 ``monitoring/<model>/predictions`` — partitioned by ``day``; one row per scored input:
 
@@ -51,22 +53,32 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple, TypeVar
 
 import pyarrow as pa
 
-from ..domain.errors import ForkedProcessError, InvalidInputError, StorageError
+from ..domain import timefmt
+from ..domain.errors import (
+    ConflictError,
+    ForkedProcessError,
+    InvalidInputError,
+    StorageError,
+)
 from ..domain.validate import model_name
 from . import forkguard
 from .location import Location
-from .snapshot import FileCache, Snapshot, read_file
+from .snapshot import DataFile, FileCache, Snapshot, read_file
 
-Kind = Literal["predictions", "outcomes", "metrics"]
+Kind = Literal["predictions", "outcomes", "metrics", "sketches"]
 T = TypeVar("T")
 KINDS: tuple[Kind, ...] = ("predictions", "outcomes", "metrics")
+# derived data, rebuilt from the tables above whenever missing: never sealed, never evidence
+DERIVED: tuple[Kind, ...] = ("sketches",)
 ROOT = "monitoring"
 TS = pa.timestamp("us", tz="UTC")
 CONFIGURATION = {
@@ -75,6 +87,8 @@ CONFIGURATION = {
     "delta.deletedFileRetentionDuration": "interval 36500 days",
 }
 COMPACT_EVERY = 50
+COMMIT_ATTEMPTS = 8
+COMMIT_BACKOFF = 0.02  # seconds, doubling per lost commit, jittered: at most 5 s in all
 COMPACT_TARGET_BYTES = 64 * 1024 * 1024  # larger files are left alone: compaction stays O(new)
 
 PREDICTION_FIELDS = [pa.field("prediction_id", pa.string()), pa.field("ts", TS),
@@ -87,12 +101,17 @@ METRICS_SCHEMA = pa.schema([
     pa.field("kind", pa.string()), pa.field("feature", pa.string()),
     pa.field("metric", pa.string()), pa.field("value", pa.float64()),
     pa.field("status", pa.string()), pa.field("computed_at", TS)])
+SKETCHES_SCHEMA = pa.schema([
+    pa.field("file", pa.string()), pa.field("version", pa.int64()),
+    pa.field("baseline", pa.string()), pa.field("rows", pa.int64()),
+    pa.field("format", pa.int64()), pa.field("counts", pa.string()),
+    pa.field("created_at", TS)])
 # Names a feature or attribute may not take in the predictions table.
 RESERVED = frozenset({"prediction_id", "ts", "version", "score", "label", "day"})
 
 
 def table_key(model: str, kind: Kind) -> str:
-    if kind not in KINDS:
+    if kind not in (*KINDS, *DERIVED):
         raise InvalidInputError(f"unknown monitoring table {kind!r}: use one of {KINDS}")
     return f"{ROOT}/{model_name(model)}/{kind}"
 
@@ -101,7 +120,8 @@ def base_schema(kind: Kind) -> pa.Schema:
     """The columns every table of ``kind`` has (predictions add features and attributes)."""
     if kind == "predictions":
         return pa.schema([*PREDICTION_FIELDS, *PREDICTION_OUTPUTS])
-    return OUTCOMES_SCHEMA if kind == "outcomes" else METRICS_SCHEMA
+    return {"outcomes": OUTCOMES_SCHEMA, "metrics": METRICS_SCHEMA,
+            "sketches": SKETCHES_SCHEMA}[kind]
 
 
 class MonitorTable:
@@ -115,8 +135,8 @@ class MonitorTable:
         self.key = table_key(model, kind)
         self.uri = location.join(self.key)
         self.cache = cache or FileCache()
-        self.partition_by = [] if kind == "metrics" else ["day"]
-        self.time_column = "window_start" if kind == "metrics" else "ts"
+        self.partition_by = ["day"] if kind in ("predictions", "outcomes") else []
+        self.time_column = {"metrics": "window_start", "sketches": "created_at"}.get(kind, "ts")
         self._dt: Any = None
         self._lock = threading.RLock()
 
@@ -143,7 +163,7 @@ class MonitorTable:
         with self._lock:
             try:
                 return forkguard.guarded(fn)
-            except (ForkedProcessError, InvalidInputError):
+            except (ForkedProcessError, InvalidInputError, ConflictError):
                 raise
             except Exception as exc:
                 raise StorageError(f"cannot {what} {self.uri}: {exc}") from exc
@@ -159,49 +179,61 @@ class MonitorTable:
         return base_schema(self.kind) if dt is None else pa.schema(dt.schema().to_arrow())
 
     def append(self, data: pa.Table) -> int:
-        """Append rows in one Delta commit; returns the version written (the current one
-        when ``data`` is empty). Column types are checked against the table before writing:
-        a refused batch writes nothing."""
-        from deltalake import write_deltalake
+        """Append rows in one Delta commit; returns the table's version after it (the current
+        one when ``data`` is empty). Column types are checked against the table before
+        writing: a refused batch writes nothing. A commit lost to a concurrent writer that
+        deltalake does not rebase (a metaData commit: another writer's new column, or a
+        racing first write) is retried on the refreshed table, ``COMMIT_ATTEMPTS`` times."""
+        from deltalake.exceptions import CommitFailedError
 
         if data.num_rows == 0:
             return self.version()
         data = self._shape(data)
 
-        def write(target: Any, batch: pa.Table, **extra: Any) -> None:
-            write_deltalake(target, batch, mode="append", partition_by=self.partition_by or None,
-                            schema_mode="merge", storage_options=self._options(), **extra)
-
         def run() -> int:
-            dt = self._open(refresh=False)
-            if dt is None:
+            for attempt in range(COMMIT_ATTEMPTS):
                 try:
-                    write(self.uri, data, configuration=CONFIGURATION)
-                    dt = self._open()
-                except Exception:
-                    if not self.exists():
-                        raise
-                    # A racing writer created version 0 first; ours did not commit.
-                    dt = self._open()
-                    write(dt, conform(data, pa.schema(dt.schema().to_arrow())))
-            else:
-                write(dt, conform(data, pa.schema(dt.schema().to_arrow())))
-            return int(dt.version())
+                    return self._write(data, refresh=attempt > 0)
+                except CommitFailedError as exc:
+                    lost = exc
+                    time.sleep(random.uniform(0, COMMIT_BACKOFF * 2 ** attempt))
+            raise ConflictError(f"cannot append to {self.uri}: the commit lost to concurrent "
+                                f"writers {COMMIT_ATTEMPTS} times ({lost}); try again")
 
         version = self._guarded("append to", run)
-        if version % COMPACT_EVERY == 0:
+        if version > 0 and version % COMPACT_EVERY == 0:
             self.compact()
         return version
+
+    def _write(self, data: pa.Table, *, refresh: bool) -> int:
+        """One commit attempt. The handle is refreshed only after a lost commit: deltalake
+        moves it past our own commits, and a blind append to an older version is rebased."""
+        from deltalake import CommitProperties, write_deltalake
+
+        options: dict[str, Any] = {"mode": "append", "schema_mode": "merge",
+                                   "partition_by": self.partition_by or None,
+                                   "storage_options": self._options()}
+        dt = self._open(refresh=refresh)
+        if dt is None:
+            # No retries: a creating commit that lost the race for version 0 would otherwise
+            # be committed again on top, a second protocol + metaData ("create") commit whose
+            # schema and properties replace the winner's. Losing raises; we then append.
+            write_deltalake(self.uri, data, configuration=CONFIGURATION,
+                            commit_properties=CommitProperties(max_commit_retries=0), **options)
+            dt = self._open()
+        else:
+            write_deltalake(dt, conform(data, pa.schema(dt.schema().to_arrow())), **options)
+        return int(dt.version())
 
     def _shape(self, data: pa.Table) -> pa.Table:
         """Required columns present with castable types, ``day`` derived from ``ts``."""
         import pyarrow.compute as pc  # lazily: opening a registry never needs it
 
         base = base_schema(self.kind)
-        if self.kind == "metrics":
+        if self.kind in ("metrics", "sketches"):
             extra = sorted(set(data.column_names) - set(base.names))
             if extra:
-                raise InvalidInputError(f"metrics rows have unknown columns {extra}: the metrics "
+                raise InvalidInputError(f"{self.kind} rows have unknown columns {extra}: the "
                                         f"table has {base.names}", field=extra[0])
         missing = [n for n in base.names if n not in data.column_names]
         if missing:
@@ -250,11 +282,12 @@ class MonitorTable:
         return self._guarded("read", run)
 
     def snapshot(self, start: datetime | None = None, end: datetime | None = None, *,
-                 version: int | None = None) -> Snapshot:
+                 version: int | None = None, fetch: bool = True) -> Snapshot:
         """The files of one Delta version (the newest unless ``version`` is given) whose
         rows may fall in ``[start, end)`` of the time column (``ts``; ``window_start`` for
         metrics): pruned by the ``day`` partition and by the column's statistics. On object
-        stores the files are fetched to the local cache first."""
+        stores the files are fetched to the local cache first, unless ``fetch`` is False
+        (an engine that reads the store itself: ``entries`` name the files)."""
         import pyarrow.compute as pc
 
         start, end = utc(start, "start"), utc(end, "end")
@@ -264,16 +297,30 @@ class MonitorTable:
         at, actions, schema = self._actions(version)
         files: list[tuple[str, int]] = []
         rows = 0
+        entries: list[DataFile] = []
         if actions is not None:
             actions = actions.filter(_overlaps(actions, start, end, self.time_column))
             files = list(zip(paths(actions), actions["size_bytes"].to_pylist(), strict=True))
             rows = int(pc.sum(actions["num_records"]).as_py() or 0)
+            entries = self._entries(actions, files)
         local = self._guarded("fetch files of", lambda: self.cache.local_files(
-            self.location, self.key, files))
+            self.location, self.key, files)) if fetch else []
         stored = pa.schema([f for f in schema if f.name not in self.partition_by])
         return Snapshot(table=self.key, version=at, files=tuple(local), rows=rows,
                         schema=schema, start=start, end=end,
-                        schema_file=self.cache.schema_file(stored), time_column=self.time_column)
+                        schema_file=self.cache.schema_file(stored), time_column=self.time_column,
+                        entries=tuple(entries))
+
+    def _entries(self, actions: pa.Table, files: list[tuple[str, int]]) -> list[DataFile]:
+        names = actions.column_names
+        counts = actions["num_records"].to_pylist()
+        lows = (actions[f"min.{self.time_column}"].to_pylist()
+                if f"min.{self.time_column}" in names else [None] * len(files))
+        highs = (actions[f"max.{self.time_column}"].to_pylist()
+                 if f"max.{self.time_column}" in names else [None] * len(files))
+        return [DataFile(path, self.location.join(f"{self.key}/{path}"), size, int(n or 0),
+                         low, high)
+                for (path, size), n, low, high in zip(files, counts, lows, highs, strict=True)]
 
     def read(self, start: datetime | None = None, end: datetime | None = None, *,
              columns: Sequence[str] | None = None, version: int | None = None) -> pa.Table:
@@ -325,14 +372,12 @@ def monitoring_tables(location: Location, model: str, *,
 
 def utc(value: datetime | None, what: str) -> datetime | None:
     """Aware UTC; a naive datetime is taken as UTC."""
-    from datetime import UTC
-
     if value is None:
         return None
     if not isinstance(value, datetime):
         raise InvalidInputError(f"{what} must be a datetime, got {type(value).__name__}",
                                 field=what, value=value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return timefmt.utc(value)
 
 
 def paths(actions: pa.Table) -> list[str]:

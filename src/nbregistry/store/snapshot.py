@@ -57,6 +57,18 @@ def sql_timestamp(value: datetime) -> str:
 
 
 @dataclass(frozen=True)
+class DataFile:
+    """One data file of a snapshot, as the Delta log describes it."""
+
+    path: str                   # relative to the table, as in the log
+    uri: str                    # where any engine reads it (a local path or s3://...)
+    size: int
+    rows: int
+    first: datetime | None      # the time column's min and max (file statistics)
+    last: datetime | None
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The data files of one Delta version of a table, pruned to ``[start, end)``.
 
@@ -78,13 +90,18 @@ class Snapshot:
     end: datetime | None
     schema_file: str
     time_column: str = "ts"
+    entries: tuple[DataFile, ...] = ()   # the same files, described (parallel to files when
+    #                                      they were fetched; an engine reading remote data
+    #                                      uses the uris)
 
-    def from_clause(self) -> str:
+    def from_clause(self, *, filename: bool = False) -> str:
         """``read_parquet([...])`` over the files. A 0-row file with the table's full schema
         comes first, so every column exists with its type even when the range only holds
-        files written before a later version added a feature (and when there are no files)."""
+        files written before a later version added a feature (and when there are no files).
+        ``filename`` adds each row's file path as ``filename``."""
         paths = ", ".join(sql_string(p) for p in (self.schema_file, *self.files))
-        return f"read_parquet([{paths}], union_by_name=true, hive_partitioning=false)"
+        named = ", filename=true" if filename else ""
+        return f"read_parquet([{paths}], union_by_name=true, hive_partitioning=false{named})"
 
     def where(self, column: str | None = None) -> str:
         """The row filter for ``[start, end)`` on ``column`` (default: the table's time
@@ -97,11 +114,12 @@ class Snapshot:
             parts.append(f"{column} < {sql_timestamp(self.end)}")
         return " AND ".join(parts) or "TRUE"
 
-    def relation(self) -> str:
+    def relation(self, *, filename: bool = False) -> str:
         """A parenthesized subquery to use after FROM: the rows of the range, plus ``day``
-        when the table is partitioned by it."""
+        when the table is partitioned by it (and ``filename``, each row's file, on request)."""
         day = f", {DAY_SQL} AS day" if "day" in self.schema.names else ""
-        return f"(SELECT *{day} FROM {self.from_clause()} WHERE {self.where()})"
+        return (f"(SELECT *{day} FROM {self.from_clause(filename=filename)} "
+                f"WHERE {self.where()})")
 
     def to_arrow(self, columns: Sequence[str] | None = None) -> pa.Table:
         """The rows of the range as one Arrow table (for small reads: it is all in memory).

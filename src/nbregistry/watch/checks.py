@@ -18,18 +18,25 @@ A check has three steps, kept apart so that the rule is a pure function a test c
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from ..domain.canonical import canonical_json
 from ..domain.entities import Event
 from ..domain.errors import InvalidInputError, NbRegistryError
+from ..domain.events import check_payload
 from ..domain.html import BAD, FONT, OK, STATUS_COLORS, badge, esc, table_html
 from ..domain.monitoring_policy import MonitoringPolicy
 from ..domain.timefmt import ts_text
+from ..domain.validate import MAX_PAYLOAD_BYTES
 from ..store.monitoring import METRICS_SCHEMA
+
+MAX_ALERTS = 20   # alert events per check; the rest are counted on the last one
+MAX_LABEL = 120   # characters of a feature or group name carried by an event
 
 if TYPE_CHECKING:
     from ..store import MonitoringTables
@@ -96,7 +103,15 @@ class Decision:
 
 def record(writes: MonitoringWrites, tables: MonitoringTables, result: CheckResult,
            decision: Decision, seals: dict[str, Any]) -> CheckResult:
-    """Keep the figures, seal the tables, record the alerts, then act on them."""
+    """Keep the figures, seal the tables, record the alerts, then act on them. Every event
+    is checked first, so a payload that could not be written stops the check before it
+    writes anything."""
+    for payload in decision.alerts:
+        check_payload("alert", payload)
+        size = len(canonical_json(payload))
+        if size > MAX_PAYLOAD_BYTES // 2:
+            raise InvalidInputError(f"an alert of this check would be {size:,} bytes: "
+                                    "nothing was recorded", field="payload")
     if result.metrics.num_rows:
         tables.metrics.append(result.metrics)
     window = [ts_text(result.window[0]), ts_text(result.window[1])]
@@ -106,7 +121,7 @@ def record(writes: MonitoringWrites, tables: MonitoringTables, result: CheckResu
     for payload in decision.alerts:
         result.alerts.append(writes.alert(result.model, result.version, payload))
     if result.alerts and decision.action is not None:
-        result.actions.append(_act(writes, result, decision))
+        result.actions.append(act(writes, result, decision))
     return result
 
 
@@ -115,18 +130,21 @@ def figures_table(figures: list[Figure], version: int, window: tuple[datetime, d
     computed = datetime.now(UTC)
     return pa.Table.from_pylist(
         [{"window_start": window[0], "window_end": window[1], "version": version,
-          "computed_at": computed, "kind": f.kind, "feature": f.feature, "metric": f.metric,
+          "computed_at": computed, "kind": f.kind, "feature": label(f.feature),
+          "metric": f.metric,
           "value": f.value, "status": f.status} for f in figures], schema=METRICS_SCHEMA)
 
 
 # -- 1. measure -------------------------------------------------------------------------------
 
-def measure(mon: Questions, version: int, start: datetime, end: datetime
+def measure(mon: Questions, version: int, start: datetime, end: datetime, *,
+            parts: tuple[str, ...] = ("drift", "performance", "fairness")
             ) -> tuple[list[Figure], list[str]]:
     """Every figure of the window, each with its status; notes say what was not computed."""
     figures: list[Figure] = []
     notes: list[str] = []
-    for part in (_drift, _performance, _fairness):
+    chosen = {"drift": _drift, "performance": _performance, "fairness": _fairness}
+    for part in (chosen[name] for name in parts):
         try:
             figures += part(mon, version, start, end, notes)
         except InvalidInputError as exc:
@@ -151,13 +169,42 @@ def _drift(mon: Questions, version: int, start: datetime, end: datetime,
     if not enough:
         notes.append(f"only {n} predictions in the window (min_rows {policy.min_rows}): "
                      "figures kept, no alerts")
-    out = []
-    for row in result.to_pylist():
-        out.append(_figure(policy, "drift", row["feature"], "psi", row["psi"], enough))
-        out.append(_figure(policy, "drift", row["feature"], "ks", row["ks"], enough))
-    share = result.summary.share if result.summary else None
+    rows = result.to_pylist()
+    broken = _broken_inputs(rows, mon.baseline(version), policy.max_missing) if enough \
+        else set()
+    out = [Figure("data_quality", name, "missing_rate", _missing(rows, name), "alert")
+           for name in sorted(broken)]
+    if broken:
+        notes.append(f"data quality: {', '.join(sorted(broken))} missing in more than "
+                     f"{policy.max_missing:.0%} of the rows; their drift is not judged")
+    for row in rows:
+        judged = enough and row["feature"] not in broken
+        out.append(_figure(policy, "drift", row["feature"], "psi", row["psi"], judged))
+        out.append(_figure(policy, "drift", row["feature"], "ks", row["ks"], judged))
+    healthy = [r for r in rows if r["feature"] not in broken and r["feature"] != "score"]
+    share = sum(bool(r["drifted"]) for r in healthy) / len(healthy) if healthy else None
     out.append(_figure(policy, "drift", None, "dataset_drift", share, enough))
     return out
+
+
+def _broken_inputs(rows: list[dict[str, Any]], baseline: dict[str, Any],
+                   max_missing: float) -> set[str]:
+    """Features missing in more than ``max_missing`` of the window's rows while the
+    reference had them: a feed that broke, not a model that drifted."""
+    specs = baseline.get("features", {})
+    broken = set()
+    for row in rows:
+        spec = specs.get(row["feature"])
+        if spec is None or row["missing_rate"] is None:
+            continue
+        before = spec["missing"] / spec["n"] if spec.get("n") else 0.0
+        if row["missing_rate"] >= max_missing > before:
+            broken.add(row["feature"])
+    return broken
+
+
+def _missing(rows: list[dict[str, Any]], name: str) -> float:
+    return float(next(r["missing_rate"] for r in rows if r["feature"] == name))
 
 
 def _performance(mon: Questions, version: int, start: datetime, end: datetime,
@@ -184,31 +231,71 @@ def _fairness(mon: Questions, version: int, start: datetime, end: datetime,
 
 def decide(figures: list[Figure], policy: MonitoringPolicy, *,
            window: tuple[datetime, datetime]) -> Decision:
-    """The alerts the figures raise under ``policy`` and the action it takes."""
+    """The alerts the figures raise under ``policy`` and the action it takes.
+
+    A window with a data-quality breach (a feature missing far more than in the reference:
+    a broken feed) raises only data-quality alerts and no action: what it says about the
+    model cannot be told apart from what the broken feed did. At most ``MAX_ALERTS`` alert
+    events are recorded per check (the worst first); the last says how many more breached
+    (every figure is in the metrics table)."""
     action = policy.on_alert if policy.on_alert != "none" else None
     inputs_drifted = any(f.status in ("warn", "alert") for f in figures
                          if f.kind == "drift" and f.feature not in (None, "score"))
-    alerts = []
-    for f in (f for f in figures if f.status == "alert"):
-        band = policy.thresholds[f.metric]
-        # performance falling while every input stays stable: the relation changed
-        kind = "concept_drift" if f.kind == "performance" and not inputs_drifted else f.kind
-        alerts.append({"kind": kind, "metric": f.metric, "feature": f.feature,
-                       "value": f.value, "status": "alert",
-                       "window": [ts_text(window[0]), ts_text(window[1])], "action": action,
-                       "band": {"warn": band.warn, "alert": band.alert,
-                                "direction": band.direction}})
+    span = [ts_text(window[0]), ts_text(window[1])]
+    breaches = sorted((f for f in figures if f.status == "alert"),
+                      key=lambda f: -_severity(f, policy))
+    if any(f.kind == "data_quality" for f in breaches):
+        # a window whose feed broke says nothing about the model: its other figures are kept
+        # in the metrics table, but only the data-quality breaches are alerts
+        breaches = [f for f in breaches if f.kind == "data_quality"]
+    alerts: list[dict[str, Any]] = []
+    for f in breaches[:MAX_ALERTS]:
+        if f.kind == "data_quality":
+            band = {"warn": policy.max_missing, "alert": policy.max_missing,
+                    "direction": "above"}
+            kind = "data_quality"
+        else:
+            b = policy.thresholds[f.metric]
+            band = {"warn": b.warn, "alert": b.alert, "direction": b.direction}
+            # performance falling while every input stays stable: the relation changed
+            kind = ("concept_drift" if f.kind == "performance" and not inputs_drifted
+                    else f.kind)
+        alerts.append({"kind": kind, "metric": f.metric, "feature": label(f.feature),
+                       "value": f.value, "status": "alert", "window": span,
+                       "action": None if kind == "data_quality" else action, "band": band})
+    if len(breaches) > MAX_ALERTS:
+        alerts[-1]["more"] = len(breaches) - MAX_ALERTS
+    about_model = [a for a in alerts if a["kind"] != "data_quality"]
     reason = ""
     if alerts:
-        first = alerts[0]
-        reason = (f"{len(alerts)} monitoring alert(s) in {window[0]:%Y-%m-%d} .. "
+        first = (about_model or alerts)[0]
+        reason = (f"{len(breaches)} monitoring alert(s) in {window[0]:%Y-%m-%d} .. "
                   f"{window[1]:%Y-%m-%d}, first: {first['metric']} = {first['value']:.4g}")
-    return Decision(tuple(alerts), action if alerts else None, reason)
+    return Decision(tuple(alerts), action if about_model else None, reason)
+
+
+def _severity(f: Figure, policy: MonitoringPolicy) -> float:
+    """How far past its alert threshold a figure is, relative (comparable across metrics)."""
+    band = policy.thresholds.get(f.metric)
+    if f.value is None or band is None or not band.alert:
+        return float(f.value or 0.0)
+    gap = (f.value - band.alert) if band.direction == "above" else (band.alert - f.value)
+    return gap / abs(band.alert)
+
+
+def label(text: str | None) -> str | None:
+    """A feature or group name as an event may carry it: long ones (a poisoned attribute
+    value) are cut and named by their hash, so no logged value can overflow an event."""
+    if text is None or len(text) <= MAX_LABEL:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{text[:MAX_LABEL - 30]}… (sha256 {digest})"
 
 
 # -- 3. act ------------------------------------------------------------------------------------
 
-def _act(writes: MonitoringWrites, result: CheckResult, decision: Decision) -> Event:
+def act(writes: MonitoringWrites, result: CheckResult, decision: Decision) -> Event:
+    """The policy's action on the first of ``result``'s alerts."""
     first = result.alerts[0]
     if decision.action == "rollback":
         try:

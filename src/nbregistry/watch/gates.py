@@ -42,7 +42,8 @@ def _no_drift_alert(mon: Monitor) -> GateResult:
         return GateResult("no_drift_alert", True, "no monitoring check has run yet", {})
     window = latest.payload["check"]["window"]
     open_alerts = [e for e in mon.catalog.alerts(mon.name)
-                   if e.payload["window"] == window and e.payload["kind"] == "drift"]
+                   if e.payload["window"] == window and e.payload["kind"] == "drift"
+                   and e.payload.get("status", "alert") == "alert"]
     detail = (f"the latest check ({window[0][:10]} .. {window[1][:10]}) raised "
               f"{len(open_alerts)} drift alert(s)")
     return GateResult("no_drift_alert", not open_alerts, detail,

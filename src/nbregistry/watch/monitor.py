@@ -19,13 +19,14 @@ from ..domain import validate
 from ..domain.entities import Event, ModelVersion
 from ..domain.errors import InvalidInputError, NotFoundError, ReadOnlyError
 from ..domain.extras import require
-from ..domain.timefmt import parse_time, parse_window
-from ..monitoring import capture
-from ..monitoring.buffer import PredictionBuffer
-from ..store import MonitoringTables, Snapshot, seal
-from . import baselines, checks
+from ..domain.monitoring_policy import DEFAULT_BANDS
+from ..domain.timefmt import parse_time, parse_window, shifted
+from ..monitoring.engines import resolve_engine
+from ..store import MonitoringTables, MonitorTable, Snapshot, seal
+from . import baselines, checks, sketches
+from .capturing import Capturing
 from .ports import Catalog, MonitoringWrites, Reads, TableSource
-from .queries import as_time, joined, newest, require_rows
+from .queries import as_time, joined, require_rows
 from .replay import ReplayResult, replay
 from .results import (
     DriftResult,
@@ -42,17 +43,23 @@ if TYPE_CHECKING:
     from ..domain.monitoring_policy import MonitoringPolicy
 
 
-class Monitor:
+class Monitor(Capturing):
     """Monitoring of one model: its prediction, outcome and metric tables."""
 
     def __init__(self, catalog: Catalog, name: str, *, tables: MonitoringTables,
-                 source: TableSource, writes: MonitoringWrites | None = None) -> None:
+                 source: TableSource, writes: MonitoringWrites | None = None,
+                 engine: Any = None) -> None:
         self.name = validate.model_name(name)
         self.catalog = catalog
         self.tables = tables
         self.source = source
         self.writes = writes
+        self.engine = resolve_engine(engine)  # None: DuckDB in this process
         self._con: Any = None
+        self._read: dict[str, int] = {}  # the versions the last rows() read
+        self.sketches = sketches.SketchStore(MonitorTable(
+            tables.predictions.location, self.name, "sketches",
+            cache=tables.predictions.cache))
         self._baselines: dict[int, baselines.Baseline] = {}
 
     def __repr__(self) -> str:
@@ -82,77 +89,6 @@ class Monitor:
             raise ReadOnlyError(f"this monitor of {self.name!r} reads pinned data (a report) "
                                 f"and cannot {what}: use reg.monitor({self.name!r})")
         return self.writes
-
-    # -- capture -------------------------------------------------------------------------
-    def log_predictions(self, features: Any, predictions: Any, *, ids: Any = None,
-                        ts: Any = None, version: int | str | None = None,
-                        attributes: Any = None, labels: Any = None,
-                        positive: int | None = None) -> capture.PredictionReceipt:
-        """Append scored rows to the prediction log (pandas, polars or Arrow).
-
-        Columns are checked against the version's feature schema (recorded at register): a
-        missing or mistyped column is an ``InvalidInputError`` naming it and nothing is
-        written. Columns that are not features are not logged (the receipt lists them)
-        unless named in ``attributes`` (e.g. a segment or a protected group). ``predictions``
-        is a 1-D array of scores (or labels), or ``predict_proba`` output (the positive
-        column is kept as ``score``, the arg-max as ``label``). ``ids`` default to
-        time-ordered unique ids, ``ts`` to now (UTC), ``version`` to production's. The
-        first rows of a version freeze its monitoring baseline, when it has none yet.
-        """
-        self._writer("log predictions")
-        mv = self.version(version)
-        receipt = capture.log_predictions(
-            self.tables.predictions, features, predictions, schema=mv.features or None,
-            version=mv.version, ids=ids, ts=ts, attributes=attributes, labels=labels,
-            positive=positive)
-        self._freeze_quietly(mv)
-        return receipt
-
-    def log_outcomes(self, ids: Any, actuals: Any, *, ts: Any = None
-                     ) -> capture.OutcomeReceipt:
-        """Record actual outcomes, joined to predictions by id (labels arrive late). Unknown
-        ids are written and counted; an id already resolved is not written again and is
-        counted as a duplicate: the receipt says how many of each."""
-        self._writer("log outcomes")
-        if not self.tables.predictions.exists():
-            raise InvalidInputError(f"{self.name!r} has logged no predictions yet: log them "
-                                    "with mon.log_predictions(...) before their outcomes",
-                                    field="ids")
-        return capture.log_outcomes(self.tables, ids, actuals, ts=ts)
-
-    def logger(self, *, version: int | str | None = None, attributes: Sequence[str] = (),
-               flush_rows: int = 10_000, flush_interval: float = 10.0,
-               capacity: int = 100_000) -> PredictionBuffer:
-        """A buffered, thread-safe logger for a scoring service: ``log(features_dict,
-        score)`` returns at once; rows are written every ``flush_rows`` rows or
-        ``flush_interval`` seconds and at exit. A crash loses only unwritten rows."""
-        self._writer("log predictions")
-        mv = self.version(version)
-        if not mv.features:
-            raise InvalidInputError(f"{self.name} v{mv.version} has no feature schema: "
-                                    "register it with reference_data=...", field="version")
-        self._freeze_quietly(mv)
-        return PredictionBuffer(self.tables.predictions.append, schema=mv.features,
-                                version=mv.version, attributes=attributes,
-                                flush_rows=flush_rows, flush_interval=flush_interval,
-                                capacity=capacity)
-
-    def predict(self, features: Any, *, alias: str | None = None,
-                version: int | str | None = None, ids: Any = None,
-                attributes: Any = None, trusted: bool | Sequence[str] = False) -> Any:
-        """Score ``features`` with the production version (or ``alias`` / ``version``), log
-        the predictions, and return them: one line in a scoring job."""
-        ref = f"{self.name}@{alias}" if alias else self.name
-        mv = (self.catalog.get(ref) if alias else self.version(version))
-        model = self.catalog.load(ref if alias else self.name,
-                                  None if alias else mv.version, trusted=trusted)
-        names = [f["name"] for f in mv.features]
-        inputs = features[names] if names and hasattr(features, "columns") else features
-        output = (model.predict_proba(inputs) if hasattr(model, "predict_proba")
-                  else model.predict(inputs))
-        self.log_predictions(features, output, ids=ids, version=mv.version,
-                             attributes=attributes)
-        return output
 
     # -- baselines -----------------------------------------------------------------------
     def baseline(self, version: int | str | None = None) -> dict[str, Any]:
@@ -194,6 +130,9 @@ class Monitor:
 
     # -- questions -----------------------------------------------------------------------
     def connection(self) -> Any:
+        """Where the heavy pass runs: the in-process DuckDB connection, or the engine."""
+        if self.engine is not None:
+            return self.engine
         if self._con is None:
             require("monitoring", "duckdb")
             from ..monitoring import duck
@@ -201,28 +140,102 @@ class Monitor:
             self._con = duck.connect()
         return self._con
 
+    def _reads(self) -> Reads:
+        # an engine of its own reads the store itself: nothing to fetch to this machine
+        return self.source.reads(fetch=self.engine is None)
+
+    def _relation(self, snapshot: Snapshot) -> str:
+        """The rows of a snapshot, as the engine names them in SQL."""
+        if self.engine is None:
+            return snapshot.relation()
+        return str(self.engine.relation(snapshot))
+
+    def _arrow(self, query: str) -> pa.Table:
+        if self.engine is None:
+            table: pa.Table = self.connection().sql(query).to_arrow_table()
+            return table
+        return self.engine.arrow(query)
+
     def has_predictions(self) -> bool:
         """Whether any prediction was logged (a report says so instead of failing)."""
         return self.source.exists("predictions")
 
     def rows(self, start: Any = None, end: Any = None, *,
-             version: int | str | None = None) -> pa.Table:
+             version: int | str | None = None, matured: bool = False,
+             limit: int | None = None) -> pa.Table:
         """The logged predictions in ``[start, end)`` (of ``version``), each with its first
-        recorded outcome as ``actual`` (null while it has not matured)."""
-        reads = self.source.reads()
+        recorded outcome as ``actual`` (null while it has not matured; ``matured=True``:
+        only rows with a score and an outcome), oldest first, at most ``limit``."""
+        reads = self._reads()
         predictions = reads.snapshot("predictions", as_time(start, "start"),
                                      as_time(end, "end"))
         if predictions.version < 0:
             return pa.table({})
         outcomes = reads.snapshot("outcomes")
-        query = (f"SELECT * FROM {joined(predictions, outcomes, inner=False)}"
-                 if outcomes.version >= 0 else
-                 f"SELECT *, NULL::DOUBLE AS actual FROM {predictions.relation()}")
+        if matured:
+            query = (f"SELECT * FROM {self._joined(predictions, outcomes)} "
+                     "WHERE score IS NOT NULL AND actual IS NOT NULL")
+        elif outcomes.version >= 0:
+            query = f"SELECT * FROM {self._joined(predictions, outcomes, inner=False)} WHERE TRUE"
+        else:
+            query = (f"SELECT *, CAST(NULL AS DOUBLE) AS actual FROM "
+                     f"{self._relation(predictions)} WHERE TRUE")
         if version is not None:
-            query += f" WHERE version = {self.version(version).version}"
-        table: pa.Table = self.connection().sql(
-            query + " ORDER BY ts, prediction_id").to_arrow_table()
+            query += f" AND version = {self.version(version).version}"
+        order = " ORDER BY ts, prediction_id" + (f" LIMIT {int(limit)}" if limit else "")
+        table = self._arrow(query + order)
+        self._read = dict(reads.versions)
         return table
+
+    def _newest(self, snapshot: Snapshot, *, before: datetime) -> datetime:
+        """The newest ``ts`` of the rows dated before ``before`` (a row from a fast clock
+        or a forged one dated in the future does not move a default period)."""
+        from ..store.snapshot import sql_timestamp
+
+        require_rows(snapshot, self.name)
+        rows = self.connection().execute(
+            f"SELECT epoch_us(max(ts)) FROM {self._relation(snapshot)} "
+            f"WHERE ts < {sql_timestamp(before)}").fetchall()
+        if not rows or rows[0][0] is None:
+            raise InvalidInputError(f"{self.name!r} has logged no predictions yet",
+                                    field="model")
+        return shifted(EPOCH, timedelta(microseconds=int(rows[0][0])), field="end")
+
+    def errors(self, *, limit: int = 20_000) -> pa.Table:
+        """The newest ``limit`` matured predictions in the order their outcomes arrived:
+        ``outcome_ts``, ``score``, ``actual`` and ``error`` (a wrong class at 0.5 for
+        classifiers, the absolute error for regressors): the concept-drift detectors'
+        stream."""
+        reads = self._reads()
+        predictions, outcomes = reads.snapshot("predictions"), reads.snapshot("outcomes")
+        if predictions.version < 0 or outcomes.version < 0:
+            return pa.table({"outcome_ts": pa.array([], pa.timestamp("us", "UTC")),
+                             "error": pa.array([], pa.float64())})
+        error = ("CAST((p.score >= 0.5) <> (o.actual >= 0.5) AS DOUBLE)"
+                 if self.task() == "classification" else "abs(p.score - o.actual)")
+        return self._arrow(
+            f"SELECT * FROM (SELECT o.ts AS outcome_ts, p.score, o.actual, {error} AS error "
+            f"FROM {self._relation(outcomes)} AS o JOIN {self._relation(predictions)} AS p "
+            "ON p.prediction_id = o.prediction_id WHERE p.score IS NOT NULL AND o.actual IS "
+            f"NOT NULL ORDER BY o.ts DESC LIMIT {int(limit)}) AS newest ORDER BY outcome_ts")
+
+    def watch(self, *, every: str | None = None, short_window: str | None = None,
+              ticks: int | None = None, on_tick: Any = None) -> Any:
+        """Watch continuously: every ``every`` (the policy's ``tick``) sketch the new rows,
+        judge the short and the policy's windows and the concept-drift detector, and record
+        alert episodes (see ``watch.watcher``). Runs until SIGTERM/SIGINT (or ``ticks``)."""
+        from .watcher import watch
+
+        return watch(self, every=every, short_window=short_window, ticks=ticks,
+                     on_tick=on_tick)
+
+    def last_read(self) -> dict[str, int]:
+        """The Delta version of each table the last ``rows()`` read."""
+        return dict(self._read)
+
+    def _joined(self, predictions: Snapshot, outcomes: Snapshot, *, inner: bool = True
+                ) -> str:
+        return joined(self._relation(predictions), self._relation(outcomes), inner=inner)
 
     def drift(self, start: Any = None, end: Any = None,
               version: int | str | None = None) -> DriftResult:
@@ -230,7 +243,7 @@ class Monitor:
         wasserstein, chi2_pvalue, p_adjusted, status, drifted`` (and more), for the
         version's logged predictions in ``[start, end)`` against its baseline."""
         mv = self.version(version)
-        reads = self.source.reads()
+        reads = self._reads()
         predictions = self._predictions(reads, start, end)
         return self._drift(reads, predictions, mv, f"version = {mv.version}")
 
@@ -241,11 +254,10 @@ class Monitor:
 
     def _drift(self, reads: Reads, predictions: Snapshot, mv: ModelVersion,
                where: str) -> DriftResult:
-        from ..monitoring.drift import METADATA_KEY, drift
+        from ..monitoring.drift import METADATA_KEY
 
         found = self._baseline(mv)
-        table = drift(self.connection(), predictions.relation(), found.spec, where=where,
-                      band=self.policy.thresholds.get("psi"))
+        table = self._drift_table(predictions, mv, found, where)
         if found.spec.get("importance"):
             from ..monitoring.importance import Importance, rank_drift
 
@@ -254,39 +266,86 @@ class Monitor:
         return DriftResult(table, dict(reads.versions), drift_summary(table, METADATA_KEY),
                            found.info)
 
+    def _drift_table(self, predictions: Snapshot, mv: ModelVersion,
+                     found: baselines.Baseline, where: str) -> pa.Table:
+        """From the sketches of the files wholly in the window plus the raw rows of the
+        rest, when the baseline is frozen and DuckDB runs in this process; else raw."""
+        from ..monitoring import drift as drifts
+
+        band = self.policy.thresholds.get("psi") or DEFAULT_BANDS["psi"]
+        if self.engine is not None or found.info.sha256 is None:
+            return drifts.drift(self.connection(), self._relation(predictions), found.spec,
+                                where=where, band=band)
+        return sketches.drift_table(self.connection(), predictions, self._relation,
+                                    found.spec, version=mv.version,
+                                    baseline=found.info.sha256, store=self.sketches,
+                                    band=band)
+
+    def verify_sketches(self, version: int | str | None = None) -> list[str]:
+        """Recompute every sketch of the version's frozen baseline from the raw rows and
+        name those that differ (sketches are derived data: a wrong one is rebuilt by
+        deleting the sketches table; nothing in the audit log depends on them)."""
+        mv = self.version(version)
+        found = self._baseline(mv)
+        if found.info.sha256 is None:
+            return []
+        return sketches.verify(self.connection(), self._reads().snapshot("predictions"),
+                               self._relation, found.spec, version=mv.version,
+                               baseline=found.info.sha256, store=self.sketches)
+
+    def sketch(self, version: int | str | None = None, *, start: Any = None,
+               end: Any = None) -> int:
+        """Sketch the data files of ``[start, end)`` (default: all) not sketched yet, for
+        the version's frozen baseline (derived data, not evidence; check() and the watcher
+        do this). Returns how many sketches were added."""
+        self._writer("keep sketches")
+        mv = self.version(version)
+        self._freeze_quietly(mv)
+        found = self._baseline(mv)
+        if self.engine is not None or found.info.sha256 is None:
+            return 0
+        predictions = self._reads().snapshot("predictions", as_time(start, "start"),
+                                             as_time(end, "end"))
+        return sketches.keep(self.connection(), predictions, self._relation, found.spec,
+                             version=mv.version, baseline=found.info.sha256,
+                             store=self.sketches)
+
     def drift_windows(self, window: str = "1d", *, start: Any = None, end: Any = None,
                       version: int | str | None = None, progress: bool | None = None
                       ) -> DriftResult:
         """Drift per feature for each window in ``[start, end)`` (default: the last 14
-        windows up to the newest prediction), all read from one snapshot:
+        windows up to the newest prediction), all counted in one scan of one snapshot:
         ``window_start, feature, n, psi, p_adjusted, status, drifted``. Windows without
-        predictions are left out."""
-        from tqdm.auto import tqdm
-
-        from ..store.snapshot import sql_timestamp
+        predictions are left out. (``progress`` is accepted for compatibility: one scan
+        has no steps to show.)"""
+        from ..monitoring.drift import drift_by
 
         step = parse_window(window)
         mv = self.version(version)
-        reads = self.source.reads()
+        reads = self._reads()
         stop = as_time(end, "end")
-        if stop is None:
-            last = newest(reads.snapshot("predictions").to_arrow(["ts"]), self.name)
-            stop = last + timedelta(microseconds=1)
-        begin = as_time(start, "start") or stop - 14 * step
+        if stop is None:  # up to the newest row, but never into the future (a bad clock)
+            last = self._newest(reads.snapshot("predictions"),
+                                before=datetime.now(UTC) + CLOCK_SLACK)
+            stop = shifted(last, timedelta(microseconds=1), field="end")
+        begin = as_time(start, "start") or shifted(stop, -14 * step, field="start")
+        if (stop - begin) / step > MAX_WINDOWS:
+            raise InvalidInputError(f"{(stop - begin) / step:,.0f} windows of {window} from "
+                                    f"{begin:%Y-%m-%d} to {stop:%Y-%m-%d}: at most "
+                                    f"{MAX_WINDOWS:,}; pass a longer window or a shorter "
+                                    "start/end", field="window", value=window)
         predictions = reads.snapshot("predictions", begin, stop)
         require_rows(predictions, self.name)
-        edges = [begin + i * step for i in range(-(-(stop - begin) // step))]
+        found = self._baseline(mv)
+        micros = timedelta(microseconds=1)
+        bucket = (f"CAST(floor((epoch_us(ts) - {(begin - EPOCH) // micros}) / "
+                  f"{step // micros}) AS BIGINT)")
+        windows = drift_by(self.connection(), self._relation(predictions), found.spec,
+                           keys=[(bucket, "window")], where=f"version = {mv.version}",
+                           band=self.policy.thresholds.get("psi"))
         rows: list[dict[str, Any]] = []
-        quiet = None if progress is None else not progress  # None: a bar only where it shows
-        for left in tqdm(edges, desc=f"drift of {self.name}", disable=quiet):
-            right = min(left + step, stop)
-            where = (f"version = {mv.version} AND ts >= {sql_timestamp(left)} AND ts < "
-                     f"{sql_timestamp(right)}")
-            try:
-                table = self._drift(reads, predictions, mv, where).table
-            except InvalidInputError:
-                continue  # no predictions in this window
-            rows += [{"window_start": left, **r} for r in table.select(
+        for (index,), table in sorted(windows.items()):
+            rows += [{"window_start": begin + index * step, **r} for r in table.select(
                 ["feature", "n", "psi", "p_adjusted", "status", "drifted"]).to_pylist()]
         return DriftResult(pa.Table.from_pylist(rows, schema=WINDOWS_SCHEMA),
                            dict(reads.versions), None, self._baseline(mv).info)
@@ -300,12 +359,12 @@ class Monitor:
         ``by=["version"]`` to split them)."""
         from ..monitoring.performance import ECE_KEY, performance
 
-        reads = self.source.reads()
+        reads = self._reads()
         predictions = self._predictions(reads, start, end)
         outcomes = reads.snapshot("outcomes")
         where = None if version is None else f"version = {self.version(version).version}"
         task = self.task(version)
-        table = performance(self.connection(), joined(predictions, outcomes), task=task,
+        table = performance(self.connection(), self._joined(predictions, outcomes), task=task,
                             where=where, window=window, by=by)
         return PerformanceResult(table, dict(reads.versions), task, metadata(table, ECE_KEY))
 
@@ -318,12 +377,12 @@ class Monitor:
         when outcomes exist)."""
         from ..monitoring.fairness import FOUR_FIFTHS, METADATA_KEY, fairness
 
-        reads = self.source.reads()
+        reads = self._reads()
         predictions = self._predictions(reads, start, end)
         outcomes = reads.snapshot("outcomes")
         where = None if version is None else f"version = {self.version(version).version}"
         band = self.policy.thresholds.get("air")
-        table = fairness(self.connection(), joined(predictions, outcomes, inner=False),
+        table = fairness(self.connection(), self._joined(predictions, outcomes, inner=False),
                          group=group, favorable=favorable, outcome=outcome,
                          reference=reference, where=where,
                          floor=FOUR_FIFTHS if band is None else band.alert)
@@ -361,18 +420,27 @@ class Monitor:
         seal the tables, record an ``alert`` per breach and apply the policy's action
         (``retrain_requested`` or an automatic rollback)."""
         writes = self._writer("run a check")
-        end = datetime.now(UTC) if now is None else parse_time(now, field="now")
+        clock = datetime.now(UTC)
+        end = clock if now is None else parse_time(now, field="now")
+        if end > clock + CLOCK_SLACK:
+            raise InvalidInputError(f"now={end.isoformat()} is in the future: a check is "
+                                    "recorded for a window that has happened (pass an earlier "
+                                    "now= to backfill)", field="now")
         start = end - parse_window(window or self.policy.window)
         mv = self.version()
+        self._freeze_quietly(mv)
+        self.sketch(mv.version, start=start, end=end)  # the window's new files, kept
         figures, notes = checks.measure(self, mv.version, start, end)
         decision = checks.decide(figures, self.policy, window=(start, end))
         result = checks.CheckResult(self.name, mv.version, (start, end),
                                     checks.figures_table(figures, mv.version, (start, end)),
                                     notes=notes)
-        self._freeze_quietly(mv)
         return checks.record(writes, self.tables, result, decision, self.seals())
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+CLOCK_SLACK = timedelta(minutes=5)  # as the ledger's clock check allows
+MAX_WINDOWS = 2_000
 WINDOWS_SCHEMA = pa.schema([
     ("window_start", pa.timestamp("us", "UTC")), ("feature", pa.string()), ("n", pa.int64()),
     ("psi", pa.float64()), ("p_adjusted", pa.float64()), ("status", pa.string()),

@@ -18,6 +18,8 @@ from ..domain.entities import Event, ModelVersion
 from ..domain.policy import Policy
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from ..domain.monitoring_policy import MonitoringPolicy
     from ..store import Snapshot
     from .results import DriftResult, FairnessResult, PerformanceResult
@@ -66,6 +68,12 @@ class MonitoringWrites(Protocol):
 
     def alert(self, name: str, version: int, payload: dict[str, Any]) -> Event: ...
 
+    def open_alert(self, name: str, version: int, payload: dict[str, Any]
+                   ) -> Event | None: ...
+
+    def close_alert(self, name: str, version: int, payload: dict[str, Any]
+                    ) -> Event | None: ...
+
     def request_retraining(self, name: str, version: int, *, reason: str,
                            alert_seq: int | None) -> Event: ...
 
@@ -84,9 +92,10 @@ class Reads(Protocol):
 
 
 class TableSource(Protocol):
-    """Where a model's monitoring tables are read: ``reads()`` starts one question."""
+    """Where a model's monitoring tables are read: ``reads()`` starts one question
+    (``fetch=False``: an engine that reads the store itself needs no local copies)."""
 
-    def reads(self) -> Reads: ...
+    def reads(self, *, fetch: bool = True) -> Reads: ...
 
     def exists(self, kind: TableKind) -> bool: ...
 
@@ -107,6 +116,13 @@ class Questions(Protocol):
 
     def task(self, version: int | str | None = None) -> Literal["classification",
                                                                 "regression"]: ...
+
+    def baseline(self, version: int | str | None = None) -> dict[str, Any]: ...
+
+    def rows(self, start: Any = None, end: Any = None, *, version: int | str | None = None,
+             matured: bool = False, limit: int | None = None) -> pa.Table: ...
+
+    def last_read(self) -> dict[str, int]: ...
 
     def drift(self, start: Any = None, end: Any = None,
               version: int | str | None = None) -> DriftResult: ...

@@ -5,33 +5,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import pyarrow as pa
-
 from ..domain.errors import InvalidInputError
 from ..domain.timefmt import parse_time
 from ..store import Snapshot
 
 
-def joined(predictions: Snapshot, outcomes: Snapshot, *, inner: bool = True) -> str:
-    """Predictions with ``actual``: the first outcome recorded per prediction id."""
-    first = (f"(SELECT prediction_id, arg_min(actual, ts) AS actual FROM "
-             f"{outcomes.relation()} GROUP BY prediction_id)")
+def joined(predictions: str, outcomes: str, *, inner: bool = True) -> str:
+    """Predictions with ``actual``: the first outcome recorded per prediction id (the
+    arguments are the two tables' relations, as the engine names them)."""
+    first = (f"(SELECT prediction_id AS __id, arg_min(actual, ts) AS actual FROM {outcomes} "
+             "GROUP BY prediction_id)")
     how = "JOIN" if inner else "LEFT JOIN"
-    return (f"(SELECT p.*, o.actual FROM {predictions.relation()} AS p {how} {first} AS o "
-            "USING (prediction_id))")
+    return (f"(SELECT p.*, o.actual FROM {predictions} AS p {how} {first} AS o "
+            "ON p.prediction_id = o.__id)")
 
 
 def as_time(value: Any, what: str) -> datetime | None:
     return None if value is None else parse_time(value, field=what)
-
-
-def newest(table: pa.Table, name: str) -> datetime:
-    if table.num_rows == 0:
-        raise InvalidInputError(f"{name!r} has logged no predictions yet", field="model")
-    import pyarrow.compute as pc
-
-    found: datetime = pc.max(table["ts"]).as_py()
-    return found
 
 
 def require_rows(snapshot: Snapshot, name: str) -> None:

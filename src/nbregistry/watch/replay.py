@@ -11,7 +11,6 @@ from ..domain.errors import InvalidInputError
 from ..domain.extras import require
 from ..domain.html import FONT, esc, table_html
 from ..monitoring import reference
-from .queries import as_time, joined, require_rows
 
 if TYPE_CHECKING:
     from .ports import Questions
@@ -71,18 +70,11 @@ def replay(mon: Questions, version: int | str, start: Any, end: Any, *,
     if served_mv.version == challenger.version:
         raise InvalidInputError(f"v{challenger.version} is the served version itself: name a "
                                 "challenger", field="version")
-    reads = mon.source.reads()
-    predictions = reads.snapshot("predictions", as_time(start, "start"), as_time(end, "end"))
-    require_rows(predictions, mon.name)
-    outcomes = reads.snapshot("outcomes")
-    names = [f["name"] for f in challenger.features]
-    query = (f"SELECT * FROM {joined(predictions, outcomes)} WHERE version = "
-             f"{served_mv.version} AND score IS NOT NULL AND actual IS NOT NULL "
-             f"ORDER BY ts, prediction_id LIMIT {MAX_ROWS}")
-    rows = mon.connection().sql(query).to_arrow_table()
+    rows = mon.rows(start, end, version=served_mv.version, matured=True, limit=MAX_ROWS)
     if rows.num_rows == 0:
         raise InvalidInputError(f"no logged prediction of v{served_mv.version} in the period "
                                 "has a matured outcome yet: nothing to replay on", field="start")
+    names = [f["name"] for f in challenger.features]
     lacking = [n for n in names if n not in rows.column_names]
     if lacking:
         raise InvalidInputError(f"v{challenger.version} needs features the traffic of "
@@ -95,7 +87,7 @@ def replay(mon: Questions, version: int | str, start: Any, end: Any, *,
     task = mon.task(served_mv.version)
     return _compare(mon.name, served_mv.version, challenger.version, task,
                     rows["actual"].to_numpy(), rows["score"].to_numpy(), scores.to_numpy(),
-                    dict(reads.versions))
+                    mon.last_read())
 
 
 def _compare(name: str, served: int, challenger: int, task: str, y: Any, a: Any, b: Any,

@@ -48,6 +48,13 @@ class TableResult:
     def to_pandas(self, **options: Any) -> Any:
         return self.table.to_pandas(**options)
 
+    def __getattr__(self, name: str) -> Any:
+        # every other pa.Table method (filter, sort_by, slice, to_pydict, ...) as the table
+        # has it, so code written against the table keeps working
+        if name.startswith("_") or name == "table":
+            raise AttributeError(name)
+        return getattr(self.table, name)
+
     def __getitem__(self, key: str | int) -> pa.ChunkedArray:
         return self.table[key]
 

@@ -20,14 +20,16 @@ class Pinning:
     version; later snapshots of it (other time ranges) read that same version."""
 
     def __init__(self, tables: MonitoringTables, pins: dict[str, int],
-                 record: dict[str, int] | None = None) -> None:
+                 record: dict[str, int] | None = None, *, fetch: bool = True) -> None:
         self._tables, self._pins, self._record = tables, pins, record
+        self.fetch = fetch
         self.versions: dict[str, int] = {}
 
     def snapshot(self, kind: TableKind, start: datetime | None = None,
                  end: datetime | None = None) -> Snapshot:
         table = getattr(self._tables, kind)
-        snap: Snapshot = table.snapshot(start, end, version=self._pins.get(table.key))
+        snap: Snapshot = table.snapshot(start, end, version=self._pins.get(table.key),
+                                        fetch=self.fetch)
         if snap.version >= 0:
             self._pins.setdefault(table.key, snap.version)
             self.versions[table.key] = snap.version
@@ -42,8 +44,8 @@ class LiveSource:
     def __init__(self, tables: MonitoringTables) -> None:
         self.tables = tables
 
-    def reads(self) -> Pinning:
-        return Pinning(self.tables, {})
+    def reads(self, *, fetch: bool = True) -> Pinning:
+        return Pinning(self.tables, {}, fetch=fetch)
 
     def exists(self, kind: TableKind) -> bool:
         return bool(getattr(self.tables, kind).exists())
@@ -61,8 +63,8 @@ class PinnedSource:
         self.pins: dict[str, int] = pins if pins is not None else {}
         self.record: dict[str, int] = record if record is not None else {}
 
-    def reads(self) -> Pinning:
-        return Pinning(self.tables, self.pins, self.record)
+    def reads(self, *, fetch: bool = True) -> Pinning:
+        return Pinning(self.tables, self.pins, self.record, fetch=fetch)
 
     def exists(self, kind: TableKind) -> bool:
         table = getattr(self.tables, kind)

@@ -1,0 +1,214 @@
+"""``mon.watch()`` / ``nbregistry watch NAME``: continuous monitoring between scheduled checks.
+
+At each tick (the policy's ``tick``, default 30 s) the watcher sketches the prediction files
+added since the last tick, measures drift over the policy's ``short_window`` (default 10 min)
+and its ``window`` from the sketches (so a tick costs the new rows, not the window), measures
+performance and fairness over the ``window`` every ``full_every`` ticks, runs the
+Page-Hinkley detector over the newest matured outcomes (concept drift), and records alerts
+as **episodes**: one ``alert`` event when a figure enters its alert band, one (``status =
+"ok"``) when it leaves, never one per tick. Whether an episode is open is read from the
+audit log, so a restarted watcher does not repeat it, and the decision to open or close is
+taken inside the ledger's compare-and-swap, so two watchers never record it twice. A newly
+opened episode about the model applies the policy's action, under the same rules as
+``check()`` (roles, one automatic rollback per episode).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..domain.entities import Event
+from ..domain.errors import InvalidInputError, NbRegistryError
+from ..domain.timefmt import parse_window, ts_text
+from . import checks
+
+if TYPE_CHECKING:
+    from .monitor import Monitor
+
+log = logging.getLogger("nbregistry.watch")
+DETECTOR_ROWS = 20_000
+
+
+@dataclass
+class Tick:
+    """What one tick did."""
+
+    at: datetime
+    sketched: int = 0
+    figures: int = 0
+    opened: list[Event] = field(default_factory=list)
+    closed: list[Event] = field(default_factory=list)
+    actions: list[Event] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def __repr__(self) -> str:
+        return (f"<Tick {ts_text(self.at)}: {self.sketched} file(s) sketched, {self.figures} "
+                f"figures, {len(self.opened)} opened, {len(self.closed)} closed, "
+                f"{len(self.actions)} action(s), {self.seconds:.2f} s>")
+
+
+class Watcher:
+    """Ticks over one model's monitoring; ``run()`` until stopped (SIGTERM, SIGINT or
+    ``stop()``)."""
+
+    def __init__(self, mon: Monitor, *, every: str | None = None,
+                 short_window: str | None = None, full_every: int = 10) -> None:
+        policy = mon.policy
+        self.mon = mon
+        self.every = parse_window(every or policy.tick, field="every")
+        self.short = parse_window(short_window or policy.short_window, field="short_window")
+        self.window = parse_window(policy.window)
+        if full_every < 1:
+            raise InvalidInputError("full_every must be at least 1", field="full_every")
+        self.full_every = full_every
+        self.ticks = 0
+        self._stop = threading.Event()
+        self._detected_until: datetime | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, *, ticks: int | None = None,
+            on_tick: Callable[[Tick], None] | None = None) -> None:
+        """Tick every ``every`` until stopped (or ``ticks`` times). SIGTERM and SIGINT stop
+        it cleanly after the current tick when it runs in the main thread."""
+        previous = self._handle_signals()
+        try:
+            while not self._stop.is_set() and (ticks is None or self.ticks < ticks):
+                began = time.monotonic()
+                try:
+                    done = self.tick()
+                except NbRegistryError as exc:  # a bad tick is logged; the next one retries
+                    log.error("watch tick of %s failed: %s", self.mon.name, exc)
+                else:
+                    if on_tick is not None:
+                        on_tick(done)
+                self._stop.wait(max(0.0, self.every.total_seconds()
+                                    - (time.monotonic() - began)))
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _handle_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda *_: self._stop.set())
+        return previous
+
+    def tick(self, now: datetime | None = None) -> Tick:
+        """One pass: sketch, measure, open and close episodes, act."""
+        began = time.monotonic()
+        now = now or datetime.now(UTC)
+        self.ticks += 1
+        mon, result = self.mon, Tick(now)
+        writes = mon._writer("watch")
+        mv = mon.version()
+        result.sketched = mon.sketch(mv.version, start=now - max(self.window, self.short))
+        full = self.ticks % self.full_every == 1 or self.full_every == 1
+        figures = self._measure(mv.version, now, full, result.notes)
+        result.figures = len(figures)
+        decision = checks.decide(figures, mon.policy, window=(now - self.window, now))
+        breaching = {_key(a): a for a in decision.alerts}
+        breaching.update(self._concept(now, result.notes))
+        open_now = _open_episodes(mon)
+        for key, payload in breaching.items():
+            if key not in open_now:
+                event = writes.open_alert(mon.name, mv.version, {**payload,
+                                                                 "episode": "open"})
+                if event is not None:
+                    result.opened.append(event)
+        measured = {(f.metric, checks.label(f.feature)) for f in figures}
+        for key, event in open_now.items():
+            if key not in breaching and (key in measured or key[0] in DETECTORS):
+                closed = writes.close_alert(mon.name, mv.version, {
+                    **event.payload, "status": "ok", "episode": "close",
+                    "window": [ts_text(now - self.window), ts_text(now)]})
+                if closed is not None:
+                    result.closed.append(closed)
+        self._act(result, decision, mv.version)
+        if result.opened or result.closed:
+            writes.seal(mon.name, {**mon.seals(), "check": {
+                "window": [ts_text(now - self.window), ts_text(now)],
+                "version": mv.version, "metrics": len(figures),
+                "alerts": len(result.opened)}})
+        result.seconds = time.monotonic() - began
+        return result
+
+    def _measure(self, version: int, now: datetime, full: bool, notes: list[str]
+                 ) -> list[checks.Figure]:
+        figures = []
+        for span, parts in ((self.short, ("drift",)),
+                            (self.window, ("drift", "performance", "fairness") if full
+                             else ("drift",))):
+            found, more = checks.measure(self.mon, version, now - span, now, parts=parts)
+            figures += found
+            notes += more
+        return figures
+
+    def _concept(self, now: datetime, notes: list[str]) -> dict[tuple[str, str | None],
+                                                                dict[str, Any]]:
+        """Page-Hinkley over the newest matured outcomes' errors: an episode while it
+        signals within the short window."""
+        from ..monitoring.concept import page_hinkley
+
+        stream = self.mon.errors(limit=DETECTOR_ROWS)
+        if stream.num_rows < 100:
+            return {}
+        found = page_hinkley(stream["error"].to_numpy())
+        times = stream["outcome_ts"].to_pylist()
+        recent = [i for i in found.drifts if times[i] >= now - self.short]
+        if not recent:
+            return {}
+        notes.append(f"Page-Hinkley signalled at outcome {ts_text(times[recent[-1]])}")
+        error_rate = float(stream["error"].to_numpy()[recent[-1]:].mean())
+        return {("page_hinkley", None): {
+            "kind": "concept_drift", "metric": "page_hinkley", "feature": None,
+            "value": error_rate, "status": "alert",
+            "window": [ts_text(now - self.short), ts_text(now)],
+            "action": None, "band": {"warn": 0.0, "alert": 0.0, "direction": "above"}}}
+
+    def _act(self, result: Tick, decision: checks.Decision, version: int) -> None:
+        about_model = [e for e in result.opened if e.payload["kind"] != "data_quality"]
+        if not about_model or decision.action is None:
+            return
+        summary = checks.CheckResult(self.mon.name, version, (result.at, result.at),
+                                     checks.figures_table([], version,
+                                                          (result.at, result.at)),
+                                     alerts=about_model)
+        writes = self.mon._writer("act")
+        result.actions.append(checks.act(writes, summary, decision))
+        result.notes += summary.notes
+
+
+DETECTORS = frozenset({"page_hinkley"})
+
+
+def _key(payload: dict[str, Any]) -> tuple[str, str | None]:
+    return str(payload["metric"]), payload.get("feature")
+
+
+def _open_episodes(mon: Monitor) -> dict[tuple[str, str | None], Event]:
+    """The newest alert per (metric, feature) whose status is still ``alert``."""
+    latest: dict[tuple[str, str | None], Event] = {}
+    for event in mon.catalog.alerts(mon.name):
+        latest[_key(event.payload)] = event
+    return {k: e for k, e in latest.items() if e.payload.get("status") == "alert"}
+
+
+def watch(mon: Monitor, *, every: str | None = None, short_window: str | None = None,
+          ticks: int | None = None, on_tick: Callable[[Tick], None] | None = None) -> Watcher:
+    watcher = Watcher(mon, every=every, short_window=short_window)
+    watcher.run(ticks=ticks, on_tick=on_tick)
+    return watcher
+
+

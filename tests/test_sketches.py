@@ -1,0 +1,102 @@
+"""Per-file sketches give exactly the raw-row figures, cost only the new files, are derived
+data (deleted, they are rebuilt; wrong, they are found), and are never written by a read."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import nbregistry as nbr
+from monitored import monitored
+from nbregistry.watch.sketches import dumps
+
+
+def close(a: Any, b: Any) -> bool:
+    import math
+
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+@pytest.fixture
+def reg(tmp_path: Path) -> nbr.Registry:
+    return monitored(str(tmp_path / "registry"), days=4, rows_per_day=300)
+
+
+def _windows() -> list[tuple[datetime | None, datetime | None]]:
+    now = datetime.now(UTC)
+    return [(None, None), (now - timedelta(days=2), now),
+            (now - timedelta(days=3, hours=7), now - timedelta(hours=30)),  # cuts days
+            (now - timedelta(days=1, hours=1), now - timedelta(hours=20))]
+
+
+def test_sketched_drift_equals_raw_drift_on_every_window(reg: nbr.Registry) -> None:
+    mon = reg.monitor("credit")
+    raw = [mon.drift(a, b).to_pylist() for a, b in _windows()]
+    files = len(mon.tables.predictions.snapshot().entries)
+    assert mon.sketch() == files  # one sketch per data file of the version
+    assert mon.sketch() == 0  # nothing new
+    sketched = [mon.drift(a, b).to_pylist() for a, b in _windows()]
+    assert all(close(x, y) for x, y in zip(raw, sketched, strict=True))
+    assert mon.verify_sketches() == []
+
+
+def test_a_question_writes_no_sketch_and_check_keeps_them(reg: nbr.Registry) -> None:
+    mon = reg.monitor("credit")
+    mon.drift()
+    assert not mon.sketches.table.exists()
+    mon.check()
+    assert mon.sketches.table.exists() and mon.sketch() == 0
+
+
+def test_sketches_are_derived_data(reg: nbr.Registry) -> None:
+    mon = reg.monitor("credit")
+    mon.sketch()
+    before = mon.drift().to_pylist()
+    shutil.rmtree(Path(reg.uri) / "monitoring" / "credit" / "sketches")
+    again = reg.monitor("credit")
+    assert close(again.drift().to_pylist(), before)
+    assert again.sketch() > 0
+    assert reg.verify().ok  # never evidence: the audit log names none
+
+
+def test_a_wrong_sketch_is_found(reg: nbr.Registry) -> None:
+    mon = reg.monitor("credit")
+    mon.sketch()
+    key, counts = next(iter(mon.sketches._known.items()))
+    counts.features["debt_ratio"].valid += 7  # what a bug or a tampered table would do
+    assert mon.verify_sketches() == [key[0]]
+    assert dumps(counts)
+
+
+def test_compacted_files_with_two_versions_are_sketched_per_version(reg: nbr.Registry
+                                                                     ) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from monitored import FEATURES
+    from nbregistry.demo import credit_data
+
+    data = credit_data(1500, seed=8)
+    model = LogisticRegression(max_iter=300).fit(data[FEATURES], data["default"])
+    reg.register(model, "credit", reference_data=data[FEATURES],
+                 reference_target=data["default"])
+    mon = reg.monitor("credit")
+    now = datetime.now(UTC)
+    mon.log_predictions(data.iloc[:400], model.predict_proba(data[FEATURES].iloc[:400]),
+                        version=2, attributes=["sex"],
+                        ts=[now - timedelta(hours=5, seconds=i) for i in range(400)])
+    mon.tables.predictions.compact()  # files holding both versions now
+    for version in (1, 2):
+        raw = mon.drift(version=version).to_pylist()
+        mon.sketch(version)
+        assert close(mon.drift(version=version).to_pylist(), raw)
+        assert mon.verify_sketches(version) == []

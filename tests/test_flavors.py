@@ -137,7 +137,7 @@ def test_trust_by_registrant_reads_the_register_event_after_a_snapshot_open(
     for i in range(12):
         bob.register(TinyModel(i), "m")
     carol = _trusting(registry_uri, "bob")
-    assert carol._state.base_seq > 0  # opened from a state snapshot: events read on demand
+    assert carol.ledger.state.base_seq > 0  # opened from a state snapshot: events read on demand
     assert carol.load("m", 2) == TinyModel(1)
 
 

@@ -185,7 +185,10 @@ def test_mlflow_models_load_through_mlflow_only_when_trusted(
     policy = reg.policy.source | {"loading": {"trusted_registrants": ["alice"]}}
     copy = copy_of(first_import, tmp_path)
     copy.set_policy(policy)
-    assert hasattr(copy.load("churn@prod"), "predict_proba")
+    # trust by registrant needs the importer's signature: alice imported without a key
+    with pytest.raises(nbr.PolicyViolationError, match="no enrolled signing key"):
+        copy.load("churn@prod")
+    assert hasattr(copy.load("churn@prod", trusted=True), "predict_proba")
 
 
 @needs_mlflow_world

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..domain.entities import Event
 from ..domain.errors import InvalidInputError, NbRegistryError
@@ -30,7 +30,22 @@ from ..domain.timefmt import parse_window, ts_text
 from . import checks
 
 if TYPE_CHECKING:
-    from .monitor import Monitor
+    import pyarrow as pa
+
+    from .ports import MonitoringWrites, Questions
+
+    class Watched(Questions, Protocol):
+        """What the watcher uses of a ``Monitor`` (declared here: monitor.py imports this
+        module, so this module does not import it)."""
+
+        def _writer(self, what: str) -> MonitoringWrites: ...
+
+        def sketch(self, version: int | str | None = None, *, start: Any = None,
+                   end: Any = None) -> int: ...
+
+        def errors(self, *, limit: int = 20_000) -> pa.Table: ...
+
+        def seals(self) -> dict[str, Any]: ...
 
 log = logging.getLogger("nbregistry.watch")
 DETECTOR_ROWS = 20_000
@@ -59,7 +74,7 @@ class Watcher:
     """Ticks over one model's monitoring; ``run()`` until stopped (SIGTERM, SIGINT or
     ``stop()``)."""
 
-    def __init__(self, mon: Monitor, *, every: str | None = None,
+    def __init__(self, mon: Watched, *, every: str | None = None,
                  short_window: str | None = None, full_every: int = 10) -> None:
         policy = mon.policy
         self.mon = mon
@@ -197,7 +212,7 @@ def _key(payload: dict[str, Any]) -> tuple[str, str | None]:
     return str(payload["metric"]), payload.get("feature")
 
 
-def _open_episodes(mon: Monitor) -> dict[tuple[str, str | None], Event]:
+def _open_episodes(mon: Watched) -> dict[tuple[str, str | None], Event]:
     """The newest alert per (metric, feature) whose status is still ``alert``."""
     latest: dict[tuple[str, str | None], Event] = {}
     for event in mon.catalog.alerts(mon.name):
@@ -205,7 +220,7 @@ def _open_episodes(mon: Monitor) -> dict[tuple[str, str | None], Event]:
     return {k: e for k, e in latest.items() if e.payload.get("status") == "alert"}
 
 
-def watch(mon: Monitor, *, every: str | None = None, short_window: str | None = None,
+def watch(mon: Watched, *, every: str | None = None, short_window: str | None = None,
           ticks: int | None = None, on_tick: Callable[[Tick], None] | None = None) -> Watcher:
     watcher = Watcher(mon, every=every, short_window=short_window)
     watcher.run(ticks=ticks, on_tick=on_tick)

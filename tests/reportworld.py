@@ -70,8 +70,9 @@ def monitored(uri: str, data_dir: Path, *, card: dict[str, Any] = CARD,
     train = frame[frame.split == "train"]
     people = users(uri)
     alice, bob = people["alice"], people["bob"]
-    alice.set_policy({**alice.policy.source, "monitoring": {
-        "window": "7d", "min_rows": 100, "fairness_group": "sex", "fairness_favorable": 0}})
+    alice.set_policy({**alice.policy.source, "monitoring": {  # outcomes known at once
+        "window": "7d", "maturity_days": 0, "min_rows": 100, "fairness_group": "sex",
+        "fairness_favorable": 0}})
     model = LogisticRegression(max_iter=500).fit(train[FEATURES], train["default"])
     alice.register(model, "credit", training_data=table, reference_data=train[FEATURES],
                    reference_target=train["default"], card=card, metrics={"auc": 0.7},

@@ -118,6 +118,25 @@ def test_null_outcomes_are_left_out_and_null_groups_kept(con: duckdb.DuckDBPyCon
     assert "fpr" not in rows[0]
 
 
+def test_a_nan_outcome_is_no_outcome_in_the_error_rates(con: duckdb.DuckDBPyConnection,
+                                                       tmp_path: Path) -> None:
+    """NaN is not an unfavourable outcome: error rates leave it out, as they leave out null
+    (fairlearn on the rows with a real outcome)."""
+    nan = float("nan")
+    table = pa.table({"g": ["a"] * 4 + ["b"] * 4, "label": [1, 1, 0, 0, 1, 0, 0, 1],
+                      "actual": [1.0, nan, 0.0, nan, 0.0, 1.0, nan, None]})
+    pq.write_table(table, tmp_path / "nan.parquet")
+    rows = fairness(con, f"read_parquet('{tmp_path / 'nan.parquet'}')", group="g",
+                    favorable=1).to_pylist()
+    known = table.filter(pa.compute.is_finite(table["actual"]))
+    frame = MetricFrame(metrics={"fpr": false_positive_rate, "fnr": false_negative_rate},
+                        y_true=known["actual"].to_numpy(), y_pred=known["label"].to_numpy(),
+                        sensitive_features=known["g"].to_numpy(zero_copy_only=False))
+    for row in rows:
+        assert row["fpr"] == pytest.approx(frame.by_group["fpr"][row["group"]])
+        assert row["fnr"] == pytest.approx(frame.by_group["fnr"][row["group"]])
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"group": "nope"}, "no column 'nope'"),
     ({"group": "sex", "reference": "z"}, "reference group 'z'"),

@@ -95,6 +95,8 @@ def test_replay_scores_the_challenger_on_logged_traffic(world: dict[str, Any]) -
     result = mon.replay(2, served=1)
     assert result.n == len(live) and result.task == "classification"
     assert result.diff < 0 and result.p_values["roc_auc"] < 0.05  # the weak one is worse
+    low, high = result.intervals["roc_auc"]  # DeLong's interval of the difference
+    assert low < result.diff < high < 0
     assert "Replay" in result._repr_html_()
 
 

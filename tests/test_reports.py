@@ -240,7 +240,8 @@ def test_monitoring_figures_equal_the_library_and_the_peers(packed: dict[str, An
     figures = packed["pack"].reports["monitoring"].figures
     mon = packed["mon"]
     drift = mon.drift(version=1)
-    assert figures["psi_max"] == pytest.approx(max(drift.column("psi").to_pylist()), rel=1e-9)
+    assert figures["psi_max_pooled"] == pytest.approx(max(drift.column("psi").to_pylist()),
+                                                      rel=1e-9)
     perf = mon.performance(None, version=1).to_pylist()[0]
     assert figures["roc_auc"] == pytest.approx(perf["roc_auc"], rel=1e-12)
     live, model = packed["live"], packed["model"]

@@ -18,7 +18,7 @@ from sklearn.metrics import (
 )
 
 from nbregistry import InvalidInputError
-from nbregistry.monitoring.significance import delong, paired_bootstrap
+from nbregistry.monitoring.significance import auc_interval, delong, paired_bootstrap
 
 
 def _two_models(n: int, seed: int, gap: float) -> tuple[np.ndarray, ...]:
@@ -65,6 +65,26 @@ def test_delong_identical_models_and_bad_input() -> None:
         delong(np.zeros(5), a[:5], a[:5])
     with pytest.raises(InvalidInputError, match="one length"):
         delong(y, a, a[:10])
+
+
+def test_delong_intervals_follow_the_quadratic_variance() -> None:
+    """The Wald intervals of one AUC and of a difference, from the variance as written."""
+    y, a, b = _two_models(800, 4, 0.5)
+    auc_a, auc_b, z, _ = _delong_quadratic(y, a, b)
+    result = delong(y, a, b)
+    low, high = result.interval(0.95)
+    se = (auc_b - auc_a) / z
+    assert (low, high) == pytest.approx((auc_b - auc_a - norm.ppf(0.975) * se,
+                                         auc_b - auc_a + norm.ppf(0.975) * se), rel=1e-9)
+    x, n = a[y == 1][:, None], a[y == 0][None, :]
+    psi = (x > n) + 0.5 * (x == n)
+    variance = psi.mean(axis=1).var(ddof=1) / psi.shape[0] + psi.mean(axis=0).var(ddof=1) \
+        / psi.shape[1]
+    auc, lo, hi = auc_interval(y, a, confidence=0.9)
+    assert auc == pytest.approx(roc_auc_score(y, a), rel=1e-12)
+    assert (lo, hi) == pytest.approx((auc - norm.ppf(0.95) * math.sqrt(variance),
+                                      auc + norm.ppf(0.95) * math.sqrt(variance)), rel=1e-9)
+    assert auc_interval(np.array([0, 1]), np.array([0.1, 0.9]))[1:] == (1.0, 1.0)
 
 
 @pytest.mark.parametrize("metric, reference", [

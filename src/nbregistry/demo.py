@@ -24,8 +24,8 @@ from .store import write_table
 
 FEATURES = ["income", "debt_ratio", "history_years", "utilisation", "late_payments"]
 BASELINE = ["income", "debt_ratio"]
-MONITORING_POLICY = {"window": "2d", "min_rows": 200, "on_alert": "retrain",
-                     "fairness_group": "sex", "fairness_favorable": 0}
+MONITORING_POLICY = {"window": "2d", "maturity_days": 1, "min_rows": 200,
+                     "on_alert": "retrain", "fairness_group": "sex", "fairness_favorable": 0}
 
 
 def credit_data(n: int = 4000, seed: int = 7) -> pd.DataFrame:
@@ -53,9 +53,11 @@ def run(path: str | Path = "nbregistry-demo", *, fresh: bool = True, reports: bo
     data = credit_data(9000)
     train, test, live = data.iloc[:3000], data.iloc[3000:4000], data.iloc[4000:]
     table_uri = str(root / "data" / "credit_applications")
-    data_version = write_table(table_uri, train.assign(split="train"))
-    say(f"1. wrote {len(train)} credit applications to the Delta table {table_uri} "
-        f"(version {data_version})")
+    data_version = write_table(table_uri, pd.concat([train.assign(split="train"),
+                                                     test.assign(split="test")],
+                                                    ignore_index=True))
+    say(f"1. wrote {len(train) + len(test)} credit applications (train and hold-out test) to "
+        f"the Delta table {table_uri} (version {data_version})")
     uri, witness = root / "registry", root / "witness"
     bob_key = _setup(uri, witness, say)
     reg = open_registry(uri, user="ds-alice", witness=witness)
@@ -158,10 +160,12 @@ def _promote(uri: Path, witness: Path, version: int, bob_key: Any, say: Any) -> 
 
 def _monitor(reg: Any, live: pd.DataFrame, version: int, say: Any) -> Any:
     """A week of production traffic, 700 applications a day; from day 6 applicants carry
-    more debt. Outcomes of the first five days have arrived."""
+    more debt. Outcomes arrive a day later (the policy's maturity): those of the first six
+    days have."""
     mon = reg.monitor("credit_risk")
     model = reg.load("credit_risk", version)
     now = datetime.now(UTC).replace(microsecond=0)
+    logged = 0
     for day in range(7):
         frame = live.iloc[day * 700:(day + 1) * 700]
         if day >= 5:
@@ -170,9 +174,10 @@ def _monitor(reg: Any, live: pd.DataFrame, version: int, say: Any) -> Any:
         receipt = mon.log_predictions(
             frame, model.predict_proba(frame[FEATURES]), attributes=["sex"],
             ts=[start + timedelta(seconds=100 * i) for i in range(len(frame))])
-        if day < 5:
+        logged += len(frame)
+        if day < 6:
             mon.log_outcomes(receipt.ids, frame["default"], ts=start + timedelta(days=1))
-    say(f"5. logged {len(live):,} production predictions over 7 days (and 5 days of "
+    say(f"5. logged {logged:,} production predictions over 7 days (and 6 days of "
         "outcomes) in the Delta tables under registry/monitoring/credit_risk")
     perf = mon.performance(window=None).column("roc_auc")[0].as_py()
     air = min(mon.fairness("sex", favorable=0).column("air").to_pylist())

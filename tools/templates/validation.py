@@ -4,10 +4,11 @@
 # Independent validation of a model version under the Federal Reserve's SR 11-7 / OCC
 # Bulletin 2011-12 supervisory guidance on model risk management and SR 26-2, which replaces
 # them and ties the depth of validation to the model's materiality: purpose and intended use,
-# conceptual soundness, data lineage and quality, performance in and out of time, stability
-# and sensitivity, a challenger comparison, limitations, the ongoing-monitoring plan and the
-# sign-off. Every number is read from the registry as of the head shown below and from the
-# Delta table versions listed at the end, so the report can be re-run and compared
+# conceptual soundness, data lineage and quality, performance out of sample and in
+# production, stability and sensitivity, a benchmark or challenger, limitations, the
+# ongoing-monitoring plan, the findings with the validator's conclusion, and the sign-off.
+# Every number is read from the registry as of the head shown below and from the Delta
+# table versions listed at the end, so the report can be re-run and compared
 # (`nbr.reverify`).
 
 # %% tags=["parameters"]
@@ -22,30 +23,48 @@ data: Optional[str] = None  # a Delta table to validate on (default: the version
 split_column: str = "split"  # column naming the samples (train / test / oot), when present
 materiality: str = "medium"  # high | medium | low (SR 26-2 tiering: the depth of the review)
 trusted: bool = False  # load a pickle-based model (only for artifacts you trust)
+conclusion: Optional[str] = None  # the validator's conclusion (e.g. "fit for use, with conditions")
+effective_challenge: Optional[str] = None  # what the validator challenged, and the answers
 
 # %%
 from nbregistry.reports import helpers as h  # first: it keeps the report kernel's imports lean
+from datetime import timedelta
+
 import numpy as np
 
 from nbregistry import charts
+from nbregistry.domain.errors import InvalidInputError
+from nbregistry.domain.timefmt import parse_window
+from nbregistry.reports import findings as fx
+from nbregistry.reports import monitoring as mr
 from nbregistry.reports import validation as val
+from nbregistry.watch.results import BaselineInfo
 
 if materiality not in val.MATERIALITY:
-    raise ValueError(f"materiality must be one of {list(val.MATERIALITY)}, got {materiality!r}")
+    raise InvalidInputError(f"materiality must be one of {list(val.MATERIALITY)}, got "
+                            f"{materiality!r}", field="materiality")
 ctx = h.open_report(registry_uri, pin, title=f"Model validation: {model} v{version}")
 reg = ctx.registry
 mv = reg.get(model, version)
-figures = {}
+plan = reg.policy.monitoring
+bands = plan.thresholds
+mon = ctx.monitor(model)
+figures, found = {}, []
+frozen = reg.frozen_baseline(model, version) or {}
+baseline = BaselineInfo(mv.reference["sha256"], frozen.get("sha256"), frozen.get("seq")) \
+    if mv.reference else None
 h.show(h.table([{"model": mv.name, "version": mv.version, "stage": mv.stage,
                  "registered by": mv.created_by, "registered at": mv.created_at,
                  "sha256": mv.sha256, "flavor": mv.flavor, "materiality": materiality}],
                caption="Model version"))
+h.show(h.provenance(ctx, "validation", baseline=baseline))
 h.show(h.note(f"Materiality {materiality}: {val.MATERIALITY[materiality]}."))
 
 # %% [markdown]
 # ## 1. Purpose and intended use
 #
-# From the model card recorded in the registry.
+# SR 11-7, model development and use: the purpose, intended use and known limits, from the
+# model card recorded in the registry.
 
 # %%
 card = dict(mv.card)
@@ -53,14 +72,16 @@ h.show(h.table([{"field": k, "value": v} for k, v in card.items()], caption="Mod
 if mv.description:
     h.show(h.note(mv.description))
 missing_card = [f for f in ("intended_use", "limitations") if not str(card.get(f, "")).strip()]
+found += fx.card_findings(missing_card)
 if missing_card:
     h.show(h.note(f"The card lacks {', '.join(missing_card)}: a validation finding.", kind="bad"))
 
 # %% [markdown]
 # ## 2. Conceptual soundness
 #
-# The features the model takes (the schema recorded at registration), its hyper-parameters,
-# the stated assumptions and the importance of each feature to the fitted model.
+# SR 11-7, evaluation of conceptual soundness: the features the model takes (the schema
+# recorded at registration), its hyper-parameters, the stated assumptions and the importance
+# of each feature to the fitted model (section 5).
 
 # %%
 features = [f["name"] for f in mv.features]
@@ -73,95 +94,149 @@ fitted = reg.load(model, version, trusted=trusted)
 # %% [markdown]
 # ## 3. Data lineage and quality
 #
-# The data the model is validated on: the training table pinned in the version's lineage (at
-# the Delta version recorded when it was registered) unless another table was given.
+# SR 11-7, data quality and relevance: the data the model is validated on. The table given
+# (`data=`), else the training table pinned in the version's lineage (at the Delta version
+# recorded when it was registered), else the reference sample registered with the version.
 
 # %%
 lineage = dict(mv.lineage)
-source = lineage.get("training_data") or {}
 h.show(h.table([{"item": k, "value": v} for k, v in lineage.items() if k != "packages"],
                caption="Lineage"))
 h.show(h.table([{"package": k, "version": v} for k, v in lineage.get("packages", {}).items()],
                caption="Environment at registration"))
-if data is None and source.get("format") != "delta":
-    raise ValueError(f"{model} v{version} was not registered with a Delta training table: pass "
-                     "data=<Delta table URI> to validate on")
-table = ctx.read_table(data or source["uri"], None if data else source["version"])
-frame = table.to_pandas()
-quality = val.data_quality(table)
-h.show(h.table(quality, caption=f"Data quality: {table.num_rows:,} rows of "
-               f"{data or source['uri']}"))
+source = val.validation_data(ctx, mv, data=data, target=target)
+frame = source.frame
+quality = val.data_quality(source.table)
+h.show(h.table(quality, caption=f"Data quality: {source.table.num_rows:,} rows of "
+                                f"{source.label}"))
 absent = [c for c in [*features, target] if c not in frame.columns]
 if absent:
-    raise ValueError(f"the data lacks the columns {absent}")
-figures.update(rows=table.num_rows,
+    raise InvalidInputError(f"the data lacks the columns {absent}: pass target= (the outcome "
+                            "column) or data= (a table with the model's features)",
+                            field="data")
+figures.update(rows=source.table.num_rows, data_source=source.kind,
                missing_rate_max=max(q["missing_rate"] for q in quality if q["column"] in features),
                duplicate_rows=int(frame.duplicated().sum()))
+found += fx.data_findings(source.kind, quality, features)
 
 # %% [markdown]
 # ## 4. Performance
 #
-# Discrimination (AUC, Gini, KS) and calibration (Brier score, log loss) on each sample of
-# the data, and on production traffic whose outcomes have matured (out of time).
+# SR 11-7, outcomes analysis: discrimination (AUC with DeLong's 95% interval, Gini, KS with a
+# bootstrap 95% interval) and calibration (Brier score, log loss) on each sample, ordered
+# training (in-sample), hold-out, out-of-time; then on production traffic whose outcomes
+# have matured under the policy's `maturity_days`.
 
 # %%
 frame["_score"] = val.positive_scores(fitted, frame[features])
-samples = (sorted(frame[split_column].dropna().unique().tolist())
-           if split_column in frame.columns else ["all"])
+split = split_column in frame.columns
+samples = (val.order_samples(frame[split_column].dropna().unique().tolist()) if split
+           else ["reference" if source.kind == "reference" else "all"])
+
+
+def part(sample):
+    return frame[frame[split_column] == sample] if split else frame
+
+
 performance, roc = [], []
 for sample in samples:
-    part = frame if sample == "all" else frame[frame[split_column] == sample]
-    metrics = val.classification_metrics(part[target], part["_score"])
-    performance.append({"sample": sample, **metrics})
-    roc += val.roc_points(part[target], part["_score"], str(sample))
-    figures[f"auc_{sample}"] = metrics["auc"]
-    figures[f"ks_{sample}"] = metrics["ks"]
-mon = ctx.monitor(model)
+    metrics = val.classification_metrics(part(sample)[target], part(sample)["_score"],
+                                         intervals=True)
+    performance.append({"sample": sample, "role": val.sample_role(sample), **metrics})
+    roc += val.roc_points(part(sample)[target], part(sample)["_score"], str(sample))
+    figures.update({f"auc_{sample}": metrics["auc"], f"auc_{sample}_low": metrics["auc_low"],
+                    f"auc_{sample}_high": metrics["auc_high"], f"ks_{sample}": metrics["ks"],
+                    f"ks_{sample}_low": metrics["ks_low"],
+                    f"ks_{sample}_high": metrics["ks_high"]})
+outside = [p["sample"] for p in performance if p["role"] != "in-sample"]
+figures["in_sample_only"] = not outside
+if not outside:
+    h.show(h.note("IN-SAMPLE ONLY: every figure in this section is measured on the data the "
+                  "model was trained on; there is no hold-out or out-of-time sample, so how it "
+                  "performs on unseen data is unknown (a high finding).", kind="bad"))
+rule = mr.maturity(mon, plan.maturity_days) if mon.has_predictions() else None
+traffic = mon.rows(version=version).to_pandas() if rule else None
 production = None
-traffic = mon.rows(version=version).to_pandas() if mon.has_predictions() else None
 if traffic is not None and len(traffic):
-    served = traffic[traffic["actual"].notna()]
+    served = traffic[(traffic["ts"] <= rule.cutoff) & traffic["actual"].notna()]
+    h.show(h.note(f"Production maturity: {rule.describe()}. {len(served):,} of "
+                  f"{len(traffic):,} logged predictions of v{version} have matured with an "
+                  "outcome."))
     if len(served):
-        production = val.classification_metrics(served["actual"].astype(int), served["score"])
-        performance.append({"sample": "production (matured)", **production})
+        production = val.classification_metrics(served["actual"].astype(int), served["score"],
+                                                intervals=True)
+        performance.append({"sample": "production (matured)", "role": "production",
+                            **production})
         roc += val.roc_points(served["actual"].astype(int), served["score"], "production")
-        figures["auc_production"] = production["auc"]
-h.show(h.table(performance, caption="Performance by sample"))
+        figures.update(auc_production=production["auc"],
+                       auc_production_low=production["auc_low"],
+                       auc_production_high=production["auc_high"])
+for p in performance:
+    p.update(auc_95ci=h.ci_text(p["auc_low"], p["auc_high"]),
+             ks_95ci=h.ci_text(p["ks_low"], p["ks_high"]))
+h.show(h.table(performance, columns=["sample", "role", "n", "event_rate", "auc", "auc_95ci",
+                                     "gini", "ks", "ks_95ci", "brier", "log_loss", "accuracy"],
+               caption="Performance by sample"))
 h.show(h.chart(charts.roc_curves(roc)))
+found += fx.performance_findings([p for p in performance if p["role"] != "production"], bands)
 
 # %% [markdown]
 # ## 5. Stability and sensitivity
 #
-# Population stability (PSI) of each feature and of the score between the first sample and
-# the others, and against production traffic (the monitoring baseline); the mean change of
-# the score when one feature moves by one standard deviation.
+# SR 11-7, evaluation of conceptual soundness and outcomes analysis: population stability
+# (PSI) of each feature and of the score of every sample against the training sample, and of
+# production traffic against the monitoring baseline in each of the policy's windows (a
+# feature breaches only when it drifted: adjusted p-value below 0.05 and PSI of at least
+# 0.1); the mean change of the score when one feature moves by one standard deviation.
 
 # %%
-base = frame if samples == ["all"] else frame[frame[split_column] == samples[0]]
+psi_band = bands["psi"]
+base = part(samples[0])
 stability = []
 for other in samples[1:]:
-    part = frame[frame[split_column] == other]
     for name in [*features, "_score"]:
         if np.issubdtype(frame[name].dtype, np.number):
+            psi = val.psi_between(base[name], part(other)[name])
             stability.append({"feature": name.strip("_"), "compared": f"{samples[0]} vs {other}",
-                              "psi": val.psi_between(base[name], part[name])})
-h.show(h.table(stability, caption="PSI between samples"))
+                              "psi": psi, "rag": h.rag(psi_band.status(psi))})
+h.show(h.table(stability, caption=f"PSI between samples (reference: {samples[0]})"))
 if stability:
     figures["psi_max_samples"] = max(s["psi"] for s in stability if s["psi"] is not None)
+found += fx.stability_findings(stability, psi_band)
+alerts = [e for e in reg.alerts(model) if e.version == version]
+worst_drift = []
 if traffic is None or not len(traffic):
     h.show(h.note(f"v{version} has scored no logged production traffic: no production PSI."))
+elif mv.reference is None:
+    h.show(h.note(f"v{version} was registered without reference data, so it has no monitoring "
+                  "baseline: drift of its production traffic is not measured.", kind="bad"))
+    found.append(fx.finding("medium", "5. Stability", "No monitoring baseline (no "
+                            "reference data at registration): production drift is not "
+                            "measured."))
 else:
-    drift = mon.drift(version=version)
-    h.show(h.table(drift, columns=["feature", "n", "psi", "ks", "ks_pvalue", "status",
-                                   "drifted"], caption="Production traffic vs the baseline"))
-    h.show(h.chart(charts.status_bars(drift.to_pylist(), value="psi",
-                                      thresholds=[0.1, 0.25])))
-    figures["psi_max_production"] = max(v for v in drift.column("psi").to_pylist()
-                                        if v is not None)
+    stop = traffic["ts"].max().to_pydatetime() + timedelta(microseconds=1)
+    spans = mr.windows(traffic["ts"].min().to_pydatetime(), stop, parse_window(plan.window))
+    by_window = mr.drift_by_window(mon, spans, version, psi_band, plan.min_rows)
+    worst_drift = mr.worst_by_feature(by_window)
+    for r in worst_drift:
+        r.update(window=f"{mr.when(r['window_start'])} .. {mr.when(r['window_end'])}",
+                 rag=h.rag(r["rating"]), p_shown=h.p_text(r["p_adjusted"]))
+    h.show(h.table(worst_drift, columns=["feature", "window", "n", "psi", "test", "p_shown",
+                                         "drifted", "rag"],
+                   caption=f"Production traffic vs the baseline: each feature's worst "
+                           f"{plan.window} window of {len(spans)} (p_shown: adjusted p-value)"))
+    h.show(h.chart(charts.status_bars([{**r, "status": r["rating"]} for r in worst_drift],
+                                      value="psi", thresholds=[psi_band.warn, psi_band.alert])))
+    rated = [r for r in by_window if r["rating"] != "insufficient"]
+    figures["psi_max_production"] = max((r["psi"] for r in rated if r["psi"] is not None),
+                                        default=None)
+    figures["drift_rating_production"] = mr.worst(by_window)
+found += fx.production_findings(worst_drift, production, alerts, bands, plan.maturity_days)
 depth = {"high": len(features), "medium": min(5, len(features)), "low": 0}[materiality]
 shifts = val.sensitivity(lambda X: val.positive_scores(fitted, X), base[features].copy(),
                          features)[: depth or None] if depth else []
-h.show(h.table(shifts, caption="Sensitivity: mean score change for ±1 standard deviation"))
+h.show(h.table(shifts, caption=f"Sensitivity on the {samples[0]} sample: mean score change for "
+                               "±1 standard deviation"))
 try:
     from nbregistry.monitoring.importance import feature_importance
     import pyarrow as pa
@@ -175,46 +250,81 @@ except Exception as exc:  # importance is context, not a figure: say why it is m
     h.show(h.note(f"feature importance unavailable: {exc}", kind="warn"))
 
 # %% [markdown]
-# ## 6. Challenger comparison
+# ## 6. Benchmark or challenger
 #
-# The version under validation against the version in production: replayed on logged
-# production traffic with matured outcomes when monitoring has it (DeLong's test for AUC),
-# else both scored on the validation data.
+# SR 11-7, benchmarking: the version against the production version (or the one it replaced
+# in production), replayed on logged production traffic with matured outcomes when
+# monitoring has it, else both scored on the last out-of-sample data sample; with neither, a
+# simple benchmark (logistic regression on the model's numeric features, fitted on the
+# training sample) on that sample. DeLong's test for the AUC difference, with its 95%
+# interval; the replay's other metrics with paired-bootstrap intervals.
 
 # %%
-try:
-    holder = reg.get(model, stage="production").version
-except Exception:
-    holder = None
-if holder is None or holder == version:
-    h.show(h.note(f"v{version} is the production version (or there is none): no challenger "
-                  "comparison." if holder == version else "No version is in production."))
-else:
-    replayed = None
-    if mon.has_predictions():
-        try:
-            replayed = mon.replay(version, served=holder, trusted=trusted)
-        except Exception as exc:
-            h.show(h.note(f"replay on production traffic not possible: {exc}", kind="warn"))
-    if replayed is not None:
-        h.show(replayed)
-        figures["challenger_auc_diff"] = replayed.diff
-        figures["challenger_p_value"] = replayed.p_values.get("roc_auc")
-    else:
-        from nbregistry.monitoring.significance import delong
+from nbregistry.watch.replay import RESAMPLES
 
-        incumbent = reg.load(model, holder, trusted=trusted)
-        last = frame if samples == ["all"] else frame[frame[split_column] == samples[-1]]
-        test = delong(last[target].to_numpy(), val.positive_scores(incumbent, last[features]),
-                      last["_score"].to_numpy())
-        h.show(h.table([{"sample": samples[-1], f"auc v{holder}": test.auc_a,
-                         f"auc v{version}": test.auc_b, "p_value": test.p_value}],
-                       caption="Challenger on the validation data (DeLong)"))
-        figures["challenger_auc_diff"] = test.auc_b - test.auc_a
-        figures["challenger_p_value"] = test.p_value
+holder = val.incumbent(reg, model, version)
+last = outside[-1] if outside else samples[-1]
+evaluation = part(last)
+compared = None
+replayed = None
+if holder is not None and mon.has_predictions() and reg.get(model, holder).stage == "production":
+    try:
+        replayed = mon.replay(version, served=holder, trusted=trusted)
+    except InvalidInputError as exc:
+        h.show(h.note(f"replay on production traffic not possible: {exc}", kind="warn"))
+if replayed is not None:
+    floor = h.bootstrap_floor(RESAMPLES)
+    h.show(h.table([{"metric": m, f"v{holder} (served)": a, f"v{version}": b,
+                     "difference": b - a,
+                     "95% interval": h.ci_text(*replayed.intervals.get(m, (None, None)),
+                                               digits=4, signed=True),
+                     "test": "DeLong" if m == "roc_auc" else "paired bootstrap",
+                     "p_value": h.p_text(replayed.p_values.get(m),
+                                         floor=None if m == "roc_auc" else floor)}
+                    for m, (a, b) in replayed.metrics.items()],
+                   caption=f"Replay on {replayed.n:,} logged production rows with matured "
+                           f"outcomes: v{version} against v{holder}"))
+    low, high = replayed.intervals["roc_auc"]
+    compared = {"name": f"v{holder} (production)", "sample": "production traffic",
+                "diff": replayed.diff, "low": low, "high": high,
+                "p_value": replayed.p_values["roc_auc"], "in_sample": False}
+    figures.update(challenger_auc_diff=replayed.diff,
+                   challenger_p_value=replayed.p_values.get("roc_auc"))
+else:
+    if holder is not None:
+        other = reg.load(model, holder, trusted=trusted)
+        names = [f["name"] for f in reg.get(model, holder).features] or features
+        other_scores, who = val.positive_scores(other, evaluation[names]), f"v{holder}"
+    else:
+        numeric = val.numeric_features(frame, features)
+        simple = val.benchmark(base[numeric], base[target])
+        other_scores = val.positive_scores(simple, evaluation[numeric])
+        who = "the logistic-regression benchmark"
+    compared = val.compare(evaluation[target], evaluation["_score"], other_scores, name=who,
+                           sample=last, in_sample=val.sample_role(last) == "in-sample")
+    h.show(h.table([{"model": f"v{version}", "auc": compared["auc_model"],
+                     "95% CI": h.ci_text(*compared["model_ci"])},
+                    {"model": who, "auc": compared["auc_other"],
+                     "95% CI": h.ci_text(*compared["other_ci"])},
+                    {"model": f"difference (v{version} minus {who})", "auc": compared["diff"],
+                     "95% CI": h.ci_text(compared["low"], compared["high"], digits=4,
+                                         signed=True),
+                     "DeLong p": h.p_text(compared["p_value"])}],
+                   caption=f"v{version} against {who} on the same {compared['n']:,} rows of "
+                           f"the {last} sample" + (" (in-sample: both were fitted on it)"
+                                                   if compared["in_sample"] else "")))
+    prefix = "challenger" if holder is not None else "benchmark"
+    figures.update({f"{prefix}_auc_diff": compared["diff"],
+                    f"{prefix}_p_value": compared["p_value"],
+                    f"{prefix}_auc_diff_low": compared["low"],
+                    f"{prefix}_auc_diff_high": compared["high"]})
+found += fx.benchmark_findings(compared)
 
 # %% [markdown]
 # ## 7. Limitations
+#
+# SR 11-7, limitations and assumptions: what the card says, what the registry records, and
+# what the data shows.
 
 # %%
 limits = [{"source": "model card", "limitation": card.get("limitations", "none stated")}]
@@ -225,14 +335,15 @@ limits += [{"source": "data", "limitation": f"{q['column']} is {q['missing_rate'
 limits += [{"source": "sample", "limitation": f"{p['sample']}: only {p['n']} rows"}
            for p in performance if p["n"] < 500]
 h.show(h.table(limits, caption="Known limitations"))
+found += fx.status_findings(mv.status)
 
 # %% [markdown]
 # ## 8. Ongoing-monitoring plan
 #
-# The thresholds, windows and actions of the registry's policy in force at the head.
+# SR 11-7, ongoing monitoring: the thresholds, windows and actions of the registry's policy
+# in force at the head.
 
 # %%
-plan = reg.policy.monitoring
 h.show(h.table([{"setting": "window", "value": plan.window},
                 {"setting": "outcome maturity (days)", "value": plan.maturity_days},
                 {"setting": "minimum rows per window", "value": plan.min_rows},
@@ -244,10 +355,38 @@ h.show(h.table([{"metric": k, "warn": b.warn, "alert": b.alert, "direction": b.d
                 for k, b in plan.thresholds.items()], caption="Thresholds (warn / alert)"))
 
 # %% [markdown]
-# ## 9. Sign-off
+# ## 9. Findings and conclusion
 #
-# The promotion requests of this version and their approvals, as recorded (and signed, where
-# the approver has an enrolled key) in the audit log, with the gate evidence.
+# SR 11-7, validation reporting and effective challenge: every finding above against the
+# policy's thresholds (high: in the alert band, or no out-of-sample evidence; medium: in the
+# warn band; low: a caveat), then the validator's conclusion and challenge as given to this
+# run, and who ran it.
+
+# %%
+found = fx.ordered(found)
+counts = {s: sum(f["severity"] == s for f in found) for s in ("high", "medium", "low")}
+h.show(h.note(f"{len(found)} finding(s): {counts['high']} high, {counts['medium']} medium, "
+              f"{counts['low']} low.", kind="bad" if counts["high"] else
+              "warn" if counts["medium"] else "good"))
+h.show(h.table([{**f, "severity": h.severity(f["severity"])} for f in found],
+               columns=["severity", "section", "finding"], caption="Findings"))
+h.show(h.table([{"item": "validator (ran this report)", "value": ctx.live.user},
+                {"item": "conclusion", "value": conclusion or "not given"},
+                {"item": "effective challenge", "value": effective_challenge or "not given"}],
+               caption="Validator's conclusion"))
+if not conclusion:
+    h.show(h.note("No conclusion was given to this run: the validator states it with the "
+                  "conclusion parameter (and the challenge with effective_challenge); the "
+                  "findings are the evidence, not the conclusion.", kind="warn"))
+figures.update(findings_high=counts["high"], findings_medium=counts["medium"],
+               findings_low=counts["low"])
+
+# %% [markdown]
+# ## 10. Sign-off
+#
+# SR 11-7, governance: the promotion requests of this version and their approvals, as
+# recorded (and signed, where the approver has an enrolled key) in the audit log, with the
+# gate evidence.
 
 # %%
 requests = [r for r in reg.requests(model, status="all") if r.version == version]

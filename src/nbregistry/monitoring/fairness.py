@@ -18,7 +18,8 @@ ordered by group:
   cell count is below 5; null on the reference row;
 - ``fpr``, ``fnr`` (error-rate parity) when the rows have an ``actual`` column:
   false-positive rate among rows whose actual outcome is not favorable, false-negative
-  rate among rows whose actual outcome is favorable (rows without an actual left out).
+  rate among rows whose actual outcome is favorable (rows without an actual, or with a NaN
+  or infinite one, left out: not an unfavorable outcome).
 
 The schema metadata ``nbregistry.fairness`` holds the attribute, favorable value,
 reference group and ``demographic_parity_ratio`` (min / max selection rate) as JSON.
@@ -59,7 +60,9 @@ def fairness(con: duckdb.DuckDBPyConnection, source: str, *, group: str, favorab
         duck.require_columns(types, ["actual"], what="fairness error rates")
     if error_rates:
         values["actual_fav"] = _favorable(favorable, types["actual"], "actual")
-    rows = _counts(con, source, group, outcome, where, values)
+    known = (f"isfinite(CAST({duck.quote('actual')} AS DOUBLE))"
+             if error_rates and duck.is_numeric(types["actual"]) else "TRUE")
+    rows = _counts(con, source, group, outcome, where, values, known)
     if not rows:
         raise InvalidInputError(f"no rows with a {outcome!r} value in the window (filter "
                                 f"{where!r})", field="where", value=where)
@@ -93,16 +96,18 @@ def _comparable(favorable: Any, duck_type: str) -> bool:
 
 
 def _counts(con: duckdb.DuckDBPyConnection, source: str, group: str, outcome: str,
-            where: str | None, values: dict[str, Any]) -> list[dict[str, Any]]:
+            where: str | None, values: dict[str, Any], known: str = "TRUE"
+            ) -> list[dict[str, Any]]:
     g, o = duck.quote(group), duck.quote(outcome)
     parts = ["count(*)", f"count(*) FILTER (WHERE {o} = $fav)"]
     error_rates = "actual_fav" in values
     if error_rates:
         actual = duck.quote("actual")
-        parts += [f"count(*) FILTER (WHERE {actual} = $actual_fav)",
-                  f"count(*) FILTER (WHERE {actual} <> $actual_fav)",
-                  f"count(*) FILTER (WHERE {o} = $fav AND {actual} <> $actual_fav)",
-                  f"count(*) FILTER (WHERE {o} <> $fav AND {actual} = $actual_fav)"]
+        # NaN compares unequal to everything in SQL: only real outcomes count (``known``)
+        parts += [f"count(*) FILTER (WHERE {actual} = $actual_fav AND {known})",
+                  f"count(*) FILTER (WHERE {actual} <> $actual_fav AND {known})",
+                  f"count(*) FILTER (WHERE {o} = $fav AND {actual} <> $actual_fav AND {known})",
+                  f"count(*) FILTER (WHERE {o} <> $fav AND {actual} = $actual_fav AND {known})"]
     filters = [f"{o} IS NOT NULL"] + ([f"({where})"] if where and where.strip() else [])
     query = (f"SELECT {g}, {', '.join(parts)} FROM {source} WHERE {' AND '.join(filters)} "
              f"GROUP BY {g} ORDER BY {g} NULLS LAST")

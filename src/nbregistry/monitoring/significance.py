@@ -7,7 +7,8 @@
   the usual +1 correction (never exactly 0). Metrics are weighted sums, so a resample costs
   O(n) (row multiplicities as weights), ROC AUC included (rows ranked once).
 - ``delong``: DeLong, DeLong & Clarke-Pearson (1988) test for two correlated ROC AUCs, in
-  the O(n log n) form of Sun & Xu (2014) with midranks for ties.
+  the O(n log n) form of Sun & Xu (2014) with midranks for ties; its standard error gives
+  the Wald interval of the difference. ``auc_interval``: the same variance for one AUC.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ class DeLongResult:
     diff: float          # auc_b - auc_a
     z: float
     p_value: float
+    se: float = 0.0      # DeLong standard error of ``diff``
+
+    def interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """Wald interval of ``diff`` from the DeLong standard error."""
+        half = _z(confidence) * self.se
+        return self.diff - half, self.diff + half
 
 
 def _arrays(y_true: Any, scores_a: Any, scores_b: Any) -> tuple[np.ndarray, ...]:
@@ -143,32 +150,58 @@ def _weighted_auc(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> float:
 
 def delong(y_true: Any, scores_a: Any, scores_b: Any) -> DeLongResult:
     """DeLong's test of ``auc(b) - auc(a)`` for two models scored on the same rows."""
+    y, a, b = _arrays(y_true, scores_a, scores_b)
+    aucs, covariance = _delong_covariance(y, [a, b])
+    variance = float(covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1])
+    diff = aucs[1] - aucs[0]
+    if variance <= 0:
+        return DeLongResult(aucs[0], aucs[1], diff, 0.0, 1.0, 0.0)
+    se = math.sqrt(variance)
+    z = diff / se
+    return DeLongResult(aucs[0], aucs[1], diff, z, math.erfc(abs(z) / math.sqrt(2)), se)
+
+
+def auc_interval(y_true: Any, scores: Any, *, confidence: float = 0.95
+                 ) -> tuple[float, float, float]:
+    """``(auc, low, high)``: the AUC and its Wald interval from DeLong's variance, clipped
+    to [0, 1]."""
+    y, s, _ = _arrays(y_true, scores, scores)
+    aucs, covariance = _delong_covariance(y, [s])
+    half = _z(confidence) * math.sqrt(max(float(covariance[0, 0]), 0.0))
+    return aucs[0], max(0.0, aucs[0] - half), min(1.0, aucs[0] + half)
+
+
+def _delong_covariance(y: np.ndarray, models: list[np.ndarray]
+                       ) -> tuple[list[float], np.ndarray]:
+    """Each model's AUC and the DeLong covariance matrix of the AUCs."""
     import numpy as np
     from scipy.stats import rankdata
 
-    y, a, b = _arrays(y_true, scores_a, scores_b)
     if not np.isin(y, (0, 1)).all() or y.min() == y.max():
         raise InvalidInputError("DeLong's test needs 0/1 outcomes with both classes",
                                 field="y_true")
     positive, negative = y == 1, y == 0
     m, n = int(positive.sum()), int(negative.sum())
     aucs, v10, v01 = [], [], []
-    for scores in (a, b):
+    for scores in models:
         x, z = scores[positive], scores[negative]
         rank_x, rank_z = rankdata(x), rankdata(z)
         rank_all = rankdata(np.concatenate([x, z]))
         aucs.append(float((rank_all[:m].sum() - m * (m + 1) / 2) / (m * n)))
         v10.append((rank_all[:m] - rank_x) / n)        # per positive: negatives below it
         v01.append(1.0 - (rank_all[m:] - rank_z) / m)  # per negative: positives above it
-    s10 = np.cov(np.vstack(v10)) if m > 1 else np.zeros((2, 2))
-    s01 = np.cov(np.vstack(v01)) if n > 1 else np.zeros((2, 2))
-    covariance = s10 / m + s01 / n
-    variance = float(covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1])
-    diff = aucs[1] - aucs[0]
-    if variance <= 0:
-        return DeLongResult(aucs[0], aucs[1], diff, 0.0, 1.0)
-    z = diff / math.sqrt(variance)
-    return DeLongResult(aucs[0], aucs[1], diff, z, math.erfc(abs(z) / math.sqrt(2)))
+    k = len(models)
+    s10 = np.atleast_2d(np.cov(np.vstack(v10))) if m > 1 else np.zeros((k, k))
+    s01 = np.atleast_2d(np.cov(np.vstack(v01))) if n > 1 else np.zeros((k, k))
+    return aucs, s10 / m + s01 / n
+
+
+def _z(confidence: float) -> float:
+    from scipy.stats import norm
+
+    if not 0 < confidence < 1:
+        raise InvalidInputError("confidence must be in (0, 1)", field="confidence")
+    return float(norm.ppf(0.5 + confidence / 2))
 
 
 def two_proportions(f1: float, n1: float, f2: float, n2: float, *, exact_ok: bool = True

@@ -212,3 +212,66 @@ def _fmt(value: Any) -> str:
     if isinstance(value, list | dict):
         return json.dumps(value, default=str)
     return str(value)
+
+
+# -- examiner-grade figures and provenance (monitoring and validation reports) ----------------
+
+SEVERITY_COLORS = {"high": BAD, "medium": WARN, "low": INFO}
+
+
+def severity(level: str) -> Badge:
+    """A finding's severity (``high``/``medium``/``low``) as a coloured badge."""
+    badge = Badge(level)
+    badge.color, badge.word = SEVERITY_COLORS.get(level, MUTED), level.upper()
+    return badge
+
+
+def bootstrap_floor(n_resamples: int) -> float:
+    """The smallest two-sided bootstrap p-value ``n_resamples`` can give (its resolution)."""
+    return 2 / (n_resamples + 1)
+
+
+def p_text(p: float | None, *, floor: float | None = None) -> str:
+    """A p-value as a report prints it: at a test's resolution floor ``< floor`` (rounded
+    up), below 0.0001 ``< 0.0001``, else three significant digits."""
+    if p is None or p != p:
+        return "—"
+    if floor is not None and p <= floor * (1 + 1e-9):
+        scale = 10 ** math.floor(math.log10(floor))
+        return f"< {math.ceil(round(floor / scale, 9)) * scale:.1g}"
+    return "< 0.0001" if p < 1e-4 else f"{p:.3g}"
+
+
+def ci_text(low: float | None, high: float | None, *, digits: int = 3,
+            signed: bool = False) -> str:
+    """An interval as ``[low, high]`` (``—`` when there is none)."""
+    if low is None or high is None:
+        return "—"
+    spec = f"{'+' if signed else ''}.{digits}f"
+    return f"[{format(low, spec)}, {format(high, spec)}]"
+
+
+def provenance(context: ReportContext, template: str, *, baseline: Any = None) -> Output:
+    """Who ran the report, when, with which nbregistry and template (its sha256), at which
+    head, and the monitoring baseline its drift figures are measured from."""
+    import hashlib
+    import importlib
+    from datetime import UTC, datetime
+
+    from .templates import template_path
+
+    # the package root (already imported: this module is in it) names the notebook layer for
+    # its extension hook, so a static import of it here would point the layers upwards
+    __version__ = importlib.import_module("nbregistry").__version__
+
+    path = template_path(template)
+    rows = [("run by", context.live.user),
+            ("run at (UTC)", datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")),
+            ("nbregistry version", __version__),
+            ("template", path.name),
+            ("template sha256", hashlib.sha256(path.read_bytes()).hexdigest()),
+            ("registry head", f"seq {context.head[0]}, hash {context.head[1]}")]
+    if baseline is not None:
+        rows += [("monitoring baseline: reference data sha256", baseline.reference_sha256),
+                 ("monitoring baseline", baseline.describe())]
+    return table([{"item": k, "value": v} for k, v in rows], caption="Provenance")

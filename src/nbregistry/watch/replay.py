@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .ports import Questions
 
 MAX_ROWS = 2_000_000  # replay loads the rows to score them: a bound a notebook survives
+RESAMPLES = 500       # paired bootstrap resamples: p-values resolve down to 2 / 501
 
 
 @dataclass(frozen=True)
@@ -99,11 +100,12 @@ def _compare(name: str, served: int, challenger: int, task: str, y: Any, a: Any,
     if task == "classification":
         auc = delong(y, a, b)
         metrics["roc_auc"], p_values["roc_auc"] = (auc.auc_a, auc.auc_b), auc.p_value
+        intervals["roc_auc"] = auc.interval()   # DeLong's Wald interval of the difference
         extra = ("accuracy", "brier", "log_loss")
     else:
         extra = ("rmse", "mae", "r2")
     for metric in extra:
-        boot = paired_bootstrap(y, a, b, metric=metric, n_resamples=500)
+        boot = paired_bootstrap(y, a, b, metric=metric, n_resamples=RESAMPLES)
         metrics[metric] = (boot.value_a, boot.value_b)
         p_values[metric], intervals[metric] = boot.p_value, (boot.ci_low, boot.ci_high)
     return ReplayResult(name, served, challenger, len(y), task, metrics, p_values, intervals,

@@ -201,7 +201,7 @@ def test_falling_performance_with_stable_inputs_is_named_concept_drift(
         world: dict[str, Any]) -> None:
     reg, model, live = world["reg"], world["model"], world["live"]
     reg.set_policy({**reg.policy.source, "monitoring": {
-        "window": "7d", "min_rows": 100, "thresholds": {
+        "window": "7d", "min_rows": 100, "maturity_days": 0, "thresholds": {
             "roc_auc": {"warn": 0.7, "alert": 0.65, "direction": "below"}}}})
     mon = reg.monitor("credit")
     ids = log(mon, model, live, start=NOW - timedelta(days=3))

@@ -18,9 +18,10 @@ A check has three steps, kept apart so that the rule is a pure function a test c
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -179,7 +180,12 @@ def _drift(mon: Questions, version: int, start: datetime, end: datetime,
                      f"{policy.max_missing:.0%} of the rows; their drift is not judged")
     for row in rows:
         judged = enough and row["feature"] not in broken
-        out.append(_figure(policy, "drift", row["feature"], "psi", row["psi"], judged))
+        psi = _figure(policy, "drift", row["feature"], "psi", row["psi"], judged)
+        if psi.status == "alert" and not row["drifted"]:
+            # a large PSI the test cannot tell from chance (a small window): a warning, so
+            # an alert always means significant and large, as the reports rate it
+            psi = dataclasses.replace(psi, status="warn")
+        out.append(psi)
         out.append(_figure(policy, "drift", row["feature"], "ks", row["ks"], judged))
     healthy = [r for r in rows if r["feature"] not in broken and r["feature"] != "score"]
     share = sum(bool(r["drifted"]) for r in healthy) / len(healthy) if healthy else None
@@ -209,7 +215,15 @@ def _missing(rows: list[dict[str, Any]], name: str) -> float:
 
 def _performance(mon: Questions, version: int, start: datetime, end: datetime,
                  notes: list[str]) -> list[Figure]:
-    row = mon.performance(None, start=start, end=end, version=version).to_pylist()[0]
+    """Over the predictions whose outcomes are due by now (``maturity_days`` old): the
+    window, shifted back by the maturity; earlier outcomes would bias it."""
+    due = timedelta(days=mon.policy.maturity_days)
+    if due:
+        notes.append(f"performance over predictions made {ts_text(start - due)[:10]} .. "
+                     f"{ts_text(end - due)[:10]}, whose outcomes are due "
+                     f"({mon.policy.maturity_days:g} days)")
+    row = mon.performance(None, start=start - due, end=end - due,
+                          version=version).to_pylist()[0]
     enough = (row["n"] or 0) >= mon.policy.min_rows
     skip = {"window_start", "window_end", "n", "positives"}
     return [_figure(mon.policy, "performance", None, metric, value, enough)

@@ -22,6 +22,7 @@ from sklearn.metrics import roc_auc_score
 
 import nbregistry as nbr
 from nbregistry.cli import main
+from nbregistry.registry.reporting import shipped_templates
 from nbregistry.reports import export, helpers, params
 from nbregistry.reports.execute import ReportFailedError
 from nbregistry.reports.reverify import same
@@ -124,7 +125,7 @@ def test_figures_and_head_are_read_back_from_outputs() -> None:
     nb.cells = [cell]
     found = collect(nb, "t")
     assert found == {"figures": {"auc": 0.75, "n": 3, "x": None}, "head": (7, "ab" * 32),
-                     "tables": {"monitoring/m/predictions": 4}}
+                     "tables": {"monitoring/m/predictions": 4}, "provenance": None}
     with pytest.raises(nbr.InvalidInputError, match="never showed the registry head"):
         collect(nbformat.v4.new_notebook(), "t")
 
@@ -139,12 +140,16 @@ def test_record_report_validates_its_payload(registry_uri: str) -> None:
 
     reg = nbr.open_registry(registry_uri, user="alice")
     reg.register(TinyModel(), "credit")
+    shipped = next(s for s, n in shipped_templates().items() if n == "validation")
+    stored = reg.ledger.blobs.put(b"the executed notebook")
     good = {"model": "credit", "version": 1, "parameters": {"model": "credit"},
-            "tables": {"t": 0}, "head": list(reg.head), "outputs": {"a.html": "cd" * 32},
-            "sha256": "cd" * 32, "output_dir": "/tmp/x"}
+            "tables": {"t": 0}, "head": list(reg.head), "outputs": {"a.ipynb": stored},
+            "sha256": stored, "output_dir": "/tmp/x", "template_sha256": shipped}
     event = reg.record_report("validation", **good)  # type: ignore[arg-type]
     assert event.action == "report" and event.payload["head"] == good["head"]
-    for bad in ({"head": [1]}, {"tables": {"t": -1}}, {"sha256": "zz"}, {"version": 9}):
+    for bad in ({"head": [1]}, {"tables": {"t": -1}}, {"sha256": "zz"}, {"version": 9},
+                {"sha256": "cd" * 32}, {"template_sha256": "ef" * 32},
+                {"outputs": {"a.ipynb": stored, "b.html": "cd" * 32}}):
         with pytest.raises(nbr.NbRegistryError):
             reg.record_report("validation", **{**good, **bad})  # type: ignore[arg-type]
 

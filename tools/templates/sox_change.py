@@ -104,7 +104,7 @@ h.show(h.table(result.deployments, columns=[
 h.show(h.table(result.automatic, columns=[
     "seq", "ts", "action", "model", "version", "by", "alert_seq", "reason", "status",
     "ratified_by", "ratified_at"],
-    caption=f"{len(result.automatic)} automatic action(s) needing ratification"))
+    caption=f"{len(result.automatic)} automatic action(s)"))
 
 # %% [markdown]
 # ## 5. Exceptions

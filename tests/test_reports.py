@@ -456,8 +456,9 @@ def test_a_re_recorded_run_with_an_edited_page_fails_reverify(packed: dict[str, 
         outputs={**payload["outputs"], "sox_change.html": digest}, sha256=payload["sha256"],
         output_dir=str(tmp_path), template_sha256=payload["template_sha256"],
         provenance=payload["provenance"])
+    for path in report.files.values():
+        shutil.copy(path, tmp_path / path.name)
     (tmp_path / "sox_change.html").write_text(edited)
-    shutil.copy(report.files["notebook"], tmp_path / "sox_change.ipynb")
     result = nbr.reverify(forged.seq, uri=packed["uri"], progress=False)
     assert result.files_unchanged and result.figures_unchanged and not result.ok
     assert [(d["where"].split(" › ")[-2:], d["recorded"], d["given"]) for d in

@@ -283,6 +283,43 @@ def test_fair_lending_figures_equal_the_monitor_and_fairlearn(packed: dict[str, 
 
 
 @pytest.mark.slow
+def test_fair_lending_with_a_proxy_and_an_age_basis(packed: dict[str, Any],
+                                                   tmp_path: Path) -> None:
+    """Race by proxy probabilities (BISG-like) and age by a recorded column: each against
+    its control group, the proxy's bias stated next to its figures, untested bases named."""
+    rng = np.random.default_rng(4)
+    live = packed["live"].copy()
+    n = len(live)
+    p_black = rng.beta(0.6, 0.6, n)
+    black = rng.random(n) < p_black
+    score = packed["model"].predict_proba(live[FEATURES])[:, 1]
+    live = live.assign(label=((score + np.where(black, 0.12, 0.0)) >= 0.5).astype(int),
+                       actual=live["default"], p_black=p_black, p_white=1 - p_black,
+                       age=rng.integers(20, 80, n).astype(float))
+    table = str(tmp_path / "applications")
+    write_table(table, live)
+    report = nbr.run_report("fair_lending", output_dir=tmp_path / "out", uri=packed["uri"],
+                            model="credit", version=1, data=table,
+                            bases={"sex": "sex", "age": "age"},
+                            proxy={"Black": "p_black", "White": "p_white"},
+                            proxy_method="BISG (surname and geography)", progress=False,
+                            pdf=False)
+    figures = report.figures
+    assert figures["bases_tested"] == ["age", "race", "sex"]
+    assert "national_origin" in figures["bases_not_tested"]
+    favored = (live["label"] == 0).to_numpy(dtype=float)
+    weighted = (p_black * favored).sum() / p_black.sum() / (
+        ((1 - p_black) * favored).sum() / (1 - p_black).sum())
+    assert figures["air_race_Black"] == pytest.approx(weighted, rel=1e-9)
+    old = live["age"] >= 62
+    assert figures["air_age_62+"] == pytest.approx(
+        favored[old].mean() / favored[~old].mean(), rel=1e-9)
+    page = report.files["html"].read_text()
+    assert "race: the proxy&#x27;s bias" in page or "race: the proxy's bias" in page
+    assert "pulled towards 1" in page and "z, weighted" in page
+
+
+@pytest.mark.slow
 def test_a_failing_cell_names_the_template_and_the_cell(registry_uri: str,
                                                         tmp_path: Path) -> None:
     from conftest import TinyModel
@@ -405,7 +442,7 @@ def test_a_custom_template_is_recorded_by_path_and_reverified(registry_uri: str,
 
 @pytest.mark.slow
 def test_reverify_checks_the_files_it_is_given_and_names_the_figure(
-        packed: dict[str, Any], tmp_path: Path) -> None:
+        packed: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An edited copy of the monitoring report (its AUC changed) sent as a folder or a zip
     is reported by figure, whatever the original folder holds."""
     import zipfile
@@ -420,7 +457,9 @@ def test_reverify_checks_the_files_it_is_given_and_names_the_figure(
     edited = re.sub(rf"(roc_auc</td><td[^>]*>){re.escape(shown)}<", r"\g<1>0.7999<", page)
     assert edited != page
     (copy / "monitoring.html").write_text(edited)
-    result = nbr.reverify(copy, progress=False)
+    with pytest.raises(nbr.InvalidInputError, match="name the registry"):
+        nbr.reverify(copy, progress=False)  # never the registry the files name
+    result = nbr.reverify(copy, uri=packed["uri"], progress=False)
     assert not result.ok and result.figures_unchanged and result.seq == report.event.seq
     assert {f["file"]: f["status"] for f in result.files}["monitoring.html"] == "modified"
     named = [d for d in result.differences if d["where"].endswith("roc_auc › value")]
@@ -432,9 +471,12 @@ def test_reverify_checks_the_files_it_is_given_and_names_the_figure(
     zipped = nbr.reverify(archive, uri=packed["uri"], progress=False)
     assert not zipped.ok and [d["where"] for d in zipped.differences] == [
         d["where"] for d in result.differences]
+    assert main(["reverify", str(archive), "--uri", packed["uri"], "--quiet", "--json"]) == 4
+    printed = json.loads(capsys.readouterr().out)
+    assert not printed["ok"] and printed["differences"][0]["given"] == "0.7999"
     assert nbr.reverify(report, progress=False).ok  # the original files are untouched
     with pytest.raises(nbr.InvalidInputError, match="belong to several reports"):
-        nbr.reverify(report.output_dir, progress=False)  # the pack's folder holds four
+        nbr.reverify(report.output_dir, uri=packed["uri"], progress=False)  # it holds four
 
 
 @pytest.mark.slow

@@ -125,8 +125,8 @@ def reverify(report: Report | Event | int | str | os.PathLike[str], *,
     report : Report, Event, int, or a path
         What ``run_report`` returned, its ``report`` event, that event's seq, or the
         report's files themselves: a folder or a ``.zip`` (the event is found by the files'
-        hashes and the head the notebook shows; the registry by ``uri``, else the one the
-        notebook names).
+        hashes and the head the notebook shows; the registry is ``uri``, else
+        ``$NBREGISTRY_URI``, never one the files name).
     files : path, or a list of paths, optional
         The files to check (a folder, a ``.zip``, files). Default: the files given as
         ``report``, a ``Report``'s own files, else the folder recorded in the event.
@@ -143,9 +143,18 @@ def reverify(report: Report | Event | int | str | os.PathLike[str], *,
             raise InvalidInputError("this report was not recorded (a re-run): pass the "
                                     "original report or its event", field="report")
         uri = uri or report.registry_uri
-    if uri is None and given is not None:
-        uri = next((f["registry_uri"] for n, d in given.items() if n.endswith(".ipynb")
-                    for f in [evidence.notebook_facts(d)] if f.get("registry_uri")), None)
+    if isinstance(report, str | os.PathLike) and uri is None \
+            and not os.environ.get("NBREGISTRY_URI"):
+        # Never the registry the files name: a registry's policy decides which templates run
+        # and which models load, so one picked by the files checked could run their code.
+        named = next((f["registry_uri"] for n, d in (given or {}).items()
+                      if n.endswith(".ipynb") for f in [evidence.notebook_facts(d)]
+                      if f.get("registry_uri")), None)
+        raise InvalidInputError(
+            "name the registry the report was recorded in: nbr.reverify(path, uri=...) or "
+            "$NBREGISTRY_URI" + (f" (the files say {named}; nbregistry does not take the "
+                                 "registry from the files it checks)" if named else ""),
+            field="uri")
     reg = open_registry(uri, user, storage_options=storage_options, create=False)
     if isinstance(report, str | os.PathLike):
         assert given is not None

@@ -143,18 +143,8 @@ def reverify(report: Report | Event | int | str | os.PathLike[str], *,
             raise InvalidInputError("this report was not recorded (a re-run): pass the "
                                     "original report or its event", field="report")
         uri = uri or report.registry_uri
-    if isinstance(report, str | os.PathLike) and uri is None \
-            and not os.environ.get("NBREGISTRY_URI"):
-        # Never the registry the files name: a registry's policy decides which templates run
-        # and which models load, so one picked by the files checked could run their code.
-        named = next((f["registry_uri"] for n, d in (given or {}).items()
-                      if n.endswith(".ipynb") for f in [evidence.notebook_facts(d)]
-                      if f.get("registry_uri")), None)
-        raise InvalidInputError(
-            "name the registry the report was recorded in: nbr.reverify(path, uri=...) or "
-            "$NBREGISTRY_URI" + (f" (the files say {named}; nbregistry does not take the "
-                                 "registry from the files it checks)" if named else ""),
-            field="uri")
+    if isinstance(report, str | os.PathLike) and uri is None:
+        _require_named_registry(given or {})
     reg = open_registry(uri, user, storage_options=storage_options, create=False)
     if isinstance(report, str | os.PathLike):
         assert given is not None
@@ -188,6 +178,20 @@ def _given(report: Any, files: Source | None) -> tuple[str, dict[str, bytes] | N
         return "the report's files", {p.name: p.read_bytes() for p in report.files.values()
                                       if p.is_file()}
     return "", None
+
+
+def _require_named_registry(given: Mapping[str, bytes]) -> None:
+    """Never the registry the files name: a registry's policy decides which templates run
+    and which models load, so one picked by the files checked could run their code."""
+    if os.environ.get("NBREGISTRY_URI"):
+        return
+    named = next((f["registry_uri"] for n, d in given.items() if n.endswith(".ipynb")
+                  for f in [evidence.notebook_facts(d)] if f.get("registry_uri")), None)
+    raise InvalidInputError(
+        "name the registry the report was recorded in: nbr.reverify(path, uri=...) or "
+        "$NBREGISTRY_URI" + (f" (the files say {named}; nbregistry does not take the "
+                             "registry from the files it checks)" if named else ""),
+        field="uri")
 
 
 def _recorded_folder(payload: Mapping[str, Any]) -> dict[str, bytes]:

@@ -27,21 +27,32 @@ def users(uri: str) -> dict[str, nbr.Registry]:
             "carol": nbr.open_registry(uri, user="carol")}
 
 
+def deployers(admin: nbr.Registry, *roles: str) -> None:
+    """A ``deployer`` role in the policy, the only one that may deploy to production."""
+    source = admin.policy.source
+    production = {**source["stages"]["production"], "deployer_roles": ["deployer"]}
+    admin.set_policy({**source, "roles": [*source["roles"], "deployer"],
+                      "stages": {**source["stages"], "production": production}})
+
+
 def governed(uri: str) -> dict[str, Any]:
-    """v1 promoted with bob's approval and deployed twice (the second time with a hash that
-    is not the approved artifact's); v2 promoted in an emergency and never ratified; v3
-    promoted in an emergency and ratified; then a rollback."""
+    """v1 promoted with bob's approval and deployed twice by dave, the deployer (the second
+    time with a hash that is not the approved artifact's); v2 promoted in an emergency and
+    never ratified; v3 promoted in an emergency and ratified; then a rollback."""
     from conftest import TinyModel
 
     people = users(uri)
     alice, bob = people["alice"], people["bob"]
+    deployers(alice)
+    alice.grant_role("dave", "deployer")
+    dave = nbr.open_registry(uri, user="dave")
     for weight in (1.0, 2.0, 3.0):
         alice.register(TinyModel(weight), "credit", card=CARD)
     alice.request_promotion("credit", 1, to="staging")
     alice.request_promotion("credit", 1, to="production")
     bob.approve("credit", 1, comment="validated")
-    alice.record_deployment("credit", 1, "scoring-eu")
-    bad = alice.record_deployment("credit", 1, "scoring-us", sha256="ab" * 32)
+    dave.record_deployment("credit", 1, "scoring-eu")
+    bad = dave.record_deployment("credit", 1, "scoring-us", sha256="ab" * 32)
     alice.request_promotion("credit", 2, to="staging")
     alice.request_promotion("credit", 2, to="production", emergency=True, comment="incident")
     alice.request_promotion("credit", 3, to="staging")
@@ -49,7 +60,7 @@ def governed(uri: str) -> dict[str, Any]:
     bob.approve("credit", 3, comment="reviewed after the fact")
     alice.rollback("credit", stage="production", reason="back to v2")
     alice.revoke_role("carol", "risk_officer")
-    return {**people, "bad_deploy": bad}
+    return {**people, "dave": dave, "bad_deploy": bad}
 
 
 def monitored(uri: str, data_dir: Path, *, card: dict[str, Any] = CARD,

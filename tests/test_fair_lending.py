@@ -129,6 +129,119 @@ def test_proxy_probabilities_are_weights(book: pd.DataFrame) -> None:
     assert rows["F"]["n"] == pytest.approx(p_female.sum())
     expected = (p_female * book["approved"]).sum() / p_female.sum()
     assert rows["F"]["selection_rate"] == pytest.approx(expected)
-    assert rows["F"]["test"] == "z"  # no exact test on weighted counts
+    assert rows["F"]["test"] == "z, weighted"  # no exact test on weighted counts
     with pytest.raises(ValueError, match="sum to at most 1"):
         fl.probabilities({"F": p_female, "M": p_female + 0.5})
+
+
+def test_every_group_is_compared_with_the_control_group_not_the_most_favoured() -> None:
+    """A protected group may be the most favoured: AIR(F vs M) is then above 1, and the
+    rule's column says pass, not a bare "no"."""
+    fav = np.array([1] * 90 + [0] * 10 + [1] * 60 + [0] * 40 + [1] * 40 + [0] * 60)
+    groups = np.array(["Black"] * 100 + ["White"] * 100 + ["Hispanic"] * 100)
+    rows = {r["group"]: r for r in fl.adverse_impact(fav, fl.membership(groups),
+                                                     reference="White")}
+    assert rows["Black"]["air"] == pytest.approx(1.5)
+    assert rows["Hispanic"]["air"] == pytest.approx(40 / 60)
+    assert [rows[g]["four_fifths_rule"] for g in ("Black", "White", "Hispanic")] == [
+        "pass", "control", "FAIL (AIR < 0.8)"]
+    with pytest.raises(ValueError, match="control group 'Asian' is not among"):
+        fl.adverse_impact(fav, fl.membership(groups), reference="Asian")
+    ages = fl.age_groups([30, 70, np.nan, 62], "<62")
+    assert ages["<62"].tolist() == [1, 0, 0, 0] and ages["62+"].tolist() == [0, 1, 0, 1]
+
+
+def test_proxied_p_values_test_the_weighted_difference_itself(book: pd.DataFrame) -> None:
+    """An applicant's weight goes to both groups, so the sums of weights are not two
+    independent samples: the test takes the variance of the weighted difference. A proxy
+    that is an affine function of the true membership then carries exactly the evidence of
+    the true membership (the difference and its spread shrink alike), where testing the
+    sums of weights as independent samples lost eight orders of magnitude."""
+    exact = fl.membership(book["sex"])["F"]
+    known = {r["group"]: r for r in fl.adverse_impact(book["approved"],
+                                                      fl.membership(book["sex"]),
+                                                      reference="M")}
+    p_female = exact * 0.6 + 0.2  # a weak proxy
+    member = fl.probabilities({"F": p_female, "M": 1 - p_female})
+    rows = {r["group"]: r for r in fl.adverse_impact(book["approved"], member, reference="M")}
+    assert rows["F"]["test"] == "z, weighted"
+    assert rows["F"]["p_value"] == pytest.approx(known["F"]["p_value"], rel=1e-6)
+    naive = stats.chi2_contingency(
+        [[rows[g]["favorable"], rows[g]["n"] - rows[g]["favorable"]] for g in ("F", "M")],
+        correction=False).pvalue
+    assert naive > 1e4 * rows["F"]["p_value"]
+    assert rows["F"]["air"] > known["F"]["air"]  # the same evidence, an attenuated ratio
+
+
+def test_proxy_weighted_air_is_pulled_towards_one_and_the_correction_undoes_it() -> None:
+    rng = np.random.default_rng(5)
+    n = 60000
+    p_minority = rng.beta(0.6, 0.6, n)  # calibrated: the group is drawn from it
+    minority = rng.random(n) < p_minority
+    approved = (rng.random(n) < np.where(minority, 0.48, 0.64)).astype(float)
+    true_air = approved[minority].mean() / approved[~minority].mean()
+    member = fl.probabilities({"minority": p_minority, "control": 1 - p_minority})
+    weighted = next(r for r in fl.adverse_impact(approved, member, reference="control")
+                    if r["group"] == "minority")["air"]
+    fixed = fl.corrected_rates(approved, member)
+    assert true_air == pytest.approx(0.75, abs=0.02)
+    assert weighted > true_air + 0.1  # attenuated towards 1
+    assert fixed["minority"] / fixed["control"] == pytest.approx(true_air, abs=0.02)
+    known = fl.membership(np.where(minority, "minority", "control"))
+    assert fl.corrected_rates(approved, known)["minority"] == pytest.approx(
+        approved[minority].mean())
+
+
+def test_rows_with_no_group_are_left_out_of_the_regression_not_made_the_control() -> None:
+    rng = np.random.default_rng(3)
+    n = 3000
+    sex = rng.choice(np.array(["F", "M", None], dtype=object), n, p=[0.45, 0.45, 0.1])
+    score = rng.normal(0, 1, n)
+    approved = (score + np.where(sex == "F", -0.3, 0.0)
+                + np.where(sex == None, -2.0, 0.0) + rng.normal(0, 1, n) > 0)  # noqa: E711
+    rows = fl.marginal_effect(approved, fl.membership(sex), score[:, None], reference="M",
+                              names=["score"])
+    grouped = sex != None  # noqa: E711
+    X = np.column_stack([(sex[grouped] == "F").astype(float), score[grouped]])
+    peer = LinearRegression().fit(X, approved[grouped])
+    assert rows[0]["effect"] == pytest.approx(peer.coef_[0])
+    assert rows[0]["rows_without_group"] == int((~grouped).sum()) > 0
+    assert rows[0]["n"] == int(grouped.sum())
+
+
+def test_the_search_for_a_less_discriminatory_alternative_picks_a_cheaper_fairer_model(
+        ) -> None:
+    """A feature that tracks group membership but predicts little drives the disparity:
+    the model without it is chosen; one that costs too much AUC is not."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(8)
+    n = 6000
+    minority = rng.random(n) < 0.4
+    frame = pd.DataFrame({"ability": rng.normal(0, 1, n),
+                          "proxy_feature": minority * 1.5 + rng.normal(0, 1, n)})
+    default = (rng.random(n) < 1 / (1 + np.exp(1.2 * frame["ability"] - 0.1
+                                               * frame["proxy_feature"] + 0.8))).astype(int)
+    member = fl.membership(np.where(minority, "minority", "control"))
+    features = ["ability", "proxy_feature"]
+    assert fl.features_by_disparity(frame, features, member, "control")[0] == "proxy_feature"
+    full = LogisticRegression().fit(frame[features], default)
+    lean = LogisticRegression().fit(frame[["ability"]], default)
+    candidates = [
+        {"alternative": "model as reviewed", "how": "", "threshold": 0.5,
+         "score": full.predict_proba(frame[features])[:, 1]},
+        {"alternative": "without proxy_feature", "how": "", "threshold": 0.5,
+         "score": lean.predict_proba(frame[["ability"]])[:, 1]},
+        {"alternative": "coin", "how": "", "threshold": 0.5, "score": rng.random(n)}]
+    rows, why = fl.compare_alternatives(candidates, favorable=0, actual=default,
+                                        member=member, control="control",
+                                        auc_tolerance=0.02, bad_rate_tolerance=0.02)
+    chosen = next(r for r in rows if r["chosen"])
+    assert chosen["alternative"] == "without proxy_feature", rows
+    assert chosen["air_min"] > rows[0]["air_min"] + 0.005 and chosen["auc_cost"] < 0.02
+    assert rows[2]["auc_cost"] > 0.1 and not rows[2]["chosen"]
+    assert "without proxy_feature raises the lowest AIR" in why
+    strict, why = fl.compare_alternatives(candidates, favorable=0, actual=default,
+                                          member=member, control="control",
+                                          auc_tolerance=0.0, bad_rate_tolerance=0.0)
+    assert strict[0]["chosen"] and "the model as reviewed stands" in why

@@ -22,6 +22,7 @@ from sklearn.metrics import roc_auc_score
 
 import nbregistry as nbr
 from nbregistry.cli import main
+from nbregistry.registry.reporting import shipped_templates
 from nbregistry.reports import export, helpers, params
 from nbregistry.reports.execute import ReportFailedError
 from nbregistry.reports.reverify import same
@@ -93,7 +94,7 @@ def test_command_line_values_are_coerced_to_the_declared_types() -> None:
                              coerce=True)
     assert values["version"] == 3 and values["favorable"] == 1
     assert values["continuous"] == ["price"] and values["proxy"] == {"F": "p_f"}
-    assert values["group"] == "sex" and values["reference"] is None
+    assert values["group"] == "sex" and values["control"] is None
 
 
 def test_html_export_is_self_contained_and_hides_code() -> None:
@@ -124,7 +125,7 @@ def test_figures_and_head_are_read_back_from_outputs() -> None:
     nb.cells = [cell]
     found = collect(nb, "t")
     assert found == {"figures": {"auc": 0.75, "n": 3, "x": None}, "head": (7, "ab" * 32),
-                     "tables": {"monitoring/m/predictions": 4}}
+                     "tables": {"monitoring/m/predictions": 4}, "provenance": None}
     with pytest.raises(nbr.InvalidInputError, match="never showed the registry head"):
         collect(nbformat.v4.new_notebook(), "t")
 
@@ -139,12 +140,16 @@ def test_record_report_validates_its_payload(registry_uri: str) -> None:
 
     reg = nbr.open_registry(registry_uri, user="alice")
     reg.register(TinyModel(), "credit")
+    shipped = next(s for s, n in shipped_templates().items() if n == "validation")
+    stored = reg.ledger.blobs.put(b"the executed notebook")
     good = {"model": "credit", "version": 1, "parameters": {"model": "credit"},
-            "tables": {"t": 0}, "head": list(reg.head), "outputs": {"a.html": "cd" * 32},
-            "sha256": "cd" * 32, "output_dir": "/tmp/x"}
+            "tables": {"t": 0}, "head": list(reg.head), "outputs": {"a.ipynb": stored},
+            "sha256": stored, "output_dir": "/tmp/x", "template_sha256": shipped}
     event = reg.record_report("validation", **good)  # type: ignore[arg-type]
     assert event.action == "report" and event.payload["head"] == good["head"]
-    for bad in ({"head": [1]}, {"tables": {"t": -1}}, {"sha256": "zz"}, {"version": 9}):
+    for bad in ({"head": [1]}, {"tables": {"t": -1}}, {"sha256": "zz"}, {"version": 9},
+                {"sha256": "cd" * 32}, {"template_sha256": "ef" * 32},
+                {"outputs": {"a.ipynb": stored, "b.html": "cd" * 32}}):
         with pytest.raises(nbr.NbRegistryError):
             reg.record_report("validation", **{**good, **bad})  # type: ignore[arg-type]
 
@@ -256,15 +261,63 @@ def test_monitoring_figures_equal_the_library_and_the_peers(packed: dict[str, An
 
 @pytest.mark.slow
 def test_fair_lending_figures_equal_the_monitor_and_fairlearn(packed: dict[str, Any]) -> None:
+    """Every group against the control group (men, by the policy's default), not the most
+    favoured: here women are, and their AIR against men is above 1."""
     figures = packed["pack"].reports["fair_lending"].figures
-    fair = {r["group"]: r for r in packed["mon"].fairness("sex", 0, version=1).to_pylist()}
-    assert figures["air_M"] == pytest.approx(fair["M"]["air"], rel=1e-12)
-    assert figures["p_value_M"] == pytest.approx(fair["M"]["p_value"], rel=1e-9)
+    fair = {r["group"]: r for r in packed["mon"].fairness("sex", 0, reference="M",
+                                                          version=1).to_pylist()}
+    assert figures["air_sex_F"] == pytest.approx(fair["F"]["air"], rel=1e-12)
+    assert figures["air_sex_F"] > 1 and "air_sex_M" not in figures
+    assert figures["p_value_sex_F"] == pytest.approx(fair["F"]["p_value"], rel=1e-9)
     live, model = packed["live"], packed["model"]
     label = model.predict_proba(live[FEATURES]).argmax(axis=1)
-    assert figures["air_min"] == pytest.approx(demographic_parity_ratio(
+    approved = {g: (label[live["sex"] == g] == 0).mean() for g in ("F", "M")}
+    assert figures["air_min"] == pytest.approx(approved["F"] / approved["M"], rel=1e-9)
+    assert 1 / figures["air_min"] == pytest.approx(demographic_parity_ratio(
         live["default"], label == 0, sensitive_features=live["sex"]), rel=1e-9)
     assert figures["four_fifths_failures"] == 0 and figures["shortfall"] == 0
+    assert figures["bases_tested"] == ["sex"] and "race" in figures["bases_not_tested"]
+    assert figures["lda_chosen"] == "model as reviewed" and figures["lda_alternatives"] >= 4
+    page = packed["pack"].reports["fair_lending"].files["html"].read_text()
+    assert "four_fifths_rule" in page and ">pass<" in page and ">control<" in page
+    assert "Search for a less discriminatory alternative" in page
+
+
+@pytest.mark.slow
+def test_fair_lending_with_a_proxy_and_an_age_basis(packed: dict[str, Any],
+                                                   tmp_path: Path) -> None:
+    """Race by proxy probabilities (BISG-like) and age by a recorded column: each against
+    its control group, the proxy's bias stated next to its figures, untested bases named."""
+    rng = np.random.default_rng(4)
+    live = packed["live"].copy()
+    n = len(live)
+    p_black = rng.beta(0.6, 0.6, n)
+    black = rng.random(n) < p_black
+    score = packed["model"].predict_proba(live[FEATURES])[:, 1]
+    live = live.assign(label=((score + np.where(black, 0.12, 0.0)) >= 0.5).astype(int),
+                       actual=live["default"], p_black=p_black, p_white=1 - p_black,
+                       age=rng.integers(20, 80, n).astype(float))
+    table = str(tmp_path / "applications")
+    write_table(table, live)
+    report = nbr.run_report("fair_lending", output_dir=tmp_path / "out", uri=packed["uri"],
+                            model="credit", version=1, data=table,
+                            bases={"sex": "sex", "age": "age"},
+                            proxy={"Black": "p_black", "White": "p_white"},
+                            proxy_method="BISG (surname and geography)", progress=False,
+                            pdf=False)
+    figures = report.figures
+    assert figures["bases_tested"] == ["age", "race", "sex"]
+    assert "national_origin" in figures["bases_not_tested"]
+    favored = (live["label"] == 0).to_numpy(dtype=float)
+    weighted = (p_black * favored).sum() / p_black.sum() / (
+        ((1 - p_black) * favored).sum() / (1 - p_black).sum())
+    assert figures["air_race_Black"] == pytest.approx(weighted, rel=1e-9)
+    old = live["age"] >= 62
+    assert figures["air_age_62+"] == pytest.approx(
+        favored[old].mean() / favored[~old].mean(), rel=1e-9)
+    page = report.files["html"].read_text()
+    assert "race: the proxy&#x27;s bias" in page or "race: the proxy's bias" in page
+    assert "pulled towards 1" in page and "z, weighted" in page
 
 
 @pytest.mark.slow
@@ -284,6 +337,7 @@ def test_a_failing_cell_names_the_template_and_the_cell(registry_uri: str,
                                  "language": "python"}
     path = tmp_path / "broken.ipynb"
     nbformat.write(nb, str(path))
+    _register_template(nbr.open_registry(registry_uri, user="alice"), "broken", path)
     with pytest.raises(ReportFailedError) as caught:
         nbr.run_report(str(path), output_dir=tmp_path / "out", uri=registry_uri,
                        model="credit", version=1, progress=False, pdf=False)
@@ -334,31 +388,145 @@ def test_a_challenger_is_replayed_on_production_traffic(packed: dict[str, Any],
     assert not (tmp_path / "validation.pdf").exists()
 
 
-@pytest.mark.slow
-def test_a_custom_template_is_recorded_by_path_and_reverified(registry_uri: str,
-                                                              tmp_path: Path) -> None:
-    from conftest import TinyModel
-
-    nbr.open_registry(registry_uri, user="alice").register(TinyModel(), "credit")
+def _custom_template(path: Path, body: str) -> Path:
     nb = nbformat.v4.new_notebook()
     parameters = nbformat.v4.new_code_cell(
         "from typing import Optional\nregistry_uri: str = None\npin: Optional[dict] = None\n"
         "model: str = None\nversion: int = None\nfactor: float = 2.0")
     parameters.metadata["tags"] = ["parameters"]
-    nb.cells = [parameters, nbformat.v4.new_code_cell(
-        "from nbregistry.reports import helpers as h\nctx = h.open_report(registry_uri, pin)\n"
-        "h.record_figures({'events': ctx.head[0] * factor, 'model': model})\nh.close(ctx)")]
+    nb.cells = [parameters, nbformat.v4.new_code_cell(body)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
-    path = tmp_path / "mine.ipynb"
     nbformat.write(nb, str(path))
+    return path
+
+
+def _register_template(admin: nbr.Registry, name: str, path: Path) -> None:
+    import hashlib
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    admin.set_policy({**admin.policy.source, "reports": {"templates": {name: digest}}})
+
+
+@pytest.mark.slow
+def test_a_custom_template_is_recorded_by_path_and_reverified(registry_uri: str,
+                                                              tmp_path: Path) -> None:
+    """A custom template runs and is recorded only once an admin registered its sha256;
+    reverify runs it again only while the file at the recorded path still has that sha256
+    (a swapped notebook is refused, never executed)."""
+    from conftest import TinyModel
+
+    alice = nbr.open_registry(registry_uri, user="alice")
+    alice.register(TinyModel(), "credit")
+    path = _custom_template(tmp_path / "mine.ipynb", (
+        "from nbregistry.reports import helpers as h\nctx = h.open_report(registry_uri, pin)\n"
+        "h.record_figures({'events': ctx.head[0] * factor, 'model': model})\nh.close(ctx)"))
+    with pytest.raises(nbr.PolicyViolationError, match=r"neither shipped .* nor registered"):
+        nbr.run_report(str(path), output_dir=tmp_path / "out", uri=registry_uri,
+                       model="credit", version=1, progress=False, pdf=False)
+    assert not (tmp_path / "out").exists()  # refused before any kernel started
+    _register_template(alice, "mine", path)
     report = nbr.run_report(str(path), output_dir=tmp_path / "out", uri=registry_uri,
                             model="credit", version=1, factor=3, progress=False, pdf=False)
     assert report.event is not None and report.event.payload["template"] == str(path)
-    assert report.figures == {"events": 6.0, "model": "credit"}
-    nbr.open_registry(registry_uri, user="alice").comment("credit", 1, "later event")
+    assert report.figures == {"events": 9.0, "model": "credit"}
+    alice.comment("credit", 1, "later event")
     again = nbr.reverify(report, progress=False)
     assert again.ok and again.rerun is not None and again.rerun.head == report.head
+    assert "registered in the policy" in again.template_check
+    marker = tmp_path / "ran"
+    _custom_template(path, f"open({str(marker)!r}, 'w').write('pwned')")
+    swapped = nbr.reverify(report, progress=False)
+    assert not swapped.ok and swapped.rerun is None and not marker.exists()
+    assert swapped.error is not None and "will not run it" in swapped.error
+
+
+@pytest.mark.slow
+def test_reverify_checks_the_files_it_is_given_and_names_the_figure(
+        packed: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An edited copy of the monitoring report (its AUC changed) sent as a folder or a zip
+    is reported by figure, whatever the original folder holds."""
+    import zipfile
+
+    report = packed["pack"].reports["monitoring"]
+    copy = tmp_path / "sent"
+    copy.mkdir()
+    for path in report.files.values():
+        shutil.copy(path, copy / path.name)
+    page = (copy / "monitoring.html").read_text()
+    shown = helpers.fmt(report.figures["roc_auc"])
+    edited = re.sub(rf"(roc_auc</td><td[^>]*>){re.escape(shown)}<", r"\g<1>0.7999<", page)
+    assert edited != page
+    (copy / "monitoring.html").write_text(edited)
+    with pytest.raises(nbr.InvalidInputError, match="name the registry"):
+        nbr.reverify(copy, progress=False)  # never the registry the files name
+    result = nbr.reverify(copy, uri=packed["uri"], progress=False)
+    assert not result.ok and result.figures_unchanged and result.seq == report.event.seq
+    assert {f["file"]: f["status"] for f in result.files}["monitoring.html"] == "modified"
+    named = [d for d in result.differences if d["where"].endswith("roc_auc › value")]
+    assert named and named[0]["recorded"] == shown and named[0]["given"] == "0.7999"
+    archive = tmp_path / "sent.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in copy.iterdir():
+            z.write(path, arcname=f"examiner/{path.name}")
+    zipped = nbr.reverify(archive, uri=packed["uri"], progress=False)
+    assert not zipped.ok and [d["where"] for d in zipped.differences] == [
+        d["where"] for d in result.differences]
+    assert main(["reverify", str(archive), "--uri", packed["uri"], "--quiet", "--json"]) == 4
+    printed = json.loads(capsys.readouterr().out)
+    assert not printed["ok"] and printed["differences"][0]["given"] == "0.7999"
+    assert nbr.reverify(report, progress=False).ok  # the original files are untouched
+    with pytest.raises(nbr.InvalidInputError, match="belong to several reports"):
+        nbr.reverify(report.output_dir, uri=packed["uri"], progress=False)  # it holds four
+
+
+@pytest.mark.slow
+def test_a_re_recorded_run_with_an_edited_page_fails_reverify(packed: dict[str, Any],
+                                                              tmp_path: Path) -> None:
+    """Issue 16.9: someone with a reporting role edits the HTML, stores it and records the
+    run again with the edited page's hash: the page is compared with the rendering of the
+    notebook it claims to come from, and the edited figure is named."""
+    report = packed["pack"].reports["sox_change"]
+    alice = nbr.open_registry(packed["uri"], user="alice")
+    page = report.files["html"].read_text()
+    edited = re.sub(r"(deployments</td><td[^>]*>)1<", r"\g<1>0<", page)
+    assert edited != page
+    digest = alice.ledger.blobs.put(edited.encode())
+    payload = report.event.payload
+    forged = alice.record_report(
+        payload["template"], model="credit", version=1, parameters=payload["parameters"],
+        tables=payload["tables"], head=payload["head"],
+        outputs={**payload["outputs"], "sox_change.html": digest}, sha256=payload["sha256"],
+        output_dir=str(tmp_path), template_sha256=payload["template_sha256"],
+        provenance=payload["provenance"])
+    for path in report.files.values():
+        shutil.copy(path, tmp_path / path.name)
+    (tmp_path / "sox_change.html").write_text(edited)
+    result = nbr.reverify(forged.seq, uri=packed["uri"], progress=False)
+    assert result.files_unchanged and result.figures_unchanged and not result.ok
+    assert [(d["where"].split(" › ")[-2:], d["recorded"], d["given"]) for d in
+            result.rendering] == [(["deployments", "value"], "1", "0")]
+
+
+@pytest.mark.slow
+def test_every_report_shows_and_records_who_when_and_with_what(packed: dict[str, Any]
+                                                                ) -> None:
+    from nbregistry.registry.reporting import shipped_templates
+
+    reg = nbr.open_registry(packed["uri"], user="alice")
+    reference = reg.get("credit", 1).reference["sha256"]  # type: ignore[index]
+    for name, report in packed["pack"].reports.items():
+        assert report.event is not None
+        p = report.event.payload
+        assert shipped_templates()[p["template_sha256"]] == name
+        assert p["provenance"]["by"] == report.event.actor == "alice"
+        assert p["provenance"]["nbregistry"] == nbr.__version__
+        assert p["provenance"]["template_sha256"] == p["template_sha256"]
+        assert p["provenance"]["baseline"]["reference"] == reference
+        page = report.files["html"].read_text()
+        for shown in ("run by", p["provenance"]["started"], p["template_sha256"], reference,
+                      f"<code>{nbr.__version__}</code>"):
+            assert shown in page, (name, shown)
 
 
 @pytest.mark.slow
@@ -383,3 +551,70 @@ def test_reverify_detects_a_changed_table_and_an_edited_output(packed: dict[str,
     files = {Path(f["file"]).name: f["status"] for f in changed.files}
     assert files["validation.html"] == "modified" and files["validation.ipynb"] == "unchanged"
     assert "CHANGED" in repr(changed) and "auc_test" in changed._repr_html_()
+
+
+# -- who may record a report, and which reports count (no kernel) --------------------------
+def _report_payload(reg: nbr.Registry, template: str = "validation") -> dict[str, Any]:
+    from nbregistry.registry.reporting import shipped_templates
+
+    stored = reg.ledger.blobs.put(b"an executed notebook")
+    return {"template": template, "parameters": {"model": "credit", "version": 1},
+            "tables": {}, "head": list(reg.head), "outputs": {f"{template}.ipynb": stored},
+            "sha256": stored, "output_dir": "/tmp/x",
+            "template_sha256": next(s for s, n in shipped_templates().items()
+                                    if n == template)}
+
+
+def test_recording_a_report_needs_a_reporting_role(registry_uri: str, tmp_path: Path) -> None:
+    from conftest import TinyModel
+
+    alice = nbr.open_registry(registry_uri, user="alice")
+    alice.register(TinyModel(), "credit")
+    mallory = nbr.open_registry(registry_uri, user="mallory")
+    with pytest.raises(nbr.PolicyViolationError, match="'mallory' may not record a report"):
+        mallory.record_report(**_report_payload(mallory), model="credit", version=1)
+    with pytest.raises(nbr.PolicyViolationError, match="may not record a report"):
+        nbr.run_report("sox_change", output_dir=tmp_path / "out", uri=registry_uri,
+                       user="mallory", model="credit", version=1)
+    assert not (tmp_path / "out").exists()  # refused before any kernel started
+    alice.grant_role("dora", "data_scientist")
+    alice.set_policy({**alice.policy.source, "reports": {"roles": ["validator"]}})
+    with pytest.raises(nbr.PolicyViolationError, match="it needs validator"):
+        nbr.open_registry(registry_uri, user="dora").record_report(
+            **_report_payload(alice), model="credit", version=1)
+    with pytest.raises(nbr.InvalidInputError, match=r"reports\.roles names unknown role"):
+        alice.set_policy({**alice.policy.source, "reports": {"roles": ["auditor"]}})
+
+
+def test_a_report_gate_counts_only_reports_recorded_as_evidence(registry_uri: str) -> None:
+    """Written straight into storage (past record_report's checks): a report by a user with
+    no reporting role is not applied, one without its template's sha256 (an older writer's)
+    does not count for the gate and cannot hide one that does."""
+    from conftest import TinyModel
+
+    alice = nbr.open_registry(registry_uri, user="alice")
+    alice.register(TinyModel(), "credit", card={"intended_use": "a", "limitations": "b"})
+    source = alice.policy.source
+    stages = {**source["stages"], "production": {**source["stages"]["production"],
+                                                 "reports": ["validation"]}}
+    alice.set_policy({**source, "stages": stages})
+
+    def planted(reg: nbr.Registry, payload: dict[str, Any]) -> nbr.Event:
+        return reg.ledger.record("report", "credit", lambda s: (1, payload))
+
+    def gate() -> nbr.GateResult:
+        return next(g for g in alice.refresh().check_gates("credit", 1, "production")
+                    if g.gate == "report:validation")
+
+    mallory = nbr.open_registry(registry_uri, user="mallory")
+    planted(mallory, _report_payload(mallory))
+    assert not gate().passed
+    assert any(p.kind == "malformed" and "no reporting role" in p.message
+               for p in alice.verify().problems)
+    old_style = {k: v for k, v in _report_payload(alice).items() if k != "template_sha256"}
+    old = planted(alice, old_style)
+    assert not gate().passed and f"event {old.seq} does not count" in gate().detail
+    good = alice.record_report(**_report_payload(alice), model="credit", version=1)
+    assert gate().passed and gate().evidence["seq"] == good.seq
+    planted(alice, old_style)  # an older-style event later does not replace it
+    assert gate().passed and gate().evidence["seq"] == good.seq

@@ -1,10 +1,11 @@
 """``nbregistry demo``: the whole product on a synthetic credit book, in one folder.
 
-Register two models with lineage, promote the better one under the default policy (a signed
-approval by a validator who is neither registrant nor requester), record its deployment,
-monitor a week of production traffic (the last days drift), let the policy's check raise
-alerts and request retraining, file the four compliance reports, and verify the audit trail
-against the heads published to a witness folder.
+Register two models with lineage, promote the better one under a bank's policy (a validation
+report by model risk before a signed approval by a validator who is neither registrant nor
+requester), record its deployment by a deployer who took no part in the change, monitor a
+week of production traffic (the last days drift), let the policy's check raise alerts and
+request retraining (ratified by the validator), file the four compliance reports, and verify
+the audit trail against the heads published to a witness folder.
 """
 
 from __future__ import annotations
@@ -63,11 +64,14 @@ def run(path: str | Path = "nbregistry-demo", *, fresh: bool = True, reports: bo
     reg = open_registry(uri, user="ds-alice", witness=witness)
     versions = _register(reg, train, test, table_uri, say)
     champion = max(versions, key=lambda mv: mv.metrics["auc"])
-    _promote(uri, witness, champion.version, bob_key, say)
-    event = reg.record_deployment("credit_risk", champion.version, "scoring-eu-1")
-    say(f"4. the deployment pipeline recorded v{champion.version} on scoring-eu-1 "
+    _promote(uri, witness, champion.version, bob_key, root / "reports" / "pre-approval",
+             say=say, reports=reports)
+    deployer = open_registry(uri, user="ml-dave", witness=witness)
+    event = deployer.record_deployment("credit_risk", champion.version, "scoring-eu-1")
+    say(f"4. ml-dave's deployment pipeline recorded v{champion.version} on scoring-eu-1 "
         f"(deployed sha256 matches the approved one: {event.payload['matches']})")
     check = _monitor(reg, live, champion.version, say)
+    _ratify(uri, witness, check, bob_key, say)
     pack = _reports(uri, champion.version, root / "reports", say) if reports else None
     report = reg.verify(witness=witness, trusted_keys=json.loads(
         (root / "pinned-keys.json").read_text()))
@@ -90,18 +94,28 @@ def _setup(uri: Path, witness: Path, say: Any) -> Any:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     admin = open_registry(uri, user="risk-admin", create=True, witness=witness)
+    source = admin.policy.source
+    production = {**source["stages"]["production"], "deployer_roles": ["deployer"],
+                  "reports": ["validation"]}  # validated before it is approved
+    admin.set_policy({**source, "roles": [*source["roles"], "deployer"],
+                      "stages": {**source["stages"], "production": production},
+                      "reports": {"roles": ["validator", "risk_officer", "admin"]},
+                      "monitoring": MONITORING_POLICY,
+                      "loading": {"trusted_types": ["sklearn.tree._tree.Tree"]}})
     admin.grant_role("val-bob", "validator")
+    admin.grant_role("mrm-carol", "risk_officer")
+    admin.grant_role("ml-dave", "deployer")
     bob_key = Ed25519PrivateKey.generate()
     public = bob_key.public_key().public_bytes(serialization.Encoding.PEM,
                                                serialization.PublicFormat.SubjectPublicKeyInfo)
     admin.register_key(public, user="val-bob")
     # what an auditor keeps outside the registry, to check signatures against
     (uri.parent / "pinned-keys.json").write_text(json.dumps({"val-bob": public.decode()}))
-    admin.set_policy({**admin.policy.source, "monitoring": MONITORING_POLICY,
-                      "loading": {"trusted_types": ["sklearn.tree._tree.Tree"]}})
-    say("2. risk-admin created the registry, made val-bob a validator, enrolled his "
+    say("2. risk-admin created the registry, set the policy (production needs a validation "
+        "report before approval and is deployed by a deployer; monitoring), made val-bob a "
+        "validator, mrm-carol a risk officer and ml-dave a deployer, and enrolled val-bob's "
         "signing key (its public half is also kept outside the registry, in "
-        "pinned-keys.json, for auditors) and set the monitoring policy")
+        "pinned-keys.json, for auditors)")
     return bob_key
 
 
@@ -139,23 +153,46 @@ def _register(reg: Any, train: pd.DataFrame, test: pd.DataFrame, table_uri: str,
     return versions
 
 
-def _promote(uri: Path, witness: Path, version: int, bob_key: Any, say: Any) -> None:
-    """The default policy: staging needs nothing; production needs a validator who is
-    neither the registrant nor the requester, and a model card."""
+def _promote(uri: Path, witness: Path, version: int, bob_key: Any, folder: Path, *,
+             say: Any, reports: bool) -> None:
+    """The policy: staging needs nothing; production needs a validation report (filed by
+    model risk before the sign-off), a validator who is neither the registrant nor the
+    requester, and a model card."""
     alice = open_registry(uri, user="ds-alice", witness=witness)
     alice.request_promotion("credit_risk", version, to="staging", comment="candidate")
+    if reports:
+        from .reports import run_report
+
+        report = run_report("validation", output_dir=folder, uri=uri, user="mrm-carol",
+                            model="credit_risk", version=version, progress=False)
+        say(f"3. mrm-carol filed the validation report of v{version} (event "
+            f"{report.event.seq if report.event else '-'}): {report.files['html']}")
+    else:  # without reports the policy's validation gate cannot pass
+        admin = open_registry(uri, user="risk-admin", witness=witness)
+        source = admin.policy.source
+        production = {**source["stages"]["production"], "reports": []}
+        admin.set_policy({**source, "stages": {**source["stages"], "production": production}})
+        say("3. (no reports: risk-admin dropped the validation-report gate)")
     request = alice.request_promotion("credit_risk", version, to="production",
                                       comment="beats the baseline on AUC")
-    say(f"3. ds-alice requested production: {request!r}")
+    say(f"   ds-alice requested production: {request!r}")
     try:
         alice.approve("credit_risk", version)
     except NbRegistryError as refusal:
         say(f"   ds-alice tried to approve her own request: refused ({refusal})")
     bob = open_registry(uri, user="val-bob", witness=witness, signing_key=bob_key)
-    done = bob.approve("credit_risk", version, comment="validation evidence reviewed")
+    done = bob.approve("credit_risk", version, comment="validation report reviewed")
     say(f"   val-bob approved (signed with his key): {done!r}")
     for gate in done.gates:
         say(f"     gate {gate.gate}: {'PASS' if gate.passed else 'FAIL'} ({gate.detail})")
+
+
+def _ratify(uri: Path, witness: Path, check: Any, bob_key: Any, say: Any) -> None:
+    """Automatic actions are changes nobody approved: the validator ratifies them."""
+    bob = open_registry(uri, user="val-bob", witness=witness, signing_key=bob_key)
+    for action in check.actions:
+        bob.ratify("credit_risk", action.seq, comment="drift confirmed: retraining agreed")
+        say(f"   val-bob ratified the automatic {action.action} (event {action.seq})")
 
 
 def _monitor(reg: Any, live: pd.DataFrame, version: int, say: Any) -> Any:

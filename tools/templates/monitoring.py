@@ -81,7 +81,7 @@ h.show(h.table([{"model": model, "version": version, "stage": mv.stage,
                  "windows rated": f"{len(spans)} of {window or plan.window} (policy window "
                                   f"{plan.window}), counted back from the end",
                  "minimum rows per window": plan.min_rows}], caption="Scope"))
-h.show(h.provenance(ctx, "monitoring", baseline=pooled.baseline))
+h.show(h.baseline_note(pooled.baseline))
 
 # %% [markdown]
 # ## 1. Volumes and outcome maturity

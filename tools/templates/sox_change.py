@@ -2,14 +2,16 @@
 # # SOX change evidence
 #
 # Every change to the controlled stage of the model in the period, tested from the
-# registry's hash-chained audit log: who requested it, who approved it, whether the
-# approvers were independent of the requester and of the registrant (segregation of duties),
-# whether the approval came before the deployment, whether the artifact deployed is the one
-# approved (sha256), the gate evidence, emergency promotions and their ratification, the role
-# grants and revocations, and the result of the audit-trail verification.
+# registry's hash-chained audit log, for the IT general controls over change management that
+# SOX section 404 relies on: each change authorized (requested, approved by someone
+# independent of who requested or built it), tested before approval (the validation report
+# the policy requires), implemented as approved (deployed by a holder of a deploying role who
+# took no part in the change, with the approved artifact's sha256), emergency and automatic
+# changes ratified afterwards, and access to the roles that allow all this controlled.
 #
 # The evidence is re-derived from the raw events by an independent replay
-# (`nbregistry.reports.sox`), not from the registry's own state.
+# (`nbregistry.reports.sox`), not from the registry's own state; the roles and the policy
+# applied to each change are the ones in force when it was made.
 
 # %% tags=["parameters"]
 from typing import Optional
@@ -42,33 +44,70 @@ h.show(h.table([{"scope": "all models" if all_models else model, "stage": stage,
                  "events examined": len(events)}], caption="Scope"))
 
 # %% [markdown]
-# ## Population of production changes
+# ## 1. Population of production changes
 #
-# Promotions (ordinary and emergency) and rollbacks (by a person or by the monitoring
-# policy) of the controlled stage, with requester, approvers, the segregation-of-duties
-# check and the gate evidence the promotion was decided on.
+# *SOX ITGC, change management: authorization and segregation of duties.* Promotions
+# (ordinary and emergency) and rollbacks (by a person or by the monitoring policy) of the
+# controlled stage, with requester, registrant, approvers, the segregation-of-duties check
+# (no approver requested or registered the change) and the gate evidence the promotion was
+# decided on.
 
 # %%
 h.show(h.table(result.changes, columns=[
     "seq", "ts", "change", "model", "version", "replaces", "requested_by", "registered_by",
-    "approvers", "approved_at", "sod_ok", "gates", "emergency", "ratified_by", "ratified_at",
+    "approvers", "approved_at", "approvers_independent", "gates", "emergency", "ratified_by", "ratified_at",
     "exceptions"], caption=f"{len(result.changes)} change(s) of {stage}"))
 
 # %% [markdown]
-# ## Deployments
+# ## 2. Tested before approval: validation report, approval, deployment
 #
-# Each recorded deployment (`record_deployment`, `nbregistry deploy`): was the version
-# approved for the stage before it was deployed, and is the deployed sha256 the approved
-# artifact's?
+# *SOX ITGC, change management: changes are tested before they are approved (SR 11-7:
+# validation before use).* For each promotion, the validation report it rests on (the newest
+# one recorded for the version before the approval that counts: a known template, recorded
+# by a holder of a reporting role), the approval and the deployments, in the log's order.
+# A promotion the policy required a report for, without one before it, is an exception.
+
+# %%
+required = sorted({t for r in result.order for t in r["required_reports"]})
+h.show(h.table(result.order, columns=[
+    "model", "version", "order", "validation_report_at", "approved_at", "requirement"],
+    caption="Order of the evidence (event seqs, as the log has them)"))
+h.show(h.note(f"The policy required {', '.join(required)} report(s) before approval." if required
+              else "The policy in force required no report before approval: the order is shown "
+                   "for information and is not tested.", kind="info" if required else "warn"))
+
+# %% [markdown]
+# ## 3. Deployments
+#
+# *SOX ITGC, change management: implemented as approved; access to production.* Each
+# recorded deployment (`record_deployment`, `nbregistry deploy`): did the version hold the
+# stage (approved) before it was deployed, is the deployed sha256 the approved artifact's,
+# does the deployer hold a deploying role (the policy's `deployer_roles`, else any role it
+# names) and did the deployer take no part in the change (registrant, requester, approvers)?
 
 # %%
 h.show(h.table(result.deployments, columns=[
     "seq", "ts", "deployed_by", "model", "version", "target", "approved_before",
-    "approval_seq", "hash_matches", "deployed_sha256", "approved_sha256"],
+    "approval_seq", "requested_by", "approvers", "deployer_ok", "hash_matches",
+    "deployed_sha256", "approved_sha256"],
     caption=f"{len(result.deployments)} deployment(s)"))
 
 # %% [markdown]
-# ## Exceptions
+# ## 4. Automatic actions
+#
+# *SOX ITGC, change management: emergency changes are reviewed afterwards.* Rollbacks and
+# retraining requests the monitoring policy recorded by itself are changes nobody approved:
+# each needs an approver of the stage (not who ran the check) to ratify it (`reg.ratify`)
+# within the policy's emergency window.
+
+# %%
+h.show(h.table(result.automatic, columns=[
+    "seq", "ts", "action", "model", "version", "by", "alert_seq", "reason", "status",
+    "ratified_by", "ratified_at"],
+    caption=f"{len(result.automatic)} automatic action(s)"))
+
+# %% [markdown]
+# ## 5. Exceptions
 
 # %%
 if result.exceptions:
@@ -80,7 +119,10 @@ h.show(h.table(result.exceptions, columns=["seq", "ts", "model", "version", "che
                                             "finding"], caption="Exceptions"))
 
 # %% [markdown]
-# ## Role grants and revocations
+# ## 6. Role grants and revocations
+#
+# *SOX ITGC, access management: who could approve, deploy and administer, and who changed
+# that.*
 
 # %%
 h.show(h.table(result.roles, columns=["seq", "ts", "by", "change", "user", "role", "note"],
@@ -89,9 +131,9 @@ h.show(h.table([{"user": u, "roles": ", ".join(r)} for u, r in reg.roles().items
                caption="Roles held at the head"))
 
 # %% [markdown]
-# ## Audit-trail verification
+# ## 7. Audit-trail verification
 #
-# The whole log re-read from storage: hash chain, gap-free sequence, signatures, artifact
+# *SOX ITGC: the completeness and integrity of the evidence above.* The whole log re-read from storage: hash chain, gap-free sequence, signatures, artifact
 # hashes, and that the head this report read is still in the log.
 
 # %%

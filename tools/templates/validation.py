@@ -57,7 +57,8 @@ h.show(h.table([{"model": mv.name, "version": mv.version, "stage": mv.stage,
                  "registered by": mv.created_by, "registered at": mv.created_at,
                  "sha256": mv.sha256, "flavor": mv.flavor, "materiality": materiality}],
                caption="Model version"))
-h.show(h.provenance(ctx, "validation", baseline=baseline))
+if baseline is not None:
+    h.show(h.baseline_note(baseline))
 h.show(h.note(f"Materiality {materiality}: {val.MATERIALITY[materiality]}."))
 
 # %% [markdown]

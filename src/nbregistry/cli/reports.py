@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from ..domain.errors import InvalidInputError
-from .options import OK, add_uri, command
+from .options import FAILED, OK, add_json, add_uri, command
 
 
 def add(sub: Any) -> None:
@@ -30,6 +30,15 @@ def add(sub: Any) -> None:
         cmd.add_argument("--quiet", action="store_true", help="no progress bar")
     report.set_defaults(run=run_report)
     pack.set_defaults(run=run_pack)
+    again = command(sub, "reverify", "check a recorded report from its files (a folder or a "
+                    ".zip, wherever they are) and re-run it against the data it read; exit 4 "
+                    "when a file, a shown value or a key figure differs",
+                    "nbregistry reverify received/credit_risk-v2.zip --uri s3://bank/registry")
+    again.add_argument("report", help="the report's folder or .zip, or its event's seq")
+    add_uri(again)
+    again.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_json(again)
+    again.set_defaults(run=run_reverify)
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -66,3 +75,19 @@ def run_pack(args: argparse.Namespace) -> int:
         print(f"{name}: event {report.event.seq}, {report.files['html']}")
     print(f"index: {pack.index} ({pack.seconds:.1f} s)")
     return OK
+
+
+def run_reverify(args: argparse.Namespace) -> int:
+    from ..reports import reverify
+    from .options import emit_json
+
+    target: str | int = int(args.report) if args.report.isdigit() else args.report
+    result = reverify(target, uri=args.uri, progress=not args.quiet)
+    if args.json:
+        emit_json({"ok": result.ok, "seq": result.seq, "template": result.template,
+              "source": result.source, "error": result.error, "figures": result.figures,
+              "files": result.files, "differences": result.differences,
+              "rendering": result.rendering, "template_check": result.template_check})
+    else:
+        print(repr(result))
+    return OK if result.ok else FAILED

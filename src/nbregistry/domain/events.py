@@ -104,6 +104,18 @@ class CloseRequest(TypedDict):
 
 class Comment(TypedDict):
     text: str
+    ratifies: NotRequired[int]         # the seq of an automatic action a person ratifies
+
+
+class Provenance(TypedDict):
+    """Who ran a report, when, with what: shown in the report and recorded in its event."""
+
+    by: str
+    started: str                       # when the run started (UTC, ISO 8601)
+    nbregistry: str                    # the version that ran it
+    template: str
+    template_sha256: str               # of the .ipynb that ran (a shipped or registered one)
+    baseline: NotRequired[dict[str, Any] | None]  # the version's frozen monitoring baseline
 
 
 class Rollback(TypedDict):
@@ -135,6 +147,11 @@ class Report(TypedDict):
     outputs: dict[str, str]
     sha256: str
     output_dir: str
+    # Recorded since reports are provenance-checked (older events lack them and do not
+    # count as evidence): the template's sha256, who/when/which nbregistry, the rendering.
+    template_sha256: NotRequired[str]
+    provenance: NotRequired[Provenance]
+    show_code: NotRequired[bool]
 
 
 class Deploy(TypedDict):

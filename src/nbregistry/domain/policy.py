@@ -10,6 +10,7 @@ from typing import Any
 from .canonical import is_finite_number, shown
 from .errors import InvalidInputError
 from .monitoring_policy import MAX_DAYS, MONITORING_GATES, MonitoringPolicy, parse_monitoring
+from .report_policy import FairLendingPolicy, ReportsPolicy, parse_fair_lending, parse_reports
 
 DEFAULT_POLICY_TOML = '''\
 # nbregistry default policy: safe out of the box. Change it with reg.set_policy(...).
@@ -87,6 +88,8 @@ class StagePolicy:
     emergency_roles: tuple[str, ...] = ()
     emergency_window_hours: float = 72.0
     monitoring: tuple[str, ...] = ()  # gates that read monitoring data (MONITORING_GATES)
+    # Who may deploy a version of this stage; empty: anyone holding a role the policy names.
+    deployer_roles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,8 @@ class Policy:
     unknown: tuple[str, ...] = ()
     loading: LoadingPolicy = field(default_factory=LoadingPolicy)
     monitoring: MonitoringPolicy = field(default_factory=MonitoringPolicy)
+    reports: ReportsPolicy = field(default_factory=ReportsPolicy)
+    fair_lending: FairLendingPolicy = field(default_factory=FairLendingPolicy)
 
     def rules(self, stage: str) -> StagePolicy:
         return self.stage_rules.get(stage, StagePolicy())
@@ -165,6 +170,8 @@ def parse_policy(data: dict[str, Any], *, strict: bool = True) -> Policy:
     else:  # the default names roles a custom policy may not have
         monitoring = dataclasses.replace(monitoring, action_roles=tuple(
             r for r in monitoring.action_roles if r in roles))
+    reports = parse_reports(data.get("reports", {}), roles, errors, unknown)
+    fair_lending = parse_fair_lending(data.get("fair_lending", {}), errors, unknown)
     unknown += sorted(set(data) - KNOWN_SECTIONS)
     if strict and unknown:
         errors.append(f"unknown keys: {', '.join(unknown)} (known top-level keys: "
@@ -173,10 +180,11 @@ def parse_policy(data: dict[str, Any], *, strict: bool = True) -> Policy:
         raise InvalidInputError("the policy is invalid:\n  - " + "\n  - ".join(errors),
                                 field="policy")
     return Policy(roles, stages, initial, frozenset(exclusive), replaced_to, transitions, rules,
-                  data, tuple(unknown), loading, monitoring)
+                  data, tuple(unknown), loading, monitoring, reports, fair_lending)
 
 
-KNOWN_SECTIONS = frozenset({"roles", "lifecycle", "stages", "loading", "monitoring"})
+KNOWN_SECTIONS = frozenset({"roles", "lifecycle", "stages", "loading", "monitoring", "reports",
+                            "fair_lending"})
 
 
 def _loading(body: Any, errors: list[str], unknown: list[str]) -> LoadingPolicy:
@@ -192,7 +200,7 @@ def _loading(body: Any, errors: list[str], unknown: list[str]) -> LoadingPolicy:
 
 _STAGE_KEYS = {"approvals", "approver_roles", "requester_roles", "distinct_from", "metrics",
                "card_fields", "reports", "approval_ttl_days", "emergency_roles",
-               "emergency_window_hours", "monitoring"}
+               "emergency_window_hours", "monitoring", "deployer_roles"}
 
 
 def _stage_rules(name: str, body: dict[str, Any], roles: tuple[str, ...],
@@ -207,7 +215,8 @@ def _stage_rules(name: str, body: dict[str, Any], roles: tuple[str, ...],
         errors.append(f"{where}.approvals must be a non-negative integer, got {approvals!r}")
         approvals = 0
     role_lists = {k: _strings(body.get(k, []), f"{where}.{k}", errors)
-                  for k in ("approver_roles", "requester_roles", "emergency_roles")}
+                  for k in ("approver_roles", "requester_roles", "emergency_roles",
+                            "deployer_roles")}
     for key, values in role_lists.items():
         for role in values:
             if role not in roles:
@@ -244,7 +253,8 @@ def _stage_rules(name: str, body: dict[str, Any], roles: tuple[str, ...],
                        distinct, tuple(gates),
                        _strings(body.get("card_fields", []), f"{where}.card_fields", errors),
                        _strings(body.get("reports", []), f"{where}.reports", errors),
-                       ttl, role_lists["emergency_roles"], float(window), watched)
+                       ttl, role_lists["emergency_roles"], float(window), watched,
+                       role_lists["deployer_roles"])
 
 
 def _strings(value: Any, where: str, errors: list[str]) -> tuple[str, ...]:

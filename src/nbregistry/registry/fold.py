@@ -19,7 +19,7 @@ from ..domain.errors import IntegrityError, InvalidInputError, PolicyViolationEr
 from ..domain.events import FORMAT_VERSION, read_problem
 from ..domain.policy import parse_policy
 from ..domain.timefmt import ts_text
-from . import signing
+from . import reporting, signing
 from .chain import link_problem
 from .state import ModelState, RegistryState, Versions, record
 
@@ -303,9 +303,17 @@ def _flag_data(state: RegistryState, event: Event) -> None:
 
 
 def _report(state: RegistryState, event: Event) -> None:
+    """A report carrying its template's sha256 (the evidence kind) counts only when its
+    recorder held a reporting role; one without (an older writer's) never replaces one
+    with, so a planted old-style event cannot hide a report that counts."""
     p = cast(ev.Report, event.payload)
     model, version = _numbered(state, event)
     runs = state.reports.setdefault((model.name, version), {})
+    if "template_sha256" in p:
+        if not reporting.may_record(state.policy, state.roles.get(event.actor, set())):
+            raise Skip(f"{event.actor!r} held no reporting role")
+    elif "template_sha256" in runs.get(p["template"], {}):
+        return
     runs[p["template"]] = {**event.payload, "seq": event.seq}
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from ..domain.entities import GateResult, ModelVersion
 from ..domain.policy import MetricGate, StagePolicy
+from . import reporting
 from .state import ModelState, RegistryState
 
 OPS: dict[str, Callable[[float, float], bool]] = {
@@ -70,11 +71,22 @@ def _card(rules: StagePolicy, mv: ModelVersion) -> list[GateResult]:
 
 
 def _report(state: RegistryState, mv: ModelVersion, template: str) -> GateResult:
-    run = state.reports.get((mv.name, mv.version), {}).get(template)
-    if run is None:
+    """The newest run of ``template`` that counts: its template is known by sha256 (shipped,
+    or registered in the policy) and its recorder held a reporting role (the fold applies
+    no other). Its outputs were in the artifact store when it was recorded; verify()
+    checks they still are."""
+    runs = state.reports.get((mv.name, mv.version), {}).values()
+    counting = [r for r in runs
+                if reporting.known_template(state.policy, r.get("template_sha256")) == template]
+    if not counting:
+        older = [r["seq"] for r in runs if r.get("template") == template]
+        why = (f"the {template} report at event {older[-1]} does not count (no known "
+               "template sha256: recorded by an older nbregistry or not by its runner)"
+               if older else f"no {template} report for v{mv.version}")
         return GateResult(f"report:{template}", False,
-                          f"no {template} report for v{mv.version}; run "
-                          f"nbr.run_report({template!r}, model={mv.name!r}, "
-                          f"version={mv.version})", {})
+                          f"{why}; run nbr.run_report({template!r}, model={mv.name!r}, "
+                          f"version={mv.version}) as a holder of a reporting role", {})
+    run = max(counting, key=lambda r: int(r["seq"]))
     return GateResult(f"report:{template}", True, f"{template} report at event {run['seq']}",
-                      {"seq": run["seq"], "sha256": run.get("sha256")})
+                      {"seq": run["seq"], "sha256": run.get("sha256"),
+                       "template_sha256": run["template_sha256"]})

@@ -24,7 +24,7 @@ from ..domain.errors import (
     PolicyViolationError,
 )
 from ..domain.policy import StagePolicy
-from . import gates
+from . import gates, reporting
 from .state import ModelState, RegistryState
 
 Decision = tuple[int | None, dict[str, Any]]
@@ -347,18 +347,62 @@ def check_approver(state: RegistryState, model: ModelState, found: PromotionRequ
 
 
 def report(template: str, *, parameters: Mapping[str, Any], tables: Mapping[str, int],
-           head: Sequence[Any], outputs: Mapping[str, str], sha256: str,
-           output_dir: str) -> dict[str, Any]:
+           head: Sequence[Any], outputs: Mapping[str, str], sha256: str, output_dir: str,
+           template_sha256: str, provenance: Mapping[str, Any] | None = None,
+           show_code: bool = False) -> dict[str, Any]:
     """The ``report`` event's payload, every field checked (nothing is written otherwise)."""
     if len(head) != 2 or isinstance(head[0], bool) or not isinstance(head[0], int):
         raise InvalidInputError(f"head must be (seq, hash), got {head!r}", field="head")
     if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in tables.values()):
         raise InvalidInputError("tables maps each table read to its Delta version (an "
                                 "integer >= 0)", field="tables")
-    return {"template": validate.text(template, what="template"),
-            "parameters": validate.json_mapping(parameters, what="parameters"),
-            "tables": {str(k): int(v) for k, v in tables.items()},
-            "head": [head[0], validate.sha256(head[1])],
-            "outputs": {str(k): validate.sha256(v) for k, v in outputs.items()},
-            "sha256": validate.sha256(sha256),
-            "output_dir": validate.text(output_dir, what="output_dir")}
+    outputs = {str(k): validate.sha256(v) for k, v in outputs.items()}
+    sha256 = validate.sha256(sha256)
+    if sha256 not in outputs.values():
+        raise InvalidInputError("sha256 (the executed notebook's) must be one of the outputs",
+                                field="sha256")
+    payload = {"template": validate.text(template, what="template"),
+               "parameters": validate.json_mapping(parameters, what="parameters"),
+               "tables": {str(k): int(v) for k, v in tables.items()},
+               "head": [head[0], validate.sha256(head[1])], "outputs": outputs,
+               "sha256": sha256, "output_dir": validate.text(output_dir, what="output_dir"),
+               "template_sha256": validate.sha256(template_sha256),
+               "show_code": bool(show_code)}
+    if provenance is not None:
+        payload["provenance"] = validate.json_mapping(provenance, what="provenance")
+    return payload
+
+
+def record_report(state: RegistryState, user: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """A report is recorded by a holder of a reporting role, from a known template."""
+    policy = state.policy
+    reporting.check_recorder(policy, user, state.roles.get(user, set()))
+    reporting.check_template(policy, payload["template"], payload["template_sha256"])
+    return payload
+
+
+AUTOMATIC = ("rollback", "retrain_requested")
+
+
+def ratify(state: RegistryState, user: str, *, name: str, event: Any, comment: str
+           ) -> Decision:
+    """A person accepts an automatic action (a rollback or retraining request that a
+    monitoring check recorded): an approver of the stage, not who ran the check."""
+    if (event.model != name or event.action not in AUTOMATIC
+            or (event.action == "rollback" and not event.payload.get("automatic"))):
+        raise InvalidInputError(f"event {event.seq} is not an automatic rollback or "
+                                f"retraining request of {name!r}", field="seq")
+    stage = event.payload.get("stage", "production")
+    rules = state.policy.rules(stage)
+    if not state.has_role(user, [*rules.approver_roles, "admin"]):
+        raise PolicyViolationError(f"{user!r} may not ratify a change of {stage}: needs one "
+                                   f"of {', '.join([*rules.approver_roles, 'admin'])}",
+                                   rule="role")
+    if user == event.actor:
+        raise PolicyViolationError(f"self-ratification refused: {user!r} ran the check that "
+                                   f"recorded event {event.seq}", rule="segregation")
+    text = validate.text(comment, what="comment").strip()
+    if not text:
+        raise InvalidInputError("say why the automatic action is accepted (comment=...)",
+                                field="comment")
+    return event.version, {"text": text, "ratifies": event.seq}

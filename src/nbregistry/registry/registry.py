@@ -326,14 +326,35 @@ class Registry(RegistryView):
     def record_report(self, template: str, *, model: str, version: int | str,
                       parameters: Mapping[str, Any], tables: Mapping[str, int],
                       head: Sequence[Any], outputs: Mapping[str, str], sha256: str,
-                      output_dir: str) -> Event:
+                      output_dir: str, template_sha256: str,
+                      provenance: Mapping[str, Any] | None = None,
+                      show_code: bool = False) -> Event:
         """Record a compliance report run (``nbr.run_report`` does): its parameters, the
-        Delta version of every table it read, the head it saw, its outputs' sha256."""
+        Delta version of every table it read, the head it saw, its outputs' sha256 (each
+        already in the artifact store), the template's sha256 (a shipped template or one
+        registered in the policy) and who ran it with what. Needs a reporting role."""
         name, number = validate.model_name(model), validate.version_number(version)
         payload = governance.report(template, parameters=parameters, tables=tables, head=head,
-                                    outputs=outputs, sha256=sha256, output_dir=output_dir)
-        return self.ledger.record("report", name,
-                                  lambda s: (_existing(s, name, number), payload))
+                                    outputs=outputs, sha256=sha256, output_dir=output_dir,
+                                    template_sha256=template_sha256, provenance=provenance,
+                                    show_code=show_code)
+        missing = [f for f, digest in payload["outputs"].items()
+                   if not self.ledger.blobs.exists(digest)]
+        if missing:
+            raise InvalidInputError(f"store the outputs first (reg.ledger.blobs.put): "
+                                    f"{', '.join(missing)} not in the artifact store",
+                                    field="outputs")
+        return self.ledger.record("report", name, lambda s: (
+            _existing(s, name, number), governance.record_report(s, self.user, payload)))
+
+    def ratify(self, name: str, seq: int, *, comment: str) -> Event:
+        """Accept an automatic action a monitoring check recorded (an automatic rollback or
+        a retraining request, event ``seq``): the SOX report lists it as a change needing
+        ratification until an approver of the stage (not who ran the check) does this."""
+        name = validate.model_name(name)
+        target = self.event(seq)
+        return self.ledger.record("comment", name, lambda s: governance.ratify(
+            s, self.user, name=name, event=target, comment=comment))
 
     def monitor(self, name: str, *, engine: Any = None) -> Monitor:
         """Monitoring for model ``name``: log predictions and outcomes, then ask for drift,

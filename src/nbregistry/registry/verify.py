@@ -27,8 +27,8 @@ PROVES = {
              "was recomputed too (anyone who can write the registry can do that; the "
              "witness, a recorded head or signatures close the gap)",
     "events": "every event is well-formed and names what exists",
-    "artifacts": "every model, reference and baseline blob an event names is present and "
-                 "unmodified",
+    "artifacts": "every model, reference, baseline and report-output blob an event names "
+                 "is present and unmodified",
     "signatures": "events by users with an enrolled key were signed with that key (keys as "
                   "the log enrols them)",
     "pinned_keys": "those signatures were made with keys pinned outside the registry, so a "

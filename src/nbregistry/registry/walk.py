@@ -122,6 +122,11 @@ class Walk:
             if isinstance(reference, dict):
                 named += [reference.get("sha256"), reference.get("baseline")]
             self.blobs += [(sha, event.seq) for sha in named if isinstance(sha, str)]
+        elif event.action == "report" and "template_sha256" in event.payload:
+            outputs = event.payload.get("outputs")  # kept in the store since runs record it
+            if isinstance(outputs, dict):
+                self.blobs += [(sha, event.seq) for sha in outputs.values()
+                               if isinstance(sha, str)]
         elif event.action == "set_baseline" and isinstance(event.payload.get("sha256"), str):
             self.blobs.append((event.payload["sha256"], event.seq))
         elif event.action == "seal" and isinstance(event.payload.get("tables"), dict):

@@ -6,15 +6,24 @@ the estimated probabilities. Counts are then sums of probabilities ("weighted co
 method the CFPB describes for proxied groups; with one-hot membership every number is the
 ordinary one and equals ``Monitor.fairness`` and fairlearn.
 
-- ``adverse_impact``: selection rate, adverse impact ratio (AIR) against the reference
-  group (default: the highest rate), the four-fifths flag, a two-sided test (pooled
-  z-test, Fisher's exact when an expected count is below 5 and membership is known), and
-  the shortfall: how many more favorable outcomes the group needs for its AIR to reach 0.8.
+- ``adverse_impact``: selection rate, adverse impact ratio (AIR) against the control group
+  (the report passes the policy's; default here: the highest rate), the four-fifths rule, a
+  two-sided test (pooled z-test, Fisher's exact when an expected count is below 5 and
+  membership is known; on proxied membership a z-test on the variance of the weighted
+  difference itself, ``contrast_p_value``: an applicant counts in several groups, so the
+  sums of weights are not independent samples), and the shortfall: how many more
+  favorable outcomes the group needs for its AIR to reach 0.8.
+- ``corrected_rates``: proxy-weighted rates are pulled towards each other (a weighted count
+  mixes in members of the other groups); with calibrated probabilities, and decisions that
+  depend on the proxy's inputs only through the group, the expected weighted rates are
+  ``M @ true`` with ``M[g, h] = sum p_g p_h / sum p_g``: solving gives corrected rates.
 - ``standardized_mean_difference``: for continuous outcomes (price, line), each group's
-  mean minus the reference's over the pooled standard deviation, with Welch's t-test.
+  mean minus the reference's over the pooled standard deviation, with Welch's t-test (the
+  weighted contrast's z-test on proxied membership).
 - ``marginal_effect``: the group coefficient of a least-squares regression of the outcome
   on group membership and the credit factors (a linear probability model for a decision):
   the disparity that remains with the credit factors held fixed, with HC1 robust errors.
+  Rows that belong to no group (a missing attribute) are left out and counted.
 - ``error_rates``: false-positive and false-negative rates per group and their gaps.
 """
 
@@ -48,8 +57,33 @@ def probabilities(columns: Mapping[Any, Any]) -> dict[Any, np.ndarray]:
     return out
 
 
+def age_groups(values: Any, control: str) -> dict[str, np.ndarray]:
+    """Membership by age for a control such as ``"<62"``: ``{"<62": ..., "62+": ...}``
+    (a missing age is in neither group)."""
+    limit = float(control.lstrip("<"))
+    age = np.asarray(values, dtype=float)
+    known = ~np.isnan(age)
+    return {control: (known & (age < limit)).astype(float),
+            f"{limit:g}+": (known & (age >= limit)).astype(float)}
+
+
 def _proxied(member: Mapping[Any, np.ndarray]) -> bool:
     return any(((m > 0) & (m < 1)).any() for m in member.values())
+
+
+def contrast_p_value(values: np.ndarray, w1: np.ndarray, w0: np.ndarray,
+                     variance: float) -> float | None:
+    """Two-sided p-value of the difference of two weighted means of ``values`` when an
+    applicant may count in both groups (proxy probabilities as weights): the difference is
+    sum(d_i x_i) with d_i = w1_i / sum(w1) - w0_i / sum(w0), whose variance under "no
+    difference" is ``variance`` * sum(d_i^2). With 0/1 membership this is the pooled
+    two-sample z-test; treating each sum of weights as an independent sample would not be
+    (an applicant's weight in one group is missing from the other)."""
+    d = w1 / w1.sum() - w0 / w0.sum()
+    spread = math.sqrt(variance * float((d ** 2).sum()))
+    if spread == 0:
+        return None
+    return math.erfc(abs(float(d @ values)) / spread / math.sqrt(2))
 
 
 def _reference(rates: Mapping[Any, float], reference: Any) -> Any:
@@ -57,32 +91,58 @@ def _reference(rates: Mapping[Any, float], reference: Any) -> Any:
         for g in rates:
             if g == reference or str(g) == str(reference):
                 return g
-        raise ValueError(f"reference group {reference!r} is not among {list(rates)}")
+        raise ValueError(f"the control group {reference!r} is not among the groups "
+                         f"{list(rates)}: name the control group of this basis (control="
+                         "{basis: group}, or [fair_lending] control in the policy)")
     best = max(rates.values())
     return next(g for g, r in rates.items() if r == best)
 
 
 def adverse_impact(favorable: Any, member: Mapping[Any, np.ndarray], *,
                    reference: Any = None) -> list[dict[str, Any]]:
-    """One row per group: n, favorable, selection_rate, air, four_fifths, test, p_value,
+    """One row per group: n, favorable, selection_rate, air, four_fifths (true when the
+    group FAILS the rule), four_fifths_rule (pass / FAIL / control), test, p_value,
     shortfall (weighted counts when membership is a probability)."""
     fav = np.asarray(favorable, dtype=float)
     proxied = _proxied(member)
-    counts = {g: (float(m.sum()), float((m * fav).sum())) for g, m in member.items()
-              if m.sum() > 0}
+    counts = {g: (float(m.sum()), float((m * fav).sum()))
+              for g, m in member.items() if m.sum() > 0}
     rates = {g: f / n for g, (n, f) in counts.items()}
     ref = _reference(rates, reference)
     rows = []
+    n0, f0 = counts[ref]
     for g, (n, f) in counts.items():
-        n0, f0 = counts[ref]
         air = (f * n0) / (n * f0) if f0 else None  # one division: 64/80 is exactly 0.8
-        test, p = (None, None) if g == ref else two_proportions(f, n, f0, n0, exact_ok=not proxied)
+        test: str | None
+        if g == ref:
+            test, p = None, None
+        elif proxied:
+            pooled = (f + f0) / (n + n0)
+            test, p = "z, weighted", contrast_p_value(fav, member[g], member[ref],
+                                                      pooled * (1 - pooled))
+        else:
+            test, p = two_proportions(f, n, f0, n0)
         needed = FOUR_FIFTHS * rates[ref] * n - f if air is not None else 0.0
-        rows.append({"group": g, "n": n, "favorable": f, "selection_rate": rates[g],
-                     "air": air, "four_fifths": air is not None and air < FOUR_FIFTHS,
+        fails = air is not None and air < FOUR_FIFTHS
+        rows.append({"group": g, "n": n, "favorable": f,
+                     "selection_rate": rates[g], "air": air, "four_fifths": fails,
+                     "four_fifths_rule": "control" if g == ref else
+                     "FAIL (AIR < 0.8)" if fails else "pass" if air is not None else "—",
                      "test": test, "p_value": p, "reference": g == ref,
                      "shortfall": max(0, math.ceil(needed - 1e-9))})
     return rows
+
+
+def corrected_rates(favorable: Any, member: Mapping[Any, np.ndarray]) -> dict[Any, float]:
+    """Selection rates corrected for the proxy's misclassification (see the module notes);
+    equal to the weighted rates when membership is known."""
+    fav = np.asarray(favorable, dtype=float)
+    groups = [g for g, m in member.items() if m.sum() > 0]
+    weights = np.vstack([member[g] for g in groups])
+    mixing = (weights @ weights.T) / weights.sum(axis=1, keepdims=True)
+    observed = (weights @ fav) / weights.sum(axis=1)
+    true = np.linalg.solve(mixing / mixing.sum(axis=1, keepdims=True), observed)
+    return {g: float(r) for g, r in zip(groups, true, strict=True)}
 
 
 def _weighted(values: np.ndarray, weights: np.ndarray) -> tuple[float, float, float]:
@@ -104,6 +164,7 @@ def standardized_mean_difference(values: Any, member: Mapping[Any, np.ndarray], 
     ref = reference if reference is not None else min(means, key=lambda g: str(g))
     ref = _reference(means, ref)
     m0, v0, n0 = stats[ref]
+    proxied = _proxied(member)
     rows = []
     for g, (m1, v1, n1) in stats.items():
         pooled = math.sqrt(((n1 - 1) * v1 + (n0 - 1) * v0) / (n1 + n0 - 2))
@@ -111,7 +172,9 @@ def standardized_mean_difference(values: Any, member: Mapping[Any, np.ndarray], 
                "smd": (m1 - m0) / pooled if pooled else None, "p_value": None,
                "reference": g == ref}
         if g != ref:
-            row["p_value"] = _welch(m1, v1, n1, m0, v0, n0)
+            row["p_value"] = (contrast_p_value(x[ok], member[g][ok], member[ref][ok],
+                                               pooled ** 2) if proxied
+                              else _welch(m1, v1, n1, m0, v0, n0))
         rows.append(row)
     return rows
 
@@ -139,7 +202,10 @@ def marginal_effect(outcome: Any, member: Mapping[Any, np.ndarray], controls: An
                                                                           key=means.__getitem__)
     groups = [g for g in means if g != ref]
     design = np.column_stack([np.ones(len(y)), *(member[g] for g in groups), z])
-    keep = ~np.isnan(design).any(axis=1) & ~np.isnan(y)
+    # A row in no group would otherwise count as the control group (all indicators 0).
+    grouped = np.vstack(list(member.values())).sum(axis=0) > 0
+    keep = ~np.isnan(design).any(axis=1) & ~np.isnan(y) & grouped
+    without_group = int((~grouped).sum())
     design, y = design[keep], y[keep]
     beta, *_ = np.linalg.lstsq(design, y, rcond=None)
     resid = y - design @ beta
@@ -153,7 +219,7 @@ def marginal_effect(outcome: Any, member: Mapping[Any, np.ndarray], controls: An
         p = math.erfc(abs(beta[i] / se) / math.sqrt(2)) if se == se and se > 0 else None
         rows.append({"group": g, "reference": ref, "effect": float(beta[i]), "std_error": se,
                      "p_value": p, "controls": ", ".join(names) or f"{z.shape[1]} columns",
-                     "n": int(n)})
+                     "n": int(n), "rows_without_group": without_group})
     return rows
 
 
@@ -185,3 +251,71 @@ def error_rates(predicted_favorable: Any, actual_favorable: Any,
                                   and base is not None else None)
         row["reference"] = row["group"] == ref
     return list(rates.values())
+
+
+def features_by_disparity(frame: Any, features: Sequence[str],
+                          member: Mapping[Any, np.ndarray], control: Any) -> list[str]:
+    """The numeric features, most different between the control group and any other group
+    first (largest |standardized mean difference|): the likeliest drivers of a disparity."""
+    spread = {}
+    for name in features:
+        values = np.asarray(frame[name], dtype=float)
+        if np.isnan(values).all():
+            continue
+        rows = standardized_mean_difference(values, member, reference=control)
+        spread[name] = max((abs(r["smd"]) for r in rows if r["smd"] is not None), default=0.0)
+    return sorted(spread, key=lambda n: -spread[n])
+
+
+def compare_alternatives(candidates: Sequence[Mapping[str, Any]], *, favorable: int,
+                         actual: Any, member: Mapping[Any, np.ndarray], control: Any,
+                         auc_tolerance: float, bad_rate_tolerance: float
+                         ) -> tuple[list[dict[str, Any]], str]:
+    """Each candidate (``alternative``, ``how``, ``score``: the positive-class probability,
+    ``threshold``) decided on the same applicants: the lowest AIR against the control
+    group, the AUC on the applicants whose outcome is known, the approval rate and the bad
+    rate among the approved. The first candidate is the model as reviewed; an alternative
+    is chosen when it raises the lowest AIR by more than 0.005 while losing at most
+    ``auc_tolerance`` of AUC and adding at most ``bad_rate_tolerance`` to the bad rate.
+    Returns the rows and why the chosen one was chosen."""
+    from sklearn.metrics import roc_auc_score
+
+    actual = np.asarray(actual, dtype=float)
+    known = ~np.isnan(actual)
+    rows = []
+    for c in candidates:
+        score = np.asarray(c["score"], dtype=float)
+        decided = ((score >= c["threshold"]).astype(int) == favorable).astype(float)
+        impact = adverse_impact(decided, member, reference=control)
+        airs = [r["air"] for r in impact if not r["reference"] and r["air"] is not None]
+        approved = known & (decided == 1)
+        rows.append({"alternative": c["alternative"], "how": c["how"],
+                     "threshold": c["threshold"], "air_min": min(airs, default=None),
+                     "auc": float(roc_auc_score(actual[known], score[known]))
+                     if len(set(actual[known])) == 2 else None,
+                     "approval_rate": float(decided.mean()),
+                     "bad_rate": float((actual[approved] != favorable).mean())
+                     if approved.any() else None})
+    base = rows[0]
+    for row in rows:
+        row["auc_cost"] = (base["auc"] - row["auc"] if None not in (base["auc"], row["auc"])
+                           else None)
+        row["bad_rate_change"] = (row["bad_rate"] - base["bad_rate"]
+                                  if None not in (base["bad_rate"], row["bad_rate"]) else None)
+    eligible = [r for r in rows[1:] if r["air_min"] is not None and base["air_min"] is not None
+                and r["air_min"] > base["air_min"] + 0.005
+                and (r["auc_cost"] or 0.0) <= auc_tolerance
+                and (r["bad_rate_change"] or 0.0) <= bad_rate_tolerance]
+    chosen = max(eligible, key=lambda r: (r["air_min"], -(r["auc_cost"] or 0.0)), default=base)
+    for row in rows:
+        row["chosen"] = row is chosen
+    if chosen is base:
+        why = (f"no alternative raised the lowest AIR by more than 0.005 while losing at most "
+               f"{auc_tolerance:g} AUC and adding at most {bad_rate_tolerance:g} to the bad "
+               "rate: the model as reviewed stands")
+    else:
+        why = (f"{chosen['alternative']} raises the lowest AIR from {base['air_min']:.4g} to "
+               f"{chosen['air_min']:.4g} at an AUC cost of {chosen['auc_cost'] or 0:.4g} and a "
+               f"bad-rate change of {chosen['bad_rate_change'] or 0:+.4g}, the most of the "
+               "alternatives within the tolerances")
+    return rows, why

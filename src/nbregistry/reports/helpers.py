@@ -30,6 +30,7 @@ if "rfc3987_syntax" not in sys.modules:
 FIGURES_MIME = "application/vnd.nbregistry.figures+json"
 HEAD_MIME = "application/vnd.nbregistry.head+json"
 TABLES_MIME = "application/vnd.nbregistry.tables+json"
+PROVENANCE_MIME = "application/vnd.nbregistry.provenance+json"
 CELL = "style='padding:3px 8px;border-bottom:1px solid #d0d7de;text-align:left'"
 RAG = {"ok": (OK, "GREEN"), "warn": (WARN, "AMBER"), "alert": (BAD, "RED"),
        "insufficient": (MUTED, "N/A"), "unknown": (MUTED, "N/A")}
@@ -63,8 +64,26 @@ def open_report(registry_uri: str | None, pin: Mapping[str, Any] | None = None,
     """Open the registry this report reads and print the head it sees (write it down:
     ``nbregistry verify --expected-head SEQ:HASH`` detects a log cut after this report)."""
     context = _open(registry_uri, pin)
-    show(head_banner(context, title))
+    show(head_banner(context, title), provenance(context))
     return context
+
+
+def provenance(context: ReportContext) -> Output:
+    """Who ran the report, when, with which nbregistry and template (its sha256), and the
+    monitoring baseline the version is watched against (recorded in the report event)."""
+    found = context.provenance()
+    baseline = found["baseline"]
+    rows = [("run by", found["by"]), ("started (UTC)", found["started"]),
+            ("nbregistry", found["nbregistry"]),
+            ("template", f"{found['template']} sha256 {found['template_sha256'] or '—'}"),
+            ("monitoring baseline", "none frozen for this version" if baseline is None else
+             f"reference data sha256 {baseline['reference'] or '—'} (baseline "
+             f"{baseline['sha256']}, frozen at event {baseline['seq']})")]
+    body = "".join(f"<tr><td {CELL}>{html.escape(k)}</td><td {CELL}><code>{html.escape(str(v))}"
+                   f"</code></td></tr>" for k, v in rows)
+    return Output({"text/plain": "\n".join(f"{k}: {v}" for k, v in rows),
+                   "text/html": f"<table style='border-collapse:collapse;font-size:12px'>"
+                                f"{body}</table>", PROVENANCE_MIME: found})
 
 
 def head_banner(context: ReportContext, title: str = "") -> Output:
@@ -251,27 +270,9 @@ def ci_text(low: float | None, high: float | None, *, digits: int = 3,
     return f"[{format(low, spec)}, {format(high, spec)}]"
 
 
-def provenance(context: ReportContext, template: str, *, baseline: Any = None) -> Output:
-    """Who ran the report, when, with which nbregistry and template (its sha256), at which
-    head, and the monitoring baseline its drift figures are measured from."""
-    import hashlib
-    import importlib
-    from datetime import UTC, datetime
-
-    from .templates import template_path
-
-    # the package root (already imported: this module is in it) names the notebook layer for
-    # its extension hook, so a static import of it here would point the layers upwards
-    __version__ = importlib.import_module("nbregistry").__version__
-
-    path = template_path(template)
-    rows = [("run by", context.live.user),
-            ("run at (UTC)", datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")),
-            ("nbregistry version", __version__),
-            ("template", path.name),
-            ("template sha256", hashlib.sha256(path.read_bytes()).hexdigest()),
-            ("registry head", f"seq {context.head[0]}, hash {context.head[1]}")]
-    if baseline is not None:
-        rows += [("monitoring baseline: reference data sha256", baseline.reference_sha256),
-                 ("monitoring baseline", baseline.describe())]
-    return table([{"item": k, "value": v} for k, v in rows], caption="Provenance")
+def baseline_note(baseline: Any) -> Output:
+    """The monitoring baseline a report's drift figures are measured from (who ran it, when,
+    with which template and nbregistry is in the provenance ``open_report`` shows)."""
+    rows = [("monitoring baseline: reference data sha256", baseline.reference_sha256),
+            ("monitoring baseline", baseline.describe())]
+    return table([{"item": k, "value": v} for k, v in rows], caption="Baseline")

@@ -14,7 +14,7 @@ from typing import Any
 from ..domain.errors import InvalidInputError
 from . import params
 from .execute import SharedKernel, kernel_env
-from .run import Report, _check_target, _folder, produce, record
+from .run import Report, _check_target, _folder, admit, produce, record
 from .templates import TEMPLATES, template_path
 
 
@@ -65,6 +65,8 @@ def run_pack(model: str, version: int, *, output_dir: str | os.PathLike[str],
         "model": model, "version": version, **extra.get(t, {})})) for t in templates}
     reg = open_registry(uri, user, storage_options=storage_options, create=False)
     _check_target(reg, {"model": model, "version": version})
+    for path, _ in plan.values():
+        admit(reg, path)
     folder = _folder(output_dir)
     began = time.monotonic()
     reports: dict[str, Report] = {}

@@ -9,15 +9,19 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..domain.entities import Event
 from ..domain.errors import InvalidInputError, NbRegistryError, NotFoundError
+from ..domain.timefmt import ts_text
+from ..registry import reporting
 from ..store.blobs import file_sha256
 from . import export, params
+from .context import nbregistry_version
 from .execute import SharedKernel, execute, kernel_env, read_notebook
-from .helpers import FIGURES_MIME, HEAD_MIME, TABLES_MIME
+from .helpers import FIGURES_MIME, HEAD_MIME, PROVENANCE_MIME, TABLES_MIME
 from .templates import template_dir, template_name, template_path
 
 
@@ -38,6 +42,9 @@ class Report:
     event: Event | None = None             # None for a re-run (reverify records nothing)
     seconds: float = 0.0
     messages: tuple[str, ...] = field(default=())
+    template_sha256: str = ""              # of the .ipynb that ran
+    provenance: dict[str, Any] = field(default_factory=dict)   # who, when, with what
+    show_code: bool = False
 
     @property
     def output_dir(self) -> Path:
@@ -96,6 +103,7 @@ def run_report(template: str, *, output_dir: str | os.PathLike[str],
     values = params.validate(path, parameters)
     reg = open_registry(uri, user, storage_options=storage_options, create=False)
     _check_target(reg, values)
+    admit(reg, path)
     folder = _folder(output_dir)
     with kernel_env(user=reg.user, storage_options=storage_options):
         report = produce(path, values, folder, reg=reg, progress=progress, pdf=pdf,
@@ -108,6 +116,16 @@ def _check_target(reg: Any, values: Mapping[str, Any]) -> None:
         reg.get(values["model"], values["version"])  # a NotFoundError before any kernel
     elif "model" in values:
         reg.get(values["model"])
+
+
+def admit(reg: Any, path: Path) -> str:
+    """Before any kernel starts: may this user record a report, and is the template a known
+    one (shipped, or registered by an admin in the policy)? Returns its sha256."""
+    state = reg.ledger.current()
+    reporting.check_recorder(state.policy, reg.user, state.roles.get(reg.user, set()))
+    digest = file_sha256(path)
+    reporting.check_template(state.policy, template_id(path), digest)
+    return digest
 
 
 def _folder(output_dir: str | os.PathLike[str]) -> Path:
@@ -127,11 +145,21 @@ def produce(path: Path, values: Mapping[str, Any], folder: Path, *, reg: Any,
     began = time.monotonic()
     name = template_name(path)
     stem = stem or name
+    digest = file_sha256(path)
     notebook = read_notebook(path)
-    injected = {**values, "registry_uri": reg.uri, "pin": dict(pin) if pin else None}
+    run = {"by": reg.user, "started": ts_text(datetime.now(UTC)), "template": template_id(path),
+           "template_sha256": digest, "model": values.get("model"),
+           "version": values.get("version")}
+    injected = {**values, "registry_uri": reg.uri, "pin": {**(pin or {}), "run": run}}
     executed = execute(notebook, folder / f"{stem}.ipynb", injected, template=name,
                        progress=progress, kernel=kernel)
     found = collect(executed, name)
+    shown = found["provenance"] or {**{k: v for k, v in run.items() if k not in (
+        "model", "version")}, "nbregistry": nbregistry_version(), "baseline": None}
+    if shown["template_sha256"] != digest:
+        raise InvalidInputError(f"the {name!r} report shows template sha256 "
+                                f"{shown['template_sha256']!r}, not the {digest} that ran",
+                                field="template")
     files = {"notebook": folder / f"{stem}.ipynb", "html": folder / f"{stem}.html"}
     title = f"{name} report: {values.get('model', '')} v{values.get('version', '')}"
     files["html"].write_text(export.to_html(executed, title=title, show_code=show_code),
@@ -152,7 +180,8 @@ def produce(path: Path, values: Mapping[str, Any], folder: Path, *, reg: Any,
                   version=int(values.get("version") or 0), parameters=dict(values),
                   files=files, outputs=outputs, figures=found["figures"],
                   tables=found["tables"], head=found["head"], registry_uri=reg.uri,
-                  seconds=time.monotonic() - began, messages=tuple(messages))
+                  seconds=time.monotonic() - began, messages=tuple(messages),
+                  template_sha256=digest, provenance=shown, show_code=show_code)
 
 
 def record(reg: Any, report: Report) -> Report:
@@ -165,7 +194,9 @@ def record(reg: Any, report: Report) -> Report:
                               parameters=report.parameters, tables=report.tables,
                               head=list(report.head), outputs=report.outputs,
                               sha256=report.outputs[report.files["notebook"].name],
-                              output_dir=str(report.output_dir.resolve()))
+                              output_dir=str(report.output_dir.resolve()),
+                              template_sha256=report.template_sha256,
+                              provenance=report.provenance, show_code=report.show_code)
     return replace(report, event=event)
 
 
@@ -185,6 +216,7 @@ def collect(notebook: Any, template: str) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     tables: dict[str, int] = {}
     heads: list[tuple[int, str]] = []
+    provenance: dict[str, Any] | None = None
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             data = output.get("data", {})
@@ -192,10 +224,12 @@ def collect(notebook: Any, template: str) -> dict[str, Any]:
             tables.update({k: int(v) for k, v in data.get(TABLES_MIME, {}).items()})
             if HEAD_MIME in data:
                 heads.append((int(data[HEAD_MIME]["seq"]), str(data[HEAD_MIME]["hash"])))
+            if provenance is None and PROVENANCE_MIME in data:
+                provenance = dict(data[PROVENANCE_MIME])
     if not heads:
         raise InvalidInputError(f"the {template!r} template never showed the registry head: "
                                 "open the registry with helpers.open_report(...)",
                                 field="template")
-    return {"figures": figures, "tables": tables, "head": heads[0]}
+    return {"figures": figures, "tables": tables, "head": heads[0], "provenance": provenance}
 
 

@@ -7,16 +7,16 @@ import os
 from pathlib import Path
 
 from ..domain.errors import NotFoundError
+from ..registry.reporting import shipped_dir
 
 TEMPLATES = ("validation", "monitoring", "fair_lending", "sox_change")
 
 
 def template_dir() -> Path:
     """The folder of the shipped templates (wheel first, then the source checkout)."""
-    package = Path(__file__).resolve().parents[1]
-    for candidate in (package / "templates", package.parents[1] / "templates"):
-        if candidate.is_dir() and any(candidate.glob("*.ipynb")):
-            return candidate
+    found = shipped_dir()
+    if found is not None:
+        return found
     raise NotFoundError("the report templates are not installed (no nbregistry/templates "
                         "folder): reinstall nbregistry, or pass the path of an .ipynb")
 

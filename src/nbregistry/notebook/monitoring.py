@@ -34,16 +34,40 @@ class MonitoringView:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     thresholds: dict[str, Any] = field(default_factory=dict)
+    last_check: dict[str, Any] | None = None  # seq, ts, actor, window, version, alerts
+    status: dict[str, Any] = field(default_factory=dict)  # the version's (retrain_requested)
 
     def __repr__(self) -> str:
-        drifted = ([r["feature"] for r in self.drift.to_pylist() if r["drifted"]]
-                   if self.drift is not None else [])
-        return (f"<MonitoringView {self.name} v{self.version}: drifted {drifted or 'none'}, "
-                f"{len(self.alerts)} alert(s)>")
+        return f"<MonitoringView {self.name} v{self.version}: {self.headline()}>"
+
+    def in_alert(self) -> list[str]:
+        """The drift rows (features and the score) whose status is ``alert`` now."""
+        return ([r["feature"] for r in self.drift.to_pylist() if r["status"] == "alert"]
+                if self.drift is not None else [])
+
+    def headline(self) -> str:
+        """One line that agrees with the tabs: what the drift table says now, and what the
+        latest recorded check found (alerts are events a check records; drift is live)."""
+        hot = self.in_alert()
+        if self.drift is None:
+            drift = "no drift figures"
+        elif hot:
+            names = ", ".join(hot[:4]) + (", …" if len(hot) > 4 else "")
+            drift = f"{len(hot)} feature(s) in drift alert ({names})"
+        else:
+            drift = "no feature in drift alert"
+        check = self.last_check
+        if check is None:
+            return f"{drift}, no check recorded yet"
+        found = f"{check['alerts']} alert(s)" + (
+            " and a retraining request" if "retrain_requested" in self.status else "")
+        return (f"{drift}; the last check (event {check['seq']}, {check['ts']:%Y-%m-%d %H:%M}"
+                f" UTC, by {check['actor']}) recorded {found}")
 
     def _repr_html_(self) -> str:
         parts = [f"<div style='{FONT}'><b>{html.escape(self.name)}</b> v{self.version} — "
-                 f"monitoring, window {html.escape(self.window)}</div>"]
+                 f"monitoring, window {html.escape(self.window)}: "
+                 f"{html.escape(self.headline())}</div>"]
         parts += [section("Drift", self._drift_html()),
                   section("Performance", self._performance_html()),
                   section("Fairness", self._fairness_html()),
@@ -98,7 +122,9 @@ class MonitoringView:
 
     def _alerts_html(self) -> str:
         if not self.alerts:
-            return "<i>none</i>"
+            return ("<i>none: no check recorded yet (a check records alerts)</i>"
+                    if self.last_check is None else
+                    f"<i>none (the last check was event {self.last_check['seq']})</i>")
         rows = [[a["seq"], a["ts"], a["metric"], a["feature"], a["value"], a["action"]]
                 for a in self.alerts]
         return table_html(["event", "at", "metric", "feature", "value", "action"], rows)
@@ -129,4 +155,9 @@ def gather(mon: Monitor, *, window: str | None = None, version: int | None = Non
             view.notes.append(f"{part}: {exc}")
     view.alerts = [{"seq": e.seq, "ts": e.ts, **e.payload}
                    for e in mon.catalog.alerts(mon.name)][-20:]
+    check = mon.catalog.last_check(mon.name)
+    if check is not None and "check" in check.payload:
+        view.last_check = {"seq": check.seq, "ts": check.ts, "actor": check.actor,
+                           **check.payload["check"]}
+    view.status = dict(mv.status)
     return view

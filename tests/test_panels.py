@@ -250,7 +250,7 @@ def test_dashboard_header_agrees_with_the_drift_table_before_any_check(
     reg = monitored(registry_uri, policy={"window": "1d"})
     panel = MonitoringDashboard(reg, "credit", heatmap=False)
     header = panel.header.value
-    assert "2 feature(s) in drift alert (debt_ratio, score), no check recorded yet" in header
+    assert "2 features in drift alert (debt_ratio, score), no check recorded yet" in header
     assert "0 alert" not in header
     assert panel.view is not None and panel.view.in_alert() == ["debt_ratio", "score"]
     assert "no check recorded yet" in panel.snapshot_html()
@@ -280,7 +280,9 @@ def test_run_check_shows_progress_then_everything_at_once(registry_uri: str) -> 
     assert not panel.busy
     [(status, header, titles)] = at_outcome
     assert status == "check recorded 2 alert(s) and retrain_requested"
-    assert "recorded 2 alert(s) and a retraining request" in header
+    seal = reg.last_check("credit")
+    assert seal is not None
+    assert f"by alice (event {seal.seq}): 2 alert(s), retraining requested" in header
     assert titles[-1] == "Alerts (2)"
     assert "fa-spinner" not in panel.message.value
 

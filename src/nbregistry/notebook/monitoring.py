@@ -50,19 +50,19 @@ class MonitoringView:
         latest recorded check found (alerts are events a check records; drift is live)."""
         hot = self.in_alert()
         if self.drift is None:
-            drift = "no drift figures"
+            drift = "no drift figures yet"
         elif hot:
             names = ", ".join(hot[:4]) + (", …" if len(hot) > 4 else "")
-            drift = f"{len(hot)} feature(s) in drift alert ({names})"
+            drift = f"{len(hot)} feature{'s' * (len(hot) > 1)} in drift alert ({names})"
         else:
             drift = "no feature in drift alert"
         check = self.last_check
         if check is None:
             return f"{drift}, no check recorded yet"
         found = f"{check['alerts']} alert(s)" + (
-            " and a retraining request" if "retrain_requested" in self.status else "")
-        return (f"{drift}; the last check (event {check['seq']}, {check['ts']:%Y-%m-%d %H:%M}"
-                f" UTC, by {check['actor']}) recorded {found}")
+            ", retraining requested" if "retrain_requested" in self.status else "")
+        return (f"{drift}; last check {check['ts']:%Y-%m-%d %H:%M} UTC by {check['actor']} "
+                f"(event {check['seq']}): {found}")
 
     def _repr_html_(self) -> str:
         parts = [f"<div style='{FONT}'><b>{html.escape(self.name)}</b> v{self.version} — "
@@ -131,8 +131,9 @@ class MonitoringView:
 
 
 def gather(mon: Monitor, *, window: str | None = None, version: int | None = None,
-           heatmap: bool = True) -> MonitoringView:
-    """Compute what the view shows; a part that can't be computed yet says why."""
+           heatmap: bool = True, progress: bool | None = None) -> MonitoringView:
+    """Compute what the view shows; a part that can't be computed yet says why.
+    ``progress``: the heatmap's bar (None: tqdm's choice, a widget in a kernel)."""
     policy = mon.policy
     span = window or policy.window
     mv = mon.version(version)
@@ -141,7 +142,8 @@ def gather(mon: Monitor, *, window: str | None = None, version: int | None = Non
     start = end - parse_window(span)
     parts: dict[str, Callable[[], Any]] = {
              "drift": lambda: mon.drift(start, end, version=mv.version).table,
-             "heatmap": lambda: mon.drift_windows("1d", version=mv.version).table if heatmap
+             "heatmap": lambda: mon.drift_windows("1d", version=mv.version,
+                                                  progress=progress).table if heatmap
              else None,
              "performance": lambda: mon.performance("1d", version=mv.version).table,
              "fairness": lambda: mon.fairness(policy.fairness_group,

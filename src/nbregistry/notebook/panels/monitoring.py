@@ -29,10 +29,12 @@ class MonitoringDashboard(Panel):
         self.pages = [widgets.HTML() for _ in TABS]
         self.tabs = widgets.Tab(children=self.pages, titles=TABS)
         self.header = widgets.HTML()
+        # buttons keep their width; the header wraps instead of squeezing them
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh",
-                                             layout={"width": "auto"})
+                                             layout={"width": "auto", "flex": "0 0 auto"})
         self.check_button = widgets.Button(description="Run check", icon="heartbeat",
-                                           button_style="warning", layout={"width": "auto"},
+                                           button_style="warning",
+                                           layout={"width": "auto", "flex": "0 0 auto"},
                                            tooltip="compute the policy's window, record "
                                                    "alerts and apply the policy's action")
         # the questions' progress bars (tqdm.auto) land here, inside the panel, not above it

@@ -322,3 +322,28 @@ def test_progress_bars_stay_inside_the_dashboard(registry_uri: str, tmp_path: Pa
     assert shown == ["execute_result"]  # the panel, and nothing else
     assert checked == ["execute_result"]
     assert "check recorded" in nb.cells[2].outputs[0]["data"]["text/plain"]
+
+
+def test_dashboard_headline_says_what_the_tabs_show() -> None:
+    import pyarrow as pa
+
+    from nbregistry.notebook.monitoring import MonitoringView
+
+    def view(statuses: list[str], **kw: object) -> MonitoringView:
+        drift = pa.table({"feature": [f"f{i}" for i in range(len(statuses))],
+                          "status": statuses})
+        return MonitoringView("m", 2, "1d", drift=drift, **kw)  # type: ignore[arg-type]
+
+    assert MonitoringView("m", 2, "1d").headline() == (
+        "no drift figures yet, no check recorded yet")
+    assert view(["ok", "warn"]).headline() == "no feature in drift alert, no check recorded yet"
+    assert view(["alert"]).headline().startswith("1 feature in drift alert (f0),")
+    assert "6 features in drift alert (f0, f1, f2, f3, …)" in view(["alert"] * 6).headline()
+    check = {"seq": 9, "ts": datetime(2026, 3, 1, 9, 30, tzinfo=UTC), "actor": "bob",
+             "alerts": 1, "version": 1}
+    assert view(["alert"], last_check=check, status={"retrain_requested": "x"}).headline() == (
+        "1 feature in drift alert (f0); last check of v1 2026-03-01 09:30 UTC by bob "
+        "(event 9): 1 alert(s)")  # v1's check: v2's retraining request is not its outcome
+    check["version"] = 2
+    assert view([], last_check=check, status={"retrain_requested": "x"}).headline().endswith(
+        "last check 2026-03-01 09:30 UTC by bob (event 9): 1 alert(s), retraining requested")

@@ -59,10 +59,13 @@ class MonitoringView:
         check = self.last_check
         if check is None:
             return f"{drift}, no check recorded yet"
+        other = check.get("version") not in (None, self.version)
         found = f"{check['alerts']} alert(s)" + (
-            ", retraining requested" if "retrain_requested" in self.status else "")
-        return (f"{drift}; last check {check['ts']:%Y-%m-%d %H:%M} UTC by {check['actor']} "
-                f"(event {check['seq']}): {found}")
+            ", retraining requested" if "retrain_requested" in self.status and not other
+            else "")
+        of = f" of v{check['version']}" if other else ""
+        return (f"{drift}; last check{of} {check['ts']:%Y-%m-%d %H:%M} UTC by "
+                f"{check['actor']} (event {check['seq']}): {found}")
 
     def _repr_html_(self) -> str:
         parts = [f"<div style='{FONT}'><b>{html.escape(self.name)}</b> v{self.version} — "

@@ -14,7 +14,7 @@ import nbregistry as nbr
 pytestmark = pytest.mark.slow
 
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
-BUDGET = 180  # seconds; each runs in well under a minute on an idle 2-core machine
+BUDGET = 180  # seconds; each takes 26-41 s on this 2-core machine with other work running
 
 
 def run(name: str, folder: Path) -> list[list[dict[str, Any]]]:

@@ -2,7 +2,8 @@
 
 Runs the quickstart notebook, approves the promotion in the panel as a second user, checks
 the registry from this process, and times the registry browser on 1,000 versions.
-Screenshots go to test-artifacts/ (gitignored).
+Screenshots go to test-artifacts/ (gitignored); NBREGISTRY_UPDATE_SCREENSHOTS=1 also writes
+the ones the README shows to docs/images/.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import secrets
 import shutil
 import socket
@@ -31,6 +33,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).parents[1]
 ARTIFACTS = REPO / "test-artifacts"
+IMAGES = REPO / "docs" / "images"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -180,7 +183,7 @@ def test_quickstart_runs_and_bob_approves_in_the_panel(page: Page, lab: Lab) -> 
         "Checked the gates and the AUC uplift")
     panel.get_by_role("button", name="Approve").click()
     panel.get_by_text("Approved by bob").wait_for(timeout=30_000)
-    panel.screenshot(path=str(ARTIFACTS / "promotion-panel-approved.png"))
+    _screenshot(panel, "promotion-panel.png")
 
     reg = nbr.open_registry(lab.registry, user="auditor")
     assert reg.get("credit_risk", stage="production").version == 2
@@ -255,8 +258,9 @@ def test_browser_panel_renders_1000_versions(page: Page, lab: Lab, thousand: Pat
 
 
 def test_monitoring_dashboard_in_jupyterlab(page: Page, lab: Lab) -> None:
-    """The dashboard renders its SVG charts in a real JupyterLab, and Run check records an
-    alert from the browser."""
+    """The dashboard renders its SVG charts in a real JupyterLab; Run check disables itself
+    while it runs and records alerts from the browser; the picture taken afterwards shows
+    what a user reads: a header, an Alerts tab and a message that agree."""
     from monitored import monitored
 
     uri = lab.root / "registry-monitored"
@@ -271,13 +275,39 @@ def test_monitoring_dashboard_in_jupyterlab(page: Page, lab: Lab) -> None:
     _run_all(page)
     assert _problems(notebook) == []
     cell = notebook.locator(".jp-CodeCell").nth(1)
-    cell.get_by_role("button", name="Run check").wait_for(timeout=60_000)
+    check = cell.get_by_role("button", name="Run check")
+    check.wait_for(timeout=60_000)
     assert cell.locator("svg").count() >= 1  # the drift heatmap
-    assert "debt_ratio" in cell.inner_text()
-    cell.screenshot(path=str(ARTIFACTS / "monitoring-dashboard.png"))
-    cell.get_by_role("button", name="Run check").click()
-    cell.get_by_text("check recorded").wait_for(timeout=60_000)
-    cell.get_by_text("Alerts").click()
+    text = cell.inner_text()
+    assert cell.locator(".jp-OutputArea-child").count() == 1  # no progress bar above it
+    assert "2 features in drift alert (debt_ratio, score), no check recorded yet" in text
+    cell.screenshot(path=str(ARTIFACTS / "monitoring-dashboard-before.png"))
+    # record whether the button was ever disabled: the check may finish between two polls
+    check.evaluate("""(button) => {
+        window.__nbrDisabled = false;
+        new MutationObserver(() => { if (button.disabled) window.__nbrDisabled = true; })
+            .observe(button, {attributes: true});
+    }""")
+    check.click()
+    header = cell.get_by_text(re.compile(r"last check .* by alice \(event \d+\): 2 alert\(s\), "
+                                         "retraining requested"))
+    header.wait_for(timeout=60_000)
+    cell.get_by_text("check recorded 2 alert(s) and retrain_requested").wait_for(timeout=30_000)
+    assert page.evaluate("window.__nbrDisabled") is True
+    assert check.is_enabled() and cell.locator(".fa-spin").count() == 0
+    _screenshot(cell, "monitoring-dashboard.png")  # Drift tab: heatmap, table, outcome
+    cell.get_by_role("tab", name="Alerts (2)").click()
+    alerts = cell.locator("table").filter(has_text="action").filter(has_text="debt_ratio")
+    alerts.wait_for(timeout=30_000)
+    assert "score" in alerts.inner_text() and "psi" in alerts.inner_text()
     cell.screenshot(path=str(ARTIFACTS / "monitoring-dashboard-alerts.png"))
     reg = nbr.open_registry(uri, user="auditor")
     assert reg.ledger.state.alerts and reg.get("credit", 1).status.get("retrain_requested")
+
+
+def _screenshot(target: Locator, name: str) -> None:
+    """Into test-artifacts/; with NBREGISTRY_UPDATE_SCREENSHOTS=1 also into docs/images/,
+    the pictures the README shows (commit them when the panels change)."""
+    target.screenshot(path=str(ARTIFACTS / name))
+    if os.environ.get("NBREGISTRY_UPDATE_SCREENSHOTS") == "1":
+        shutil.copy(ARTIFACTS / name, IMAGES / name)

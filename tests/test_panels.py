@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -231,9 +232,118 @@ def test_monitoring_dashboard_shows_drift_performance_fairness_and_checks(
     assert "<svg" in drift and "debt_ratio" in drift  # heatmap plus the table
     assert "<svg" in perf and "roc_auc" in perf
     assert "adverse impact ratio" in fair and "four_fifths" in fair
-    assert "none" in alerts
+    assert "no check recorded yet" in alerts and panel.tabs.titles[-1] == "Alerts"
     panel.check_button.click()
     assert not panel.failed and "retrain_requested" in panel.status
     assert "debt_ratio" in panel.pages[3].value  # the new alert is listed
+    assert panel.tabs.titles[-1] == "Alerts (2)"
     assert reg.get("credit", 1).status.get("retrain_requested")
     assert "<svg" in panel._repr_mimebundle_()["text/html"]  # static fallback
+
+
+def test_dashboard_header_agrees_with_the_drift_table_before_any_check(
+        registry_uri: str) -> None:
+    """Two features in alert and no check yet: the header says so, not "0 alert(s)"."""
+    from monitored import monitored
+    from nbregistry.notebook.panels import MonitoringDashboard
+
+    reg = monitored(registry_uri, policy={"window": "1d"})
+    panel = MonitoringDashboard(reg, "credit", heatmap=False)
+    header = panel.header.value
+    assert "2 features in drift alert (debt_ratio, score), no check recorded yet" in header
+    assert "0 alert" not in header
+    assert panel.view is not None and panel.view.in_alert() == ["debt_ratio", "score"]
+    assert "no check recorded yet" in panel.snapshot_html()
+
+
+def test_run_check_shows_progress_then_everything_at_once(registry_uri: str) -> None:
+    """While the check runs the buttons are disabled and a spinner says so; its outcome is
+    announced only once the header and the Alerts tab show it (the browser's screenshot
+    once read "check recorded 2 alert(s)" under a header of "0 alert(s)")."""
+    from monitored import monitored
+    from nbregistry.notebook.panels import MonitoringDashboard
+
+    reg = monitored(registry_uri, policy={"on_alert": "retrain", "window": "1d"})
+    panel = MonitoringDashboard(reg, "credit", heatmap=False)
+    seen: list[tuple[str, object]] = []
+    panel.check_button.observe(lambda c: seen.append(("disabled", c["new"])), "disabled")
+    panel.refresh_button.observe(lambda c: seen.append(("refresh", c["new"])), "disabled")
+    panel.check_button.observe(lambda c: seen.append(("icon", c["new"])), "icon")
+    panel.message.observe(lambda c: seen.append(("message", c["new"])), "value")
+    at_outcome: list[tuple[str, str, tuple[str, ...]]] = []
+    panel.observe(lambda c: at_outcome.append((c["new"], panel.header.value,
+                                               panel.tabs.titles)), "status")
+    panel.check_button.click()
+    assert seen[:3] == [("disabled", True), ("refresh", True), ("icon", "spinner spin")]
+    assert "fa-spinner" in str(seen[3][1]) and "Running the policy" in str(seen[3][1])
+    assert seen[-3:] == [("icon", "heartbeat"), ("disabled", False), ("refresh", False)]
+    assert not panel.busy
+    [(status, header, titles)] = at_outcome
+    assert status == "check recorded 2 alert(s) and retrain_requested"
+    seal = reg.last_check("credit")
+    assert seal is not None
+    assert f"by alice (event {seal.seq}): 2 alert(s), retraining requested" in header
+    assert titles[-1] == "Alerts (2)"
+    assert "fa-spinner" not in panel.message.value
+
+
+def test_refresh_says_so_and_clears_its_spinner(registry_uri: str) -> None:
+    from monitored import monitored
+    from nbregistry.notebook.panels import MonitoringDashboard
+
+    reg = monitored(registry_uri, policy={"window": "1d"})
+    panel = MonitoringDashboard(reg, "credit", heatmap=False)
+    spinning: list[bool] = []
+    panel.refresh_button.observe(lambda c: spinning.append(c["new"] == "spinner spin"), "icon")
+    panel.refresh_button.click()
+    assert spinning == [True, False] and not panel.busy
+    assert panel.status.startswith("Re-read") and "fa-spinner" not in panel.message.value
+
+
+@pytest.mark.slow
+def test_progress_bars_stay_inside_the_dashboard(registry_uri: str, tmp_path: Path) -> None:
+    """In a real kernel tqdm.auto draws widget bars; the dashboard's questions draw theirs
+    in the panel's own output area, not as outputs above (or below) the panel."""
+    import nbclient
+    import nbformat
+
+    from monitored import monitored
+
+    monitored(registry_uri, policy={"window": "1d"})
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(f"%load_ext nbregistry\n%registry {registry_uri}"),
+                nbformat.v4.new_code_cell("panel = %monitor credit --panel\npanel"),
+                nbformat.v4.new_code_cell("panel.check_button.click()\npanel.status")]
+    nbclient.NotebookClient(nb, kernel_name="python3", timeout=300,
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    shown, checked = ([o.get("output_type") for o in cell.outputs] for cell in nb.cells[1:])
+    assert shown == ["execute_result"]  # the panel, and nothing else
+    assert checked == ["execute_result"]
+    assert "check recorded" in nb.cells[2].outputs[0]["data"]["text/plain"]
+
+
+def test_dashboard_headline_says_what_the_tabs_show() -> None:
+    import pyarrow as pa
+
+    from nbregistry.notebook.monitoring import MonitoringView
+
+    def view(statuses: list[str], **kw: object) -> MonitoringView:
+        drift = pa.table({"feature": [f"f{i}" for i in range(len(statuses))],
+                          "status": statuses})
+        return MonitoringView("m", 2, "1d", drift=drift, **kw)  # type: ignore[arg-type]
+
+    assert MonitoringView("m", 2, "1d").headline() == (
+        "no drift figures yet, no check recorded yet")
+    assert view(["ok", "warn"]).headline() == "no feature in drift alert, no check recorded yet"
+    assert view(["alert"]).headline().startswith("1 feature in drift alert (f0),")
+    assert "6 features in drift alert (f0, f1, f2, f3, …)" in view(["alert"] * 6).headline()
+    check = {"seq": 9, "ts": datetime(2026, 3, 1, 9, 30, tzinfo=UTC), "actor": "bob",
+             "alerts": 1, "version": 1}
+    assert view(["alert"], last_check=check, status={"retrain_requested": "x"}).headline() == (
+        "1 feature in drift alert (f0); last check of v1 2026-03-01 09:30 UTC by bob "
+        "(event 9): 1 alert(s)")  # v1's check: v2's retraining request is not its outcome
+    check["version"] = 2
+    assert view([], last_check=check, status={"retrain_requested": "x"}).headline().endswith(
+        "last check 2026-03-01 09:30 UTC by bob (event 9): 1 alert(s), retraining requested")

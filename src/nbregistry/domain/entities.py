@@ -191,7 +191,8 @@ class PromotionRequest:
         color = {"promoted": "#1a7f37", "rejected": "#cf222e", "open": "#9a6700"}.get(
             self.status, "#57606a")
         gates = "".join(
-            f"<li>{'✅' if g.passed else '❌'} <b>{esc(g.gate)}</b>: {esc(g.detail)}</li>"
+            f"<li><span style='color:{'#1a7f37' if g.passed else '#cf222e'}'>"
+            f"{'✔' if g.passed else '✘'}</span> <b>{esc(g.gate)}</b>: {esc(g.detail)}</li>"
             for g in self.gates)
         cell = "style='text-align:left;padding:2px 8px;border-bottom:1px solid #eaeef2'"
         approvals = "".join(

@@ -327,7 +327,8 @@ class RegistryMagics(Magics, Configurable):
             return mon.check()
         from .monitoring import gather
 
-        return gather(mon, window=args.window, version=args.version)
+        # a static view: a progress bar would stay in the saved notebook, stuck at 0%
+        return gather(mon, window=args.window, version=args.version, progress=False)
 
     @line_magic("report")
     @friendly

@@ -34,16 +34,43 @@ class MonitoringView:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     thresholds: dict[str, Any] = field(default_factory=dict)
+    last_check: dict[str, Any] | None = None  # seq, ts, actor, window, version, alerts
+    status: dict[str, Any] = field(default_factory=dict)  # the version's (retrain_requested)
 
     def __repr__(self) -> str:
-        drifted = ([r["feature"] for r in self.drift.to_pylist() if r["drifted"]]
-                   if self.drift is not None else [])
-        return (f"<MonitoringView {self.name} v{self.version}: drifted {drifted or 'none'}, "
-                f"{len(self.alerts)} alert(s)>")
+        return f"<MonitoringView {self.name} v{self.version}: {self.headline()}>"
+
+    def in_alert(self) -> list[str]:
+        """The drift rows (features and the score) whose status is ``alert`` now."""
+        return ([r["feature"] for r in self.drift.to_pylist() if r["status"] == "alert"]
+                if self.drift is not None else [])
+
+    def headline(self) -> str:
+        """One line that agrees with the tabs: what the drift table says now, and what the
+        latest recorded check found (alerts are events a check records; drift is live)."""
+        hot = self.in_alert()
+        if self.drift is None:
+            drift = "no drift figures yet"
+        elif hot:
+            names = ", ".join(hot[:4]) + (", …" if len(hot) > 4 else "")
+            drift = f"{len(hot)} feature{'s' * (len(hot) > 1)} in drift alert ({names})"
+        else:
+            drift = "no feature in drift alert"
+        check = self.last_check
+        if check is None:
+            return f"{drift}, no check recorded yet"
+        other = check.get("version") not in (None, self.version)
+        found = f"{check['alerts']} alert(s)" + (
+            ", retraining requested" if "retrain_requested" in self.status and not other
+            else "")
+        of = f" of v{check['version']}" if other else ""
+        return (f"{drift}; last check{of} {check['ts']:%Y-%m-%d %H:%M} UTC by "
+                f"{check['actor']} (event {check['seq']}): {found}")
 
     def _repr_html_(self) -> str:
         parts = [f"<div style='{FONT}'><b>{html.escape(self.name)}</b> v{self.version} — "
-                 f"monitoring, window {html.escape(self.window)}</div>"]
+                 f"monitoring, window {html.escape(self.window)}: "
+                 f"{html.escape(self.headline())}</div>"]
         parts += [section("Drift", self._drift_html()),
                   section("Performance", self._performance_html()),
                   section("Fairness", self._fairness_html()),
@@ -98,15 +125,18 @@ class MonitoringView:
 
     def _alerts_html(self) -> str:
         if not self.alerts:
-            return "<i>none</i>"
+            return ("<i>none: no check recorded yet (a check records alerts)</i>"
+                    if self.last_check is None else
+                    f"<i>none (the last check was event {self.last_check['seq']})</i>")
         rows = [[a["seq"], a["ts"], a["metric"], a["feature"], a["value"], a["action"]]
                 for a in self.alerts]
         return table_html(["event", "at", "metric", "feature", "value", "action"], rows)
 
 
 def gather(mon: Monitor, *, window: str | None = None, version: int | None = None,
-           heatmap: bool = True) -> MonitoringView:
-    """Compute what the view shows; a part that can't be computed yet says why."""
+           heatmap: bool = True, progress: bool | None = None) -> MonitoringView:
+    """Compute what the view shows; a part that can't be computed yet says why.
+    ``progress``: the heatmap's bar (None: tqdm's choice, a widget in a kernel)."""
     policy = mon.policy
     span = window or policy.window
     mv = mon.version(version)
@@ -115,7 +145,8 @@ def gather(mon: Monitor, *, window: str | None = None, version: int | None = Non
     start = end - parse_window(span)
     parts: dict[str, Callable[[], Any]] = {
              "drift": lambda: mon.drift(start, end, version=mv.version).table,
-             "heatmap": lambda: mon.drift_windows("1d", version=mv.version).table if heatmap
+             "heatmap": lambda: mon.drift_windows("1d", version=mv.version,
+                                                  progress=progress).table if heatmap
              else None,
              "performance": lambda: mon.performance("1d", version=mv.version).table,
              "fairness": lambda: mon.fairness(policy.fairness_group,
@@ -129,4 +160,9 @@ def gather(mon: Monitor, *, window: str | None = None, version: int | None = Non
             view.notes.append(f"{part}: {exc}")
     view.alerts = [{"seq": e.seq, "ts": e.ts, **e.payload}
                    for e in mon.catalog.alerts(mon.name)][-20:]
+    check = mon.catalog.last_check(mon.name)
+    if check is not None and "check" in check.payload:
+        view.last_check = {"seq": check.seq, "ts": check.ts, "actor": check.actor,
+                           **check.payload["check"]}
+    view.status = dict(mv.status)
     return view

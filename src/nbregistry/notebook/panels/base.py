@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import ipywidgets as widgets
 from traitlets import Bool, Unicode
 
 from ...domain.errors import NbRegistryError
-from ...domain.html import message_html
+from ...domain.html import FONT, MUTED, esc, message_html
 from ..display import describe_error
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ class Panel(widgets.VBox):  # type: ignore[misc]
 
     status = Unicode("", help="plain text of the last outcome shown in the panel")
     failed = Bool(False, help="whether the last action was refused or failed")
+    busy = Bool(False, help="whether an action is running (its buttons are disabled)")
 
     def __init__(self, registry: RegistryView, children: Sequence[widgets.Widget],
                  **kwargs: Any) -> None:
@@ -38,15 +40,40 @@ class Panel(widgets.VBox):  # type: ignore[misc]
         super().__init__(children=[style, *children, self.message], **kwargs)
         self.add_class("nbr-panel")
 
-    def attempt(self, action: Callable[[], T], done: Callable[[T], str]) -> T | None:
-        """Run one registry call; show its outcome, or its refusal, as the panel message."""
+    def attempt(self, action: Callable[[], T],
+                done: Callable[[T], str] | None = None) -> T | None:
+        """Run one registry call; show its outcome (``done``; None leaves the message to the
+        caller), or its refusal, as the panel message."""
         try:
             result = action()
         except NbRegistryError as exc:
             self.say(describe_error(exc), ok=False)
             return None
-        self.say(done(result), ok=True)
+        if done is not None:
+            self.say(done(result), ok=True)
         return result
+
+    @contextmanager
+    def working(self, text: str, buttons: Sequence[widgets.Button]) -> Iterator[None]:
+        """While one action runs: its buttons disabled, a spinner on the first and ``text``
+        as the message, so nobody clicks twice or reads a half-updated panel. The action
+        replaces the message with its outcome (else the spinner line is cleared)."""
+        saved = [(b, b.icon, b.disabled) for b in buttons]
+        spinner = (f"<div style='{FONT};color:{MUTED};padding:4px 8px'>"
+                   f"<i class='fa fa-spinner fa-spin'></i> {esc(text)}</div>")
+        self.busy = True
+        for button in buttons:
+            button.disabled = True
+        buttons[0].icon = "spinner spin"  # the front end draws fa-spinner fa-spin
+        self.message.value = spinner
+        try:
+            yield
+        finally:
+            for button, icon, disabled in saved:
+                button.icon, button.disabled = icon, disabled
+            if self.message.value == spinner:
+                self.message.value = ""
+            self.busy = False
 
     def say(self, text: str, *, ok: bool) -> None:
         self.status, self.failed = text, not ok

@@ -1,5 +1,6 @@
 """Monitoring dashboard: drift heatmap, performance over time, fairness, alerts; a button to
-run the policy's check. The figures come from the registry; the panel only shows them."""
+run the policy's check. The figures come from ``notebook.monitoring.gather``; the panel only
+shows them."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from .base import Panel
 
 if TYPE_CHECKING:
     from ...registry import Registry
+    from ...watch import CheckResult
 
 TABS = ("Drift", "Performance", "Fairness", "Alerts")
 
@@ -27,49 +29,74 @@ class MonitoringDashboard(Panel):
         self.pages = [widgets.HTML() for _ in TABS]
         self.tabs = widgets.Tab(children=self.pages, titles=TABS)
         self.header = widgets.HTML()
+        # buttons keep their width; the header wraps instead of squeezing them
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh",
-                                             layout={"width": "auto"})
+                                             layout={"width": "auto", "flex": "0 0 auto"})
         self.check_button = widgets.Button(description="Run check", icon="heartbeat",
-                                           button_style="warning", layout={"width": "auto"},
+                                           button_style="warning",
+                                           layout={"width": "auto", "flex": "0 0 auto"},
                                            tooltip="compute the policy's window, record "
                                                    "alerts and apply the policy's action")
+        # the questions' progress bars (tqdm.auto) land here, inside the panel, not above it
+        self.progress = widgets.Output()
         super().__init__(registry, [widgets.HBox([self.header, self.refresh_button,
-                                                  self.check_button]), self.tabs])
+                                                  self.check_button]), self.progress,
+                                    self.tabs])
         self.monitor = registry.monitor(name)
-        self.refresh_button.on_click(lambda _: self.render())
+        self.refresh_button.on_click(lambda _: self.refresh())
         self.check_button.on_click(lambda _: self.run_check())
         self.render()
 
     def __repr__(self) -> str:
         return f"<MonitoringDashboard {self.name} as {self.registry.user}>"
 
-    def render(self) -> None:
+    @property
+    def buttons(self) -> list[widgets.Button]:
+        return [self.check_button, self.refresh_button]
+
+    def refresh(self) -> None:
+        with self.working("Recomputing from the newest data…", self.buttons[::-1]):
+            self.render("Re-read the registry and the monitoring tables.")
+
+    def run_check(self) -> None:
+        """Check, then re-read, then show the figures and the outcome together: the message
+        never announces alerts that the header and the Alerts tab do not show yet."""
+        with self.working("Running the policy's check…", self.buttons):
+            result = self.attempt(self.monitor.check)
+            if result is not None:
+                self.render(check_outcome(result))
+
+    def render(self, outcome: str = "") -> None:
+        """Recompute everything and show it; ``outcome`` is said after the figures are."""
         self.reread()
-        view = self.attempt(lambda: gather(self.monitor, window=self.window,
-                                           heatmap=self.heatmap), lambda _: "")
+        view = self.attempt(self._gather)
         if view is None:
             return
         self.view = view
-        with self.hold_sync():
-            self.header.value = (f"<b>{esc(self.name)}</b> v{view.version}, window "
-                                 f"{esc(view.window)}"
-                                 f" — {len(view.alerts)} alert(s)")
-            for page, html in zip(self.pages, (view._drift_html(), view._performance_html(),
-                                               view._fairness_html(), view._alerts_html()),
-                                  strict=True):
-                page.value = html
-        if view.notes:
-            self.say("; ".join(view.notes), ok=True)
+        self.header.value = (f"<b>{esc(self.name)}</b> v{view.version}, window "
+                             f"{esc(view.window)} — {esc(view.headline())}")
+        for page, html in zip(self.pages, (view._drift_html(), view._performance_html(),
+                                           view._fairness_html(), view._alerts_html()),
+                              strict=True):
+            page.value = html
+        self.tabs.titles = (*TABS[:-1], f"Alerts ({len(view.alerts)})" if view.alerts
+                            else "Alerts")
+        said = "; ".join(filter(None, [outcome, *view.notes]))
+        if said:
+            self.say(said, ok=True)
 
-    def run_check(self) -> None:
-        result = self.attempt(self.monitor.check,
-                              lambda r: f"check recorded {len(r.alerts)} alert(s)"
-                              + (f" and {', '.join(e.action for e in r.actions)}"
-                                 if r.actions else ""))
-        if result is not None:
-            status, failed = self.status, self.failed
-            self.render()
-            self.status, self.failed = status, failed
+    def _gather(self) -> MonitoringView:
+        try:
+            with self.progress:
+                return gather(self.monitor, window=self.window, heatmap=self.heatmap)
+        finally:
+            self.progress.clear_output()
 
     def snapshot_html(self) -> str:
         return self.view._repr_html_() if self.view is not None else ""
+
+
+def check_outcome(result: CheckResult) -> str:
+    actions = ", ".join(e.action for e in result.actions)
+    return f"check recorded {len(result.alerts)} alert(s)" + (f" and {actions}" if actions
+                                                               else "")

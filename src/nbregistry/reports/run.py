@@ -15,6 +15,7 @@ from typing import Any
 
 from ..domain.entities import Event
 from ..domain.errors import InvalidInputError, NbRegistryError, NotFoundError
+from ..domain.html import fmt
 from ..domain.timefmt import ts_text
 from ..registry import reporting
 from ..store.blobs import file_sha256
@@ -61,7 +62,7 @@ class Report:
         esc = html.escape
         links = " · ".join(f"<a href='{esc(p.name)}'>{esc(k)}</a>"
                            for k, p in self.files.items())
-        figures = "".join(f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>"
+        figures = "".join(f"<tr><td>{esc(k)}</td><td>{esc(fmt(v))}</td></tr>"
                           for k, v in self.figures.items())
         event = f"recorded as event {self.event.seq}" if self.event else "not recorded"
         return (f"<div style='font-family:sans-serif;font-size:12px'><b>{esc(self.template)}"

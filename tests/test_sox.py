@@ -210,6 +210,7 @@ def test_automatic_actions_are_changes_needing_ratification(registry_uri: str) -
         alice.request_promotion("credit", int(weight), to="production")
         bob.approve("credit", int(weight))
     alice.grant_role("ops", "data_scientist")
+    alice.set_policy({**alice.policy.source, "monitoring": {"action_roles": ["data_scientist"]}})
     ops = nbr.open_registry(registry_uri, user="ops")
     writes = MonitoringEvents(ops.ledger)
     retrain = writes.request_retraining("credit", 2, reason="psi alert", alert_seq=None)

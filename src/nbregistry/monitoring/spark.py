@@ -95,6 +95,10 @@ class SparkEngine:
         table: pa.Table = self.session.sql(self.sql(sql)).toArrow()
         return table
 
+    def register(self, name: str, table: pa.Table) -> None:
+        """A small Arrow table as a temporary view (a baseline's bins, a lookup)."""
+        self.session.createDataFrame(table.to_pandas()).createOrReplaceTempView(name)
+
     def relation(self, snapshot: Snapshot) -> str:
         """A temporary view of a snapshot's data files (read where they are: ``uri``) with
         the rows of its ``[start, end)``, and ``day`` when the table is partitioned by it."""

@@ -9,6 +9,7 @@ Questions never write: a read in a report, a gate or a panel leaves the audit lo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -155,6 +156,43 @@ class Monitor(Capturing):
             table: pa.Table = self.connection().sql(query).to_arrow_table()
             return table
         return self.engine.arrow(query)
+
+    def sql(self, query: str, **views: Any) -> pa.Table:
+        """Your own question in SQL (DuckDB's dialect) over one snapshot of each table:
+        ``{predictions}`` and ``{outcomes}`` in ``query`` name them; other ``{name}``s are
+        the Arrow tables (or pandas frames) passed as ``name=...``. Runs on the monitor's
+        engine, so the same text runs on Spark."""
+        reads = self._reads()
+        names = {kind: self._relation(reads.snapshot(kind)) for kind in ("predictions",
+                                                                         "outcomes")}
+        for name, data in views.items():
+            names[name] = self._register(name, data)
+        return self._arrow(query.format(**names))
+
+    def bins(self, feature: str, version: int | str | None = None) -> pa.Table:
+        """The baseline's PSI bins of a numeric feature: ``bin, lower, upper`` (null: no
+        bound) and ``reference_share``, for PSI in your own SQL (see docs/monitoring.md)."""
+        spec = self.baseline(version)["features"].get(feature)
+        if spec is None or spec["kind"] != "numeric" or spec.get("grid") is None:
+            raise InvalidInputError(f"{feature!r} is not a numeric feature of the baseline",
+                                    field="feature", value=feature)
+        edges, counts = spec["deciles"]["edges"], spec["deciles"]["counts"]
+        total = float(sum(counts))
+        return pa.table({"bin": list(range(len(counts))),
+                         "lower": pa.array([None, *edges], pa.float64()),
+                         "upper": pa.array([*edges, None], pa.float64()),
+                         "reference_share": [c / total for c in counts]})
+
+    def _register(self, name: str, data: Any) -> str:
+        if not re.fullmatch(r"[A-Za-z_]\w{0,62}", name):
+            raise InvalidInputError(f"a view name is letters, digits and _, got {name!r}",
+                                    field="views", value=name)
+        view = f"nbregistry_view_{name}"
+        if self.engine is None:
+            self.connection().register(view, pa.table(data))
+        else:
+            self.engine.register(view, pa.table(data))
+        return view
 
     def has_predictions(self) -> bool:
         """Whether any prediction was logged (a report says so instead of failing)."""

@@ -347,3 +347,24 @@ def test_dashboard_headline_says_what_the_tabs_show() -> None:
     check["version"] = 2
     assert view([], last_check=check, status={"retrain_requested": "x"}).headline().endswith(
         "last check 2026-03-01 09:30 UTC by bob (event 9): 1 alert(s), retraining requested")
+
+
+def test_the_dashboard_follows_a_watcher(registry_uri: str) -> None:
+    """Following, it re-reads only when a watcher records something new, and shows the open
+    episodes with when they started."""
+    from monitored import monitored
+    from nbregistry.notebook.panels import MonitoringDashboard
+    from nbregistry.watch.watcher import Watcher
+
+    reg = monitored(registry_uri, policy={"window": "1d", "short_window": "1d",
+                                          "tick": "1s"})
+    panel = MonitoringDashboard(reg, "credit", heatmap=False)
+    panel.follow_button.value = True
+    assert panel.poll() is False  # nothing new: no re-read
+    tick = Watcher(reg.monitor("credit")).tick()
+    assert tick.opened
+    assert panel.poll() is True and "Open episodes" in panel.pages[3].value
+    assert "debt_ratio" in panel.pages[3].value and panel.poll() is False
+    deadline = time.monotonic() + 30
+    panel.follow_button.value = False
+    assert panel._stop.is_set() and time.monotonic() < deadline

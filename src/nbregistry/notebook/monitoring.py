@@ -35,6 +35,7 @@ class MonitoringView:
     notes: list[str] = field(default_factory=list)
     thresholds: dict[str, Any] = field(default_factory=dict)
     last_check: dict[str, Any] | None = None  # seq, ts, actor, window, version, alerts
+    episodes: list[dict[str, Any]] = field(default_factory=list)  # open, oldest first
     status: dict[str, Any] = field(default_factory=dict)  # the version's (retrain_requested)
 
     def __repr__(self) -> str:
@@ -124,6 +125,16 @@ class MonitoringView:
                 + table_html(shown, [[r[c] for c in shown] for r in rows]))
 
     def _alerts_html(self) -> str:
+        episodes = ""
+        if self.episodes:
+            rows = [[a["metric"], a["feature"], a["value"], a["ts"], a["seq"]]
+                    for a in self.episodes]
+            episodes = section("Open episodes (a watcher or a check opened them; they close "
+                               "when the figure leaves its alert band)", table_html(
+                                   ["metric", "feature", "value", "since", "event"], rows))
+        return episodes + self._alert_list_html()
+
+    def _alert_list_html(self) -> str:
         if not self.alerts:
             return ("<i>none: no check recorded yet (a check records alerts)</i>"
                     if self.last_check is None else
@@ -158,11 +169,31 @@ def gather(mon: Monitor, *, window: str | None = None, version: int | None = Non
             setattr(view, part, compute())
         except NbRegistryError as exc:
             view.notes.append(f"{part}: {exc}")
-    view.alerts = [{"seq": e.seq, "ts": e.ts, **e.payload}
-                   for e in mon.catalog.alerts(mon.name)][-20:]
+    events = mon.catalog.alerts(mon.name)
+    view.alerts = [{"seq": e.seq, "ts": e.ts, **e.payload} for e in events][-20:]
+    view.episodes = open_episodes(events)
     check = mon.catalog.last_check(mon.name)
     if check is not None and "check" in check.payload:
         view.last_check = {"seq": check.seq, "ts": check.ts, "actor": check.actor,
                            **check.payload["check"]}
     view.status = dict(mv.status)
     return view
+
+
+def open_episodes(events: list[Any]) -> list[dict[str, Any]]:
+    """The alerts still open: the newest alert about each figure (metric and feature) whose
+    status is ``alert``, with the event that opened it."""
+    latest: dict[tuple[Any, Any], Any] = {}
+    for event in events:
+        latest[(event.payload.get("metric"), event.payload.get("feature"))] = event
+    return [{"seq": e.seq, "ts": e.ts, **e.payload} for e in latest.values()
+            if e.payload.get("status") == "alert"]
+
+
+def freshness(mon: Monitor) -> tuple[Any, ...]:
+    """What changes when a watcher (or anyone) records something new for this model: the
+    audit log's head and the sketches table's version (a panel following a watcher re-reads
+    when this changes)."""
+    registry = mon.catalog
+    head = registry.refresh().head if hasattr(registry, "refresh") else None
+    return head, mon.sketches.table.version()

@@ -4,12 +4,14 @@ shows them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
 from ...domain.html import esc
-from ..monitoring import MonitoringView, gather
+from ...domain.timefmt import parse_window
+from ..monitoring import MonitoringView, freshness, gather
 from .base import Panel
 
 if TYPE_CHECKING:
@@ -37,14 +39,22 @@ class MonitoringDashboard(Panel):
                                            layout={"width": "auto", "flex": "0 0 auto"},
                                            tooltip="compute the policy's window, record "
                                                    "alerts and apply the policy's action")
+        self.follow_button = widgets.ToggleButton(
+            description="Follow", icon="eye", value=False,
+            layout={"width": "auto", "flex": "0 0 auto"},
+            tooltip="re-read when a watcher records new sketches or alerts (looks once per "
+                    "tick of the policy)")
         # the questions' progress bars (tqdm.auto) land here, inside the panel, not above it
         self.progress = widgets.Output()
         super().__init__(registry, [widgets.HBox([self.header, self.refresh_button,
-                                                  self.check_button]), self.progress,
-                                    self.tabs])
+                                                  self.check_button, self.follow_button]),
+                                    self.progress, self.tabs])
         self.monitor = registry.monitor(name)
         self.refresh_button.on_click(lambda _: self.refresh())
         self.check_button.on_click(lambda _: self.run_check())
+        self.follow_button.observe(self._follow, names="value")
+        self._stop = threading.Event()
+        self._seen: tuple[Any, ...] | None = None
         self.render()
 
     def __repr__(self) -> str:
@@ -91,6 +101,30 @@ class MonitoringDashboard(Panel):
                 return gather(self.monitor, window=self.window, heatmap=self.heatmap)
         finally:
             self.progress.clear_output()
+
+    def _follow(self, change: dict[str, Any]) -> None:
+        if change["new"]:
+            self._stop = threading.Event()
+            self._seen = freshness(self.monitor)
+            threading.Thread(target=self._watch, args=(self._stop,), daemon=True).start()
+        else:
+            self._stop.set()
+
+    def _watch(self, stop: threading.Event) -> None:
+        """Look once per tick of the policy (never faster); re-read when something new
+        was recorded."""
+        every = parse_window(self.monitor.policy.tick).total_seconds()
+        while not stop.wait(every):
+            self.poll()
+
+    def poll(self) -> bool:
+        """Re-read if a watcher (or anyone) recorded something since the last look."""
+        now = freshness(self.monitor)
+        if now == self._seen:
+            return False
+        self._seen = now
+        self.render("new sketches or alerts were recorded: re-read")
+        return True
 
     def snapshot_html(self) -> str:
         return self.view._repr_html_() if self.view is not None else ""

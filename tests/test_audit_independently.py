@@ -84,7 +84,7 @@ def test_the_demo_registry_passes(demo: Path, tmp_path: Path) -> None:
     code, out = audit(tmp_path, demo / "registry", "--keys", str(demo / "pinned-keys.json"),
                       "--witness", str(demo / "witness"))
     assert code == 0, out
-    assert out.startswith("OK: ") and "1 signed event(s), pinned keys for 1 user(s)" in out
+    assert out.startswith("OK: ") and "2 signed event(s), pinned keys for 1 user(s)" in out
     witnessed = len(list((demo / "witness").rglob("*.json")))
     assert witnessed > 3 and f"{witnessed} witnessed head(s)" in out
 
@@ -123,6 +123,8 @@ def test_a_forged_key_swapped_into_the_log(demo: Path, tmp_path: Path) -> None:
                 payload.update(public_key=pem, fingerprint=fingerprint)
             if row["action"] == "approve":
                 payload["comment"] = "approved without reading the validation report"
+            if "signature" in payload:  # every event val-bob signed, re-signed by mallory
+                payload.pop("signature"), payload.pop("key_fingerprint")
                 message = signing.message(
                     prev_hash=head, seq=row["seq"], event_id=row["event_id"],
                     ts=row["ts"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"), actor=row["actor"],

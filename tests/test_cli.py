@@ -51,7 +51,8 @@ def test_demo_end_to_end(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> N
     assert reg.deployments("credit_risk").num_rows == 1
     assert champion.status.get("retrain_requested")  # the drift was caught and acted on
     actions = reg.history("credit_risk").column("action").to_pylist()
-    assert actions.count("report") == 4 and "alert" in actions and "seal" in actions
+    # four in the pack, and the validation report production requires before approval
+    assert actions.count("report") == 5 and "alert" in actions and "seal" in actions
     assert (target / "reports" / "index.html").exists()
     model = reg.load("credit_risk@champion")  # skops, with the tree type the policy trusts
     assert hasattr(model, "predict_proba")

@@ -149,7 +149,8 @@ def monitored(uri: str, options: dict[str, str] | None, *, appends: int,
         patch.setattr(monitoring, "COMPACT_EVERY", 10)
         reg = nbr.open_registry(uri, user="alice", storage_options=options, create=True)
         reg.set_policy({**reg.policy.source, "monitoring": {
-            "window": "1d", "min_rows": 20, "fairness_group": "sex", "fairness_favorable": 0}})
+            "window": "1d", "min_rows": 20, "maturity_days": 0, "fairness_group": "sex",
+            "fairness_favorable": 0}})
         model = LogisticRegression(max_iter=500).fit(train[FEATURES], train["default"])
         reg.register(model, "credit", reference_data=train[FEATURES],
                      reference_target=train["default"])

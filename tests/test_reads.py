@@ -79,10 +79,9 @@ def test_register_with_reference_data_freezes_the_baseline_in_the_same_event(
     assert drift.baseline.seq == event["seq"]
 
 
-def test_without_a_frozen_baseline_questions_compute_one_and_say_so(tmp_path: Path) -> None:
-    """A version registered by a core-only process (no DuckDB: nothing frozen) is asked
-    about: the answer says its baseline was computed in memory, and nothing is recorded
-    until a write freezes it."""
+def _registered_without_duckdb(tmp_path: Path) -> str:
+    """A registry whose model v1 (with reference data) was registered by a process with the
+    core install only: no DuckDB, so no baseline could be frozen then."""
     import subprocess
     import sys
 
@@ -98,6 +97,14 @@ def test_without_a_frozen_baseline_questions_compute_one_and_say_so(tmp_path: Pa
         "reg.register({'w': 1}, 'm', reference_data=X)\n"
         "assert reg.frozen_baseline('m', 1) is None\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+    return uri
+
+
+def test_without_a_frozen_baseline_questions_compute_one_and_say_so(tmp_path: Path) -> None:
+    """A version registered by a core-only process (no DuckDB: nothing frozen) is asked
+    about: the answer says its baseline was computed in memory, and nothing is recorded
+    until a write freezes it."""
+    uri = _registered_without_duckdb(tmp_path)
     reg = nbr.open_registry(uri, create=False)
     mon = reg.monitor("m")
     head = reg.head
@@ -122,20 +129,7 @@ def test_without_a_frozen_baseline_questions_compute_one_and_say_so(tmp_path: Pa
 
 
 def test_the_first_logged_predictions_freeze_a_missing_baseline(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    uri = str(tmp_path / "registry")
-    code = (
-        "import sys\nclass Block:\n    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] == 'duckdb':\n"
-        "            raise ImportError('blocked by the test')\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "import pandas as pd, nbregistry as nbr\n"
-        f"reg = nbr.open_registry({uri!r}, user='alice', create=True)\n"
-        "X = pd.DataFrame({'x': [float(i % 7) for i in range(300)]})\n"
-        "reg.register({'w': 1}, 'm', reference_data=X)\n")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    uri = _registered_without_duckdb(tmp_path)
     reg = nbr.open_registry(uri, create=False)
     import pandas as pd
 

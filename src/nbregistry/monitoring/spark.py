@@ -191,16 +191,7 @@ def _duck_type(spark: str) -> str:
 
 
 def _spark_type(arrow: Any) -> str:
-    import pyarrow as pa
+    from ..store.monitoring import kind_of
 
-    if pa.types.is_floating(arrow):
-        return "DOUBLE"
-    if pa.types.is_integer(arrow):
-        return "BIGINT"
-    if pa.types.is_boolean(arrow):
-        return "BOOLEAN"
-    if pa.types.is_timestamp(arrow):
-        return "TIMESTAMP"
-    if pa.types.is_date(arrow):
-        return "DATE"
-    return "STRING"
+    return {"float": "DOUBLE", "int": "BIGINT", "bool": "BOOLEAN", "timestamp": "TIMESTAMP",
+            "date": "DATE"}.get(kind_of(arrow), "STRING")

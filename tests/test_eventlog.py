@@ -206,7 +206,8 @@ def test_a_reader_far_behind_the_clean_up_catches_up(registry_uri: str, small_le
 
     reopened = []
     real_open = EventLog.open
-    monkeypatch.setattr(EventLog, "open", lambda self: reopened.append(1) or real_open(self))
+    monkeypatch.setattr(EventLog, "open", lambda self, **how: reopened.append(1)
+                        or real_open(self, **how))
     writer = nbr.open_registry(registry_uri, user="alice")
     writer.register(TinyModel(), "m")
     reader = nbr.open_registry(registry_uri, user="bob", max_staleness=3600)

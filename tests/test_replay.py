@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import nbregistry as nbr
-from conftest import TinyModel
+from conftest import TinyModel, from_storage
 from nbregistry.store import commits
 from nbregistry.store.eventlog import TABLE
 from nbregistry.store.location import Location
@@ -74,7 +74,7 @@ def test_a_damaged_checkpoint_opens_from_the_commits(busy: Location,
     folder = Path(busy.uri, TABLE, commits.LOG)
     for checkpoint in folder.glob("*.checkpoint.parquet"):
         checkpoint.write_bytes(b"not parquet")
-    reg = nbr.open_registry(busy.uri)
+    reg = from_storage(busy.uri)
     assert "checkpoint" in caplog.text
     assert reg.history().num_rows == 32
     report = nbr.verify(busy.uri, artifacts=False)

@@ -41,6 +41,14 @@ def apply(state: RegistryState, event: Event) -> None:
 
 def interpret(state: RegistryState, event: Event) -> None:
     """``apply`` for an event whose link to the state's head the caller has checked."""
+    state.mutations += 1
+    try:
+        _interpret(state, event)
+    finally:
+        state.mutations += 1
+
+
+def _interpret(state: RegistryState, event: Event) -> None:
     handler = HANDLERS.get(event.action)
     if handler is None:
         state.notices.append(Problem("newer_writer", f"event {event.seq} has action "

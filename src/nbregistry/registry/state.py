@@ -53,6 +53,14 @@ class Versions(MutableMapping[int, ModelVersion]):
     def __len__(self) -> int:
         return len(self.seqs)
 
+    def loaded(self) -> dict[int, ModelVersion]:
+        """The records read so far (immutable: another state of the same log may share
+        them)."""
+        return dict(self._loaded)
+
+    def preload(self, records: dict[int, ModelVersion]) -> None:
+        self._loaded.update(records)
+
     def values(self) -> Any:
         self._load([v for v in self.seqs if v not in self._loaded])
         return [self._loaded[v] for v in self.seqs]
@@ -168,6 +176,8 @@ class RegistryState:
     snapshots: list[Event] = field(default_factory=list)
     loader: Loader | None = None
     history: Callable[[], list[Event]] | None = None
+    # Odd while an event is being applied: a copy taken meanwhile is refused (registry/warm)
+    mutations: int = 0
     _before: list[Event] | None = field(default=None, repr=False)
 
     def all_events(self) -> list[Event]:

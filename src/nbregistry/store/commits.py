@@ -174,6 +174,15 @@ def file_actions(raw: bytes) -> tuple[list[tuple[str, Entry, bool]], list[str]]:
     return adds, removes
 
 
+def event_of(raw: bytes) -> tuple[int, str] | None:
+    """(seq, hash) of the event a commit written by ``commit_body`` adds; None for others."""
+    try:
+        info = json.loads(raw.split(b"\n", 1)[0]).get("commitInfo") or {}
+        return int(info["nbregistry.seq"]), str(info["nbregistry.hash"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def entry_of(add: dict[str, Any]) -> Entry:
     try:
         stats = json.loads(add.get("stats") or "{}")

@@ -17,7 +17,9 @@ from __future__ import annotations
 import bisect
 import json
 import logging
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,22 +30,11 @@ from ..domain.entities import Event
 from ..domain.errors import ForkedProcessError, IntegrityError, InvalidInputError, StorageError
 from . import commits, forkguard
 from .commits import Entry
+from .eventrows import FANOUT, MAX_LEVEL, SCHEMA, after, level, rows_where, runs, to_table
 from .location import Location
 from .replay import Replay, from_checkpoint, replay
 
 TABLE = "_registry/events"
-SCHEMA = pa.schema([
-    pa.field("seq", pa.int64(), nullable=False),
-    pa.field("event_id", pa.string(), nullable=False),
-    pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
-    pa.field("actor", pa.string(), nullable=False),
-    pa.field("action", pa.string(), nullable=False),
-    pa.field("model", pa.string()),
-    pa.field("version", pa.int64()),
-    pa.field("payload", pa.string(), nullable=False),
-    pa.field("prev_hash", pa.string(), nullable=False),
-    pa.field("hash", pa.string(), nullable=False),
-])
 # History is evidence: keep the log (the JSON commits) for a century and refuse deletes and
 # updates. The data files a merge replaced are deleted after GRACE (their rows live on,
 # identical, in the merged file), and their tombstones expire from checkpoints as well:
@@ -55,79 +46,21 @@ CONFIGURATION = {
     "delta.deletedFileRetentionDuration": "interval 1 hours",
 }
 GRACE = timedelta(hours=1)
-FANOUT = 50
-MAX_LEVEL = 3  # files of up to FANOUT ** 3 = 125,000 events are not merged further
 CHECKPOINT_EVERY = 500
 KEEP_CHECKPOINTS = 2  # derived data: older ones are deleted
+
+
+# The EventLogs open in this process, per registry: a new one starts from the freshest.
+_OPEN: dict[tuple[str, str], weakref.WeakSet[EventLog]] = {}
+_OPEN_LOCK = threading.Lock()
+LOOKBACK = 8  # merge commits that may follow an event's commit before a state sees them
 
 
 class CommitConflict(Exception):
     """Another writer took the next log version first; reload and retry."""
 
 
-def to_table(events: Sequence[Event]) -> pa.Table:
-    return pa.Table.from_pydict({
-        "seq": [e.seq for e in events],
-        "event_id": [e.event_id for e in events],
-        "ts": [e.ts for e in events],
-        "actor": [e.actor for e in events],
-        "action": [e.action for e in events],
-        "model": [e.model for e in events],
-        "version": [e.version for e in events],
-        "payload": [e.payload_json for e in events],
-        "prev_hash": [e.prev_hash for e in events],
-        "hash": [e.hash for e in events],
-    }, schema=SCHEMA)
-
-
 log = logging.getLogger("nbregistry")
-
-
-def rows_where(table: pa.Table, keep: Callable[[int], bool]) -> pa.Table:
-    """The rows whose seq passes ``keep``, as slices of ``table`` (in its order): no
-    pyarrow.compute, whose import is a tenth of opening a registry."""
-    seqs = table.column("seq").to_pylist()
-    chosen = [i for i, seq in enumerate(seqs) if keep(seq)]
-    if len(chosen) == len(seqs):
-        return table
-    pieces, start = [], 0
-    for at, index in enumerate(chosen):
-        if at + 1 == len(chosen) or chosen[at + 1] != index + 1:
-            pieces.append(table.slice(chosen[start], index - chosen[start] + 1))
-            start = at + 1
-    return pa.concat_tables(pieces) if pieces else table.slice(0, 0)
-
-
-def after(table: pa.Table, seq: int) -> pa.Table:
-    """The rows with seq greater than ``seq`` (in the table's order)."""
-    return rows_where(table, lambda found: found > seq)
-
-
-def level(entry: Entry) -> int:
-    """0 for a one-event file, k for a file of up to FANOUT ** k events."""
-    if entry.records is None:
-        return MAX_LEVEL  # no statistics: leave it alone
-    found = 0
-    while entry.records > FANOUT ** found:
-        found += 1
-    return found
-
-
-def runs(files: dict[str, Entry]) -> list[dict[str, Entry]]:
-    """The files in seq order, grouped so that no two groups' seq ranges overlap: each group
-    can be read, sorted and checked on its own. Files without statistics put everything in
-    one group."""
-    if any(e.low is None or e.high is None for e in files.values()):
-        return [dict(files)] if files else []
-    groups: list[dict[str, Entry]] = []
-    top = -1
-    for path, entry in sorted(files.items(), key=lambda item: item[1].low or 0):
-        if groups and (entry.low or 0) <= top:
-            groups[-1][path] = entry
-        else:
-            groups.append({path: entry})
-        top = max(top, entry.high or 0)
-    return groups
 
 
 class EventLog:
@@ -140,6 +73,7 @@ class EventLog:
         self._configuration: dict[str, Any] = {}
         self._live: dict[str, Entry] = {}  # the data files as of self._version
         self._vacuumed_at = float("-inf")
+        self.lent = False
 
     def _options(self) -> dict[str, str] | None:
         return self.location.storage_options or None
@@ -173,9 +107,33 @@ class EventLog:
             raise StorageError(f"cannot create the event log at {self.uri}: {exc}") from exc
         return True
 
-    def open(self) -> None:
+    def open(self, *, warm: bool = True) -> None:
         """Load the snapshot from the last checkpoint and the commits after it; if the
-        checkpoint cannot be read (derived data), replay every JSON commit instead."""
+        checkpoint cannot be read (derived data), replay every JSON commit instead.
+
+        With ``warm``, the freshest other EventLog of this registry open in this process
+        lends its snapshot instead (``lent`` says so): the commits it read or wrote are not
+        read again, and those after it are read by the next ``read_new``, exactly as for an
+        EventLog opened earlier."""
+        key = (self.location.uri, json.dumps(sorted(self.location.storage_options.items())))
+        with _OPEN_LOCK:
+            lenders = sorted(_OPEN.get(key, ()), key=lambda other: -other._version)
+        self.lent = warm and any(self._adopt(other) for other in lenders)
+        if not self.lent:
+            self._open_cold()
+        with _OPEN_LOCK:
+            _OPEN.setdefault(key, weakref.WeakSet()).add(self)
+
+    def _adopt(self, other: EventLog) -> bool:
+        version, live = other._version, dict(other._live)
+        if version < 0 or other._version != version:  # it moved while copied: not this one
+            return False
+        self._version, self._live = version, live
+        self._protocol, self._configuration = other._protocol, other._configuration
+        self._refuse()
+        return True
+
+    def _open_cold(self) -> None:
         try:
             try:
                 found = from_checkpoint(self.location, TABLE)
@@ -192,6 +150,17 @@ class EventLog:
         self._version, self._live = found.version, dict(found.files)
         self._protocol, self._configuration = found.protocol, found.configuration
         self._refuse()
+
+    def holds(self, version: int, seq: int, digest: str) -> bool:
+        """Is the newest event commit at or before log ``version`` (merges may follow it)
+        still the one of event ``seq`` with hash ``digest``? By the hash chain, that pins
+        every event before it too."""
+        for at in range(version, max(version - LOOKBACK, 0), -1):
+            raw = self.location.read_optional(commits.log_key(TABLE, at))
+            found = None if raw is None else commits.event_of(raw)
+            if found is not None or raw is None:
+                return found == (seq, digest)
+        return False
 
     def _refuse(self) -> None:
         self._refusal = commits.writer_refusal(
@@ -238,7 +207,7 @@ class EventLog:
                 try:
                     data = self.location.read_bytes(f"{TABLE}/{path}")
                 except FileNotFoundError:
-                    self.open()
+                    self.open(warm=False)
                     return self.read_after(after_seq)
                 try:
                     table = commits.read_parquet(data)

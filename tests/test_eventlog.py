@@ -257,3 +257,36 @@ def test_a_clean_up_from_a_stale_handle_deletes_nothing_live(registry_uri: str,
     stale._log.vacuum(grace=timedelta(0))
     assert nbr.verify(registry_uri, artifacts=False).ok
     assert nbr.open_registry(registry_uri).history().num_rows == writer.head[0]
+
+
+def test_a_merge_parses_only_files_it_did_not_write_itself(
+        registry: nbr.Registry, small_levels: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-event files this process wrote are merged from the rows it kept when their
+    bytes in storage are exactly the ones it wrote; a file changed since is read from
+    storage, as before."""
+    from pathlib import Path
+
+    import pyarrow as pa
+
+    from nbregistry.store import commits
+
+    parsed: list[int] = []
+    real = commits.read_parquet
+    monkeypatch.setattr(commits, "read_parquet",
+                        lambda raw, columns=None: parsed.append(1) or real(raw, columns))
+    registry.register(TinyModel(), "m")
+    registry.comment("m", 1, "a")  # three one-event files: merged
+    assert len(parsed) == 1  # only the genesis file, which deltalake wrote
+    registry.comment("m", 1, "b")
+    registry.comment("m", 1, "c")
+    victim = next(p for p, e in registry._log.files().items() if e.records == 1)
+    path = Path(registry.uri, "_registry", "events", victim)
+    table = real(path.read_bytes())
+    edited = table.set_column(table.schema.get_field_index("actor"), table.schema.field(
+        "actor"), pa.array(["oscar"]))  # as long as "alice": the same size
+    path.write_bytes(commits.data_file(edited)[1])
+    assert path.stat().st_size == registry._log.files()[victim].size
+    parsed.clear()
+    registry.comment("m", 1, "d")  # three one-event files again: merged
+    assert len(parsed) == 1  # the edited file; the two untouched ones came from memory
+    assert registry._log.read().column("actor").to_pylist().count("oscar") == 1

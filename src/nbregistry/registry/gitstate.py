@@ -42,14 +42,17 @@ MAX_TRACKED = 5_000
 UNCACHEABLE_CONFIG = (b"include", b"attributesfile", b"objectformat")
 CORE_WORKTREE = re.compile(rb"^\s*worktree\s*=", re.M)  # a working tree elsewhere
 # Environment variables that move the repository, its index or configuration, or change
-# what HEAD means: with any of them set git is asked every time. Other GIT_* variables (SSL,
-# SSH, trace, author...) are part of the cache key.
-RELOCATING = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_INDEX_", "GIT_OBJECT_",
-              "GIT_ALTERNATE_", "GIT_NAMESPACE", "GIT_CEILING_", "GIT_DISCOVERY_",
-              "GIT_DEFAULT_HASH", "GIT_CONFIG", "GIT_ATTR", "GIT_NO_REPLACE", "GIT_REPLACE",
-              "GIT_GRAFT", "GIT_SHALLOW")
+# what HEAD names (git's documented ones): with any of them set git is asked every time.
+# The others (SSL, SSH, trace, editor, author...) do not change what ``git status`` says.
+RELOCATING = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_INDEX_FILE",
+              "GIT_INDEX_VERSION", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+              "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES", "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+              "GIT_DEFAULT_HASH", "GIT_CONFIG", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM",
+              "GIT_CONFIG_NOSYSTEM", "GIT_CONFIG_COUNT", "GIT_CONFIG_PARAMETERS",
+              "GIT_ATTR_SOURCE", "GIT_ATTR_NOSYSTEM", "GIT_NO_REPLACE_OBJECTS",
+              "GIT_REPLACE_REF_BASE", "GIT_GRAFT_FILE", "GIT_SHALLOW_FILE")
 runs = 0  # git subprocesses started by this module (the tests read it)
-_cache: dict[tuple[str, str, Any], tuple[tuple[Any, ...], dict[str, Any]]] = {}
+_cache: dict[tuple[str, str], tuple[tuple[Any, ...], dict[str, Any]]] = {}
 _lock = threading.Lock()
 
 
@@ -66,13 +69,13 @@ class Layout:
 def state(cwd: str) -> dict[str, Any] | None:
     """``{"commit": ..., "dirty": ...}`` of the repository around ``cwd``, or None outside a
     repository (or when git is missing or fails)."""
-    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("GIT_")))
-    if any(k.startswith(RELOCATING) for k, _ in env):
+    environ = os.environ
+    if any(name in environ for name in RELOCATING):
         return _status(cwd)
     layout = find(cwd)
     if layout is None:
         return None
-    key = (cwd, layout.dotgit, env)
+    key = (cwd, layout.dotgit)
     started = time.time_ns()
     before = _fingerprint(layout)
     found = _cache.get(key)

@@ -30,7 +30,7 @@ from ..domain.entities import Event
 from ..domain.errors import ForkedProcessError, IntegrityError, InvalidInputError, StorageError
 from . import commits, forkguard
 from .commits import Entry
-from .eventrows import FANOUT, MAX_LEVEL, SCHEMA, after, level, rows_where, runs, to_table
+from .eventrows import SCHEMA, after, rows_where, runs, to_table
 from .location import Location
 from .replay import Replay, from_checkpoint, replay
 
@@ -46,6 +46,8 @@ CONFIGURATION = {
     "delta.deletedFileRetentionDuration": "interval 1 hours",
 }
 GRACE = timedelta(hours=1)
+FANOUT = 50
+MAX_LEVEL = 3  # files of up to FANOUT ** 3 = 125,000 events are not merged further
 CHECKPOINT_EVERY = 500
 KEEP_CHECKPOINTS = 2  # derived data: older ones are deleted
 
@@ -58,6 +60,16 @@ LOOKBACK = 8  # merge commits that may follow an event's commit before a state s
 
 class CommitConflict(Exception):
     """Another writer took the next log version first; reload and retry."""
+
+
+def level(entry: Entry) -> int:
+    """0 for a one-event file, k for a file of up to FANOUT ** k events."""
+    if entry.records is None:
+        return MAX_LEVEL  # no statistics: leave it alone
+    found = 0
+    while entry.records > FANOUT ** found:
+        found += 1
+    return found
 
 
 log = logging.getLogger("nbregistry")
@@ -74,6 +86,9 @@ class EventLog:
         self._live: dict[str, Entry] = {}  # the data files as of self._version
         self._vacuumed_at = float("-inf")
         self.lent = False
+        # The one-event files this object wrote and not yet merged, with their rows: a merge
+        # that finds the same bytes in storage need not parse them again.
+        self._written: dict[str, tuple[bytes, pa.Table]] = {}
 
     def _options(self) -> dict[str, str] | None:
         return self.location.storage_options or None
@@ -200,6 +215,7 @@ class EventLog:
             added, removed = commits.file_actions(raw)
             for path in removed:
                 self._live.pop(path, None)
+                self._written.pop(path, None)
             for path, entry, new_rows in added:
                 self._live[path] = entry
                 if not new_rows:
@@ -241,7 +257,8 @@ class EventLog:
                                f"({self._refusal}). Reading still works; restore the table's "
                                "protocol and properties (or its backup) to write again.")
         self.location.require_put_if_absent()
-        name, data = commits.data_file(to_table([event]))
+        table = to_table([event])
+        name, data = commits.data_file(table)
         started = time.monotonic()
         self.location.put(f"{TABLE}/{name}", data)
         landed = self._version + 1
@@ -255,6 +272,7 @@ class EventLog:
             self.location.put(f"{TABLE}/{name}", data)
         self._version = landed
         self._live[name] = Entry(len(data), 1, event.seq, event.seq)
+        self._written[name] = (data, table)
         if sum(1 for e in self._live.values() if e.records == 1) >= FANOUT:
             self.compact()
         return landed
@@ -288,7 +306,9 @@ class EventLog:
     def _merge(self, group: dict[str, Entry]) -> bool:
         import pyarrow.compute as pc
 
-        table = self._read_checked(group)
+        table, missing, rewritten = self.read_each_file(group, known=self._written)
+        if missing or rewritten:
+            _damaged(missing, rewritten)
         table = table.take(pc.sort_indices(table.column("seq")))
         name, data = commits.compacted_file(table)
         self.location.put(f"{TABLE}/{name}", data)
@@ -300,6 +320,7 @@ class EventLog:
         self._version += 1
         for path in group:
             del self._live[path]
+            self._written.pop(path, None)
         seqs = table.column("seq")
         self._live[name] = Entry(len(data), table.num_rows, seqs[0].as_py(), seqs[-1].as_py())
         return True
@@ -403,21 +424,18 @@ class EventLog:
             _damaged(missing, rewritten)
         return table
 
-    def _read_checked(self, files: dict[str, Entry]) -> pa.Table:
-        table, missing, rewritten = self.read_each_file(files)
-        if missing or rewritten:
-            _damaged(missing, rewritten)
-        return table
-
     def read_each_file(self, files: dict[str, Entry] | None = None, *,
-                       columns: list[str] | None = None
+                       columns: list[str] | None = None,
+                       known: dict[str, tuple[bytes, pa.Table]] | None = None
                        ) -> tuple[pa.Table, list[str], list[str]]:
         """(rows, missing files, rewritten files) of the snapshot (or of ``files``), file by
         file: verify must report damage, not stop at the first. Files are read as bytes (not
         through deltalake's pyarrow dataset, whose filesystem bridge can abort the
         interpreter at exit), and a size that differs from the Delta log marks a rewritten
-        file."""
+        file. ``known`` maps paths to bytes and rows this process wrote: a file found with
+        exactly those bytes is not parsed again."""
         chosen = self._live if files is None else files
+        known = known if known and columns is None else {}
         schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns])
         tables, missing, rewritten = [], [], []
         keys = [f"{TABLE}/{path}" for path in chosen]
@@ -426,7 +444,9 @@ class EventLog:
             try:
                 if raw is None:
                     raise FileNotFoundError(path)
-                table = commits.read_parquet(raw, columns)
+                ours = known.get(path)
+                table = ours[1] if ours and ours[0] == raw else commits.read_parquet(raw,
+                                                                                     columns)
                 # cast only when needed: a no-op cast still imports pyarrow.compute
                 tables.append(table if table.schema.equals(schema) else table.cast(schema))
             except (OSError, pa.ArrowException, KeyError):

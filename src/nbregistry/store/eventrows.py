@@ -1,5 +1,5 @@
 """The event log's rows and data files: the schema, tables of events, selecting rows by seq
-without pyarrow.compute, and the merge levels and seq runs of the data files."""
+without pyarrow.compute, and the seq runs of the data files."""
 
 from __future__ import annotations
 
@@ -22,10 +22,6 @@ SCHEMA = pa.schema([
     pa.field("prev_hash", pa.string(), nullable=False),
     pa.field("hash", pa.string(), nullable=False),
 ])
-FANOUT = 50
-MAX_LEVEL = 3  # files of up to FANOUT ** 3 = 125,000 events are not merged further
-
-
 def to_table(events: Sequence[Event]) -> pa.Table:
     return pa.Table.from_pydict({
         "seq": [e.seq for e in events],
@@ -59,16 +55,6 @@ def rows_where(table: pa.Table, keep: Callable[[int], bool]) -> pa.Table:
 def after(table: pa.Table, seq: int) -> pa.Table:
     """The rows with seq greater than ``seq`` (in the table's order)."""
     return rows_where(table, lambda found: found > seq)
-
-
-def level(entry: Entry) -> int:
-    """0 for a one-event file, k for a file of up to FANOUT ** k events."""
-    if entry.records is None:
-        return MAX_LEVEL  # no statistics: leave it alone
-    found = 0
-    while entry.records > FANOUT ** found:
-        found += 1
-    return found
 
 
 def runs(files: dict[str, Entry]) -> list[dict[str, Entry]]:

@@ -120,6 +120,7 @@ def _register(state: RegistryState, event: Event) -> None:
     if not state.lean:
         model.versions[event.version] = mv
     model.latest = max(model.latest, event.version)
+    model.changed(event.version)
     model.stage_of[event.version] = state.policy.initial
     data = mv.lineage.get("training_data") or {}
     reason = state.flagged_data.get((data.get("uri", ""), data.get("version", -1)))

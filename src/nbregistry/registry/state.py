@@ -103,6 +103,7 @@ class ModelState:
     stage_stack: dict[str, list[int]] = field(default_factory=dict)
     _aliases_of: dict[int, set[str]] = field(default_factory=dict, repr=False)
     _views: dict[int, ModelVersion] = field(default_factory=dict, repr=False)
+    _table: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.versions.name = self.name
@@ -118,9 +119,17 @@ class ModelState:
         return cached
 
     def changed(self, *versions: int | None) -> None:
+        self._table = None
         for version in versions:
             if version is not None:
                 self._views.pop(version, None)
+
+    def table(self, build: Callable[[list[ModelVersion]], Any]) -> Any:
+        """Every version (as ``view`` gives it, in version order) made into a table by
+        ``build``, kept until a version changes or is added (``changed``)."""
+        if self._table is None:
+            self._table = build([self.view(v) for v in sorted(self.versions)])
+        return self._table
 
     def set_alias(self, alias: str, version: int) -> None:
         previous = self.aliases.get(alias)

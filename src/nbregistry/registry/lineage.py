@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.metadata as md
 import os
 import platform
 import sys
@@ -54,12 +53,16 @@ def training_data_ref(uri: str | os.PathLike[str],
 
 @functools.cache
 def _distribution_of(module: str) -> str | None:
+    import importlib.metadata as md  # here: it imports email, zipfile, csv... (opening needn't)
+
     names = md.packages_distributions().get(module)
     return names[0] if names else None
 
 
 @functools.lru_cache(maxsize=64)
 def _versions(model_module: str) -> tuple[tuple[str, str], ...]:
+    import importlib.metadata as md
+
     wanted = set(KEY_PACKAGES)
     dist = _distribution_of(model_module) if model_module not in {"builtins", "__main__"} else None
     if dist:

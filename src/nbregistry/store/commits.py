@@ -10,7 +10,6 @@ deltalake's.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import time
@@ -68,9 +67,9 @@ def data_file(table: pa.Table) -> tuple[str, bytes]:
 def compacted_file(table: pa.Table) -> tuple[str, bytes]:
     """Many events (sorted by seq) in one compressed file."""
     seqs = table.column("seq")
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd", store_schema=False)
-    return file_name(seqs[0].as_py(), seqs[-1].as_py()), buffer.getvalue()
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", store_schema=False)
+    return file_name(seqs[0].as_py(), seqs[-1].as_py()), sink.getvalue().to_pybytes()
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -245,4 +244,7 @@ def read_parquet(raw: bytes, columns: list[str] | None = None) -> pa.Table:
     # slower on small files and aborted the interpreter at exit in a bare script here. No
     # threads: a one-process CLI must not leave pyarrow's pool running at exit (a rare
     # SIGABRT seen here), and these files are read one after another anyway.
-    return pq.ParquetFile(io.BytesIO(raw)).read(columns=columns, use_threads=False)
+    # From an Arrow buffer, without pre-buffering (coalescing reads of bytes already in
+    # memory): 0.1 ms a file instead of 0.17 ms through a Python BytesIO.
+    return pq.ParquetFile(pa.BufferReader(raw), pre_buffer=False).read(columns=columns,
+                                                                        use_threads=False)

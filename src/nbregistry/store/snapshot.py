@@ -21,6 +21,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -172,8 +173,6 @@ class FileCache:
         targets = [(f"{table_key}/{p}", folder / p, size) for p, size in files]
         todo = [t for t in targets if not _cached(t[1], t[2])]
         if todo:
-            from concurrent.futures import ThreadPoolExecutor  # object stores only
-
             forkguard.check()
             with ThreadPoolExecutor(min(DOWNLOAD_THREADS, len(todo))) as pool:
                 list(pool.map(lambda t: _download(location, *t), todo))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
@@ -264,11 +265,11 @@ def test_a_merge_parses_only_files_it_did_not_write_itself(
     """The one-event files this process wrote are merged from the rows it kept when their
     bytes in storage are exactly the ones it wrote; a file changed since is read from
     storage, as before."""
+    from dataclasses import replace
     from pathlib import Path
 
-    import pyarrow as pa
-
-    from nbregistry.store import commits
+    from nbregistry.registry.chain import events_from_table
+    from nbregistry.store import commits, onerow
 
     parsed: list[int] = []
     real = commits.read_parquet
@@ -281,12 +282,37 @@ def test_a_merge_parses_only_files_it_did_not_write_itself(
     registry.comment("m", 1, "c")
     victim = next(p for p, e in registry._log.files().items() if e.records == 1)
     path = Path(registry.uri, "_registry", "events", victim)
-    table = real(path.read_bytes())
-    edited = table.set_column(table.schema.get_field_index("actor"), table.schema.field(
-        "actor"), pa.array(["oscar"]))  # as long as "alice": the same size
-    path.write_bytes(commits.data_file(edited)[1])
+    event = events_from_table(real(path.read_bytes()))[0]
+    path.write_bytes(onerow.encode(replace(event, actor="oscar")))  # as long as "alice"
     assert path.stat().st_size == registry._log.files()[victim].size
     parsed.clear()
     registry.comment("m", 1, "d")  # three one-event files again: merged
     assert len(parsed) == 1  # the edited file; the two untouched ones came from memory
     assert registry._log.read().column("actor").to_pylist().count("oscar") == 1
+
+
+@pytest.mark.parametrize("seq, model, version, payload, actor", [
+    (1, None, None, "{}", "alice"),
+    (7, "m", 3, '{"card":{"intended_use":"x"}}', "ana-maría"),
+    (2 ** 40, "m.v2", 2 ** 31, "é" * 70_000, "x"),  # lengths past one and two varint bytes
+])
+def test_one_event_files_read_back_as_written(seq: int, model: str | None,
+                                              version: int | None, payload: str,
+                                              actor: str) -> None:
+    """The log's one-event parquet files are encoded directly (store/onerow.py): pyarrow
+    reads back exactly the row pyarrow itself would have written, with the event schema."""
+    from datetime import UTC, datetime
+
+    import pyarrow.parquet as pq
+
+    from nbregistry.domain.entities import Event
+    from nbregistry.store import commits, onerow
+    from nbregistry.store.eventrows import SCHEMA, to_table
+
+    event = Event(seq, "e" * 32, datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC), actor,
+                  "register", model, version, {}, payload, "0" * 64, "f" * 64)
+    raw = onerow.encode(event)
+    table = commits.read_parquet(raw)
+    assert table.schema.equals(SCHEMA) and table.equals(to_table([event]))
+    meta = pq.ParquetFile(pa.BufferReader(raw)).metadata
+    assert meta.num_rows == 1 and meta.row_group(0).column(0).compression == "UNCOMPRESSED"

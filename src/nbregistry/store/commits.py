@@ -53,17 +53,6 @@ def seq_range(name: str) -> tuple[int, int] | None:
     return (int(found.group(1)), int(found.group(2))) if found else None
 
 
-def data_file(table: pa.Table) -> tuple[str, bytes]:
-    """A one-event parquet file, as small as parquet allows (~1.2 KB): no compression,
-    statistics or embedded Arrow schema, which on one row only add bytes (the commit carries
-    the statistics readers skip by, and compaction rewrites these into compressed files)."""
-    seq = table.column("seq")[0].as_py()
-    sink = pa.BufferOutputStream()  # not BytesIO: a Python file object costs a third more
-    pq.write_table(table, sink, compression="none", write_statistics=False,
-                   store_schema=False, use_dictionary=False)
-    return file_name(seq, seq), sink.getvalue().to_pybytes()
-
-
 def compacted_file(table: pa.Table) -> tuple[str, bytes]:
     """Many events (sorted by seq) in one compressed file."""
     seqs = table.column("seq")

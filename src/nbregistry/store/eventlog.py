@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from ..domain.entities import Event
 from ..domain.errors import ForkedProcessError, IntegrityError, InvalidInputError, StorageError
-from . import commits, forkguard
+from . import commits, forkguard, onerow
 from .commits import Entry
 from .eventrows import SCHEMA, after, rows_where, runs, to_table
 from .location import Location
@@ -86,9 +86,9 @@ class EventLog:
         self._live: dict[str, Entry] = {}  # the data files as of self._version
         self._vacuumed_at = float("-inf")
         self.lent = False
-        # The one-event files this object wrote and not yet merged, with their rows: a merge
+        # The one-event files this object wrote and not yet merged, with their event: a merge
         # that finds the same bytes in storage need not parse them again.
-        self._written: dict[str, tuple[bytes, pa.Table]] = {}
+        self._written: dict[str, tuple[bytes, Event]] = {}
 
     def _options(self) -> dict[str, str] | None:
         return self.location.storage_options or None
@@ -257,8 +257,7 @@ class EventLog:
                                f"({self._refusal}). Reading still works; restore the table's "
                                "protocol and properties (or its backup) to write again.")
         self.location.require_put_if_absent()
-        table = to_table([event])
-        name, data = commits.data_file(table)
+        name, data = commits.file_name(event.seq, event.seq), onerow.encode(event)
         started = time.monotonic()
         self.location.put(f"{TABLE}/{name}", data)
         landed = self._version + 1
@@ -272,7 +271,7 @@ class EventLog:
             self.location.put(f"{TABLE}/{name}", data)
         self._version = landed
         self._live[name] = Entry(len(data), 1, event.seq, event.seq)
-        self._written[name] = (data, table)
+        self._written[name] = (data, event)
         if sum(1 for e in self._live.values() if e.records == 1) >= FANOUT:
             self.compact()
         return landed
@@ -426,18 +425,19 @@ class EventLog:
 
     def read_each_file(self, files: dict[str, Entry] | None = None, *,
                        columns: list[str] | None = None,
-                       known: dict[str, tuple[bytes, pa.Table]] | None = None
+                       known: dict[str, tuple[bytes, Event]] | None = None
                        ) -> tuple[pa.Table, list[str], list[str]]:
         """(rows, missing files, rewritten files) of the snapshot (or of ``files``), file by
         file: verify must report damage, not stop at the first. Files are read as bytes (not
         through deltalake's pyarrow dataset, whose filesystem bridge can abort the
         interpreter at exit), and a size that differs from the Delta log marks a rewritten
-        file. ``known`` maps paths to bytes and rows this process wrote: a file found with
-        exactly those bytes is not parsed again."""
+        file. ``known`` maps paths to the bytes and event this process wrote there: a file
+        found with exactly those bytes is not parsed again (its row comes last)."""
         chosen = self._live if files is None else files
         known = known if known and columns is None else {}
         schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns])
         tables, missing, rewritten = [], [], []
+        mine: list[Event] = []
         keys = [f"{TABLE}/{path}" for path in chosen]
         for (path, entry), (_, raw) in zip(chosen.items(), self.location.read_many(keys),
                                            strict=True):
@@ -445,15 +445,19 @@ class EventLog:
                 if raw is None:
                     raise FileNotFoundError(path)
                 ours = known.get(path)
-                table = ours[1] if ours and ours[0] == raw else commits.read_parquet(raw,
-                                                                                     columns)
-                # cast only when needed: a no-op cast still imports pyarrow.compute
-                tables.append(table if table.schema.equals(schema) else table.cast(schema))
+                if ours and ours[0] == raw:
+                    mine.append(ours[1])
+                else:
+                    table = commits.read_parquet(raw, columns)
+                    # cast only when needed: a no-op cast still imports pyarrow.compute
+                    tables.append(table if table.schema.equals(schema) else table.cast(schema))
             except (OSError, pa.ArrowException, KeyError):
                 missing.append(path)
                 continue
             if len(raw) != entry.size:
                 rewritten.append(path)
+        if mine:
+            tables.append(to_table(mine))
         table = pa.concat_tables(tables) if tables else schema.empty_table()
         return table, missing, rewritten
 

@@ -43,6 +43,7 @@ class Workload:
         return self.scale_models * self.scale_per_model
 
 
+SPEED_ROUNDS = 3  # step 0 runs this many times, alternating sides (see run.py)
 FULL = Workload(versions=1000, read_calls=500, search_calls=20, stage_calls=200,
                 scale_models=100, scale_per_model=100, scale_search_calls=5, cold_runs=5,
                 workers=8, per_worker=25)
@@ -69,6 +70,8 @@ def side_args(description: str) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="the smaller smoke-test workload")
     parser.add_argument("--out", required=True, help="write the JSON result here")
     parser.add_argument("--workdir", required=True, help="empty folder for this side's data")
+    parser.add_argument("--phase", choices=("speed", "rest", "all"), default="all",
+                        help="step 0 only, the other steps only, or everything")
     return parser.parse_args()
 
 

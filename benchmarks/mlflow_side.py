@@ -226,14 +226,16 @@ def main() -> None:
     res = Results(SIDE, mlflow.__version__, args.quick)
     res.notes.append("create_model_version points at one pre-logged artifact: no model "
                      "serialization is timed")
-    speed_phase(res, wl, work)
-    small_phase(res, wl, work)
-    uri = scale_phase(res, wl, work)
-    progress(SIDE, f"6. cold processes ({wl.cold_runs} each)")
-    client_for(work / "other.db")  # a second database: cold.py opens it first
-    common.cold_runs(res, sys.executable, SIDE, uri, f"sqlite:///{work / 'other.db'}",
-                     wl.cold_runs)
-    concurrency_phase(res, wl, work)
+    if args.phase in ("speed", "all"):
+        speed_phase(res, wl, work)
+    if args.phase in ("rest", "all"):
+        small_phase(res, wl, work)
+        uri = scale_phase(res, wl, work)
+        progress(SIDE, f"6. cold processes ({wl.cold_runs} each)")
+        client_for(work / "other.db")  # a second database: cold.py opens it first
+        common.cold_runs(res, sys.executable, SIDE, uri, f"sqlite:///{work / 'other.db'}",
+                         wl.cold_runs)
+        concurrency_phase(res, wl, work)
     res.write(args.out)
 
 

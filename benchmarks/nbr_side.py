@@ -182,14 +182,16 @@ def main() -> None:
     res.notes.append("register() includes a joblib dump of the model, a blob write, lineage "
                      "capture (the git state, when run inside a git checkout) and the Delta "
                      "commit")
-    speed_phase(res, wl, work)
-    small_phase(res, wl, work)
-    uri = scale_phase(res, wl, work)
-    progress(SIDE, f"6. cold processes ({wl.cold_runs} each)")
-    other = str(work / "other")
-    nbregistry.open_registry(other, user="bench", create=True)
-    common.cold_runs(res, sys.executable, SIDE, uri, other, wl.cold_runs)
-    concurrency_phase(res, wl, work)
+    if args.phase in ("speed", "all"):
+        speed_phase(res, wl, work)
+    if args.phase in ("rest", "all"):
+        small_phase(res, wl, work)
+        uri = scale_phase(res, wl, work)
+        progress(SIDE, f"6. cold processes ({wl.cold_runs} each)")
+        other = str(work / "other")
+        nbregistry.open_registry(other, user="bench", create=True)
+        common.cold_runs(res, sys.executable, SIDE, uri, other, wl.cold_runs)
+        concurrency_phase(res, wl, work)
     res.write(args.out)
 
 

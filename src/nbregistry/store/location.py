@@ -6,6 +6,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -361,16 +362,34 @@ class Location:
         if not self.is_local:
             yield
             return
-        path = Path(self.uri, "_registry", ".writer.lock")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # O_NOFOLLOW: a lock file planted as a symlink must not make us open its target.
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        except OSError as exc:
-            raise _storage_error("lock", str(path), exc) from exc
-        with os.fdopen(fd, "r+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        fd, inside = _lock_file(Path(self.uri, "_registry", ".writer.lock"))
+        with inside:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+# Lock files, opened once per process and path (creating the folder and opening the file for
+# every write cost as much as the lock itself), each with a lock for this process's threads:
+# flock serializes open files, and the threads share this one. Should the file be deleted
+# meanwhile, writers lock different files: wasted work, never a fork.
+_LOCK_FILES: dict[Path, tuple[int, int, threading.Lock]] = {}
+_LOCK_FILES_LOCK = threading.Lock()
+
+
+def _lock_file(path: Path) -> tuple[int, threading.Lock]:
+    with _LOCK_FILES_LOCK:
+        found = _LOCK_FILES.get(path)
+        if found is None or found[0] != os.getpid():  # (a forked child opens its own)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # O_NOFOLLOW: a lock file planted as a symlink must not make us open its
+                # target
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o600)
+            except OSError as exc:
+                raise _storage_error("lock", str(path), exc) from exc
+            found = _LOCK_FILES[path] = (os.getpid(), fd, threading.Lock())
+        return found[1], found[2]

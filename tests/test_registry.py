@@ -139,8 +139,11 @@ def test_unfiltered_search_is_kept_per_model_and_follows_every_change(
     real = ModelState.view
     monkeypatch.setattr(ModelState, "view", lambda self, v: views.append(v) or real(self, v))
     registry.search("b")
-    registry.search()
+    every = registry.search()
     assert views == []  # unchanged since the last search: nothing per version
+    assert registry.search() is every  # nor for all models together
+    registry.set_alias("a", "champion", 1)
+    assert registry.search() is not every and registry.search().equals(expected())
 
 
 def test_empty_search_is_a_table(registry: nbr.Registry) -> None:

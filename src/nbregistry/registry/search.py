@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -41,14 +42,23 @@ def by_name(model: ModelState) -> str:
 
 def combined(tables: list[pa.Table]) -> pa.Table:
     """Models' tables as one, columns ordered as ``versions_table`` orders them (a metric
-    or param one model lacks is null in its rows)."""
+    or param one model lacks is null in its rows). The last answer is kept with the tables
+    it was made of: the same tables (unchanged models) give it again."""
     tables = [t for t in tables if t.num_rows]
     if len(tables) <= 1:
         return tables[0] if tables else versions_table([])
+    parts, found = _last
+    if len(parts) == len(tables) and all(a is b for a, b in zip(parts, tables, strict=True)):
+        return found
     table = pa.concat_tables(tables, promote_options="default")
     base = [c for c in table.column_names if not c.startswith(("metrics.", "params."))]
-    return table.select([*base, *sorted(c for c in table.column_names if c.startswith(
+    table = table.select([*base, *sorted(c for c in table.column_names if c.startswith(
         "metrics.")), *sorted(c for c in table.column_names if c.startswith("params."))])
+    _last[:] = [tables, table]
+    return table
+
+
+_last: list[Any] = [[], None]  # the tables combined last, and the result
 
 
 def matches(mv: ModelVersion, *, tags: Mapping[str, str] | None, stage: str | None,

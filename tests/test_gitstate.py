@@ -175,3 +175,13 @@ def test_submodules_and_relocating_variables_always_ask_git(
     lineage_git(registry)
     lineage_git(registry)
     assert len(calls.read_text().splitlines()) == 2
+
+
+@pytest.mark.usefixtures("settled")
+def test_a_repository_too_large_to_stat_always_asks_git(
+        registry: nbr.Registry, repo: Path, calls: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gitstate, "MAX_TRACKED", 1)  # the fixture tracks two files
+    lineage_git(registry)
+    lineage_git(registry)
+    assert len(calls.read_text().splitlines()) == 2

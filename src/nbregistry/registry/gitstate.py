@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 RACY_NS = 2_000_000_000  # > the coarsest file-time granularity (FAT: 2 s)
-MAX_TRACKED = 5_000
+MAX_TRACKED = 2_000  # beyond, stat'ing every tracked file costs what `git status` does
 UNCACHEABLE_CONFIG = (b"include", b"attributesfile", b"objectformat")
 CORE_WORKTREE = re.compile(rb"^\s*worktree\s*=", re.M)  # a working tree elsewhere
 # Environment variables that move the repository, its index or configuration, or change

@@ -7,7 +7,7 @@ deltalake's transaction API with zero retries is a true compare-and-swap.
 Paths, each appending one event (one row, one data file, one commit), single writer:
 
   a  hand-written    ``EventLog.append``: data file + ``_delta_log/N.json`` put-if-absent
-  b  transaction     the same data file (``commits.data_file``), an ``AddAction`` with the
+  b  transaction     the same data file (``onerow.encode``), an ``AddAction`` with the
                      same statistics, ``DeltaTable.create_write_transaction(..., mode=
                      "append", commit_properties=CommitProperties(max_commit_retries=0))``
                      and ``update_incremental()`` (the DeltaTable object does not advance
@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import nearest_rank, progress
 
 from nbregistry.domain.entities import Event
-from nbregistry.store import commits, eventlog
+from nbregistry.store import commits, eventlog, onerow
 from nbregistry.store.eventlog import EventLog
 from nbregistry.store.location import Location
 
@@ -105,7 +105,7 @@ def transaction(root: Path, *, hooks: bool) -> Append:
                                                        cleanup_expired_logs=False)
 
     def append(e: Event) -> None:
-        name, data = commits.data_file(eventlog.to_table([e]))
+        name, data = commits.file_name(e.seq, e.seq), onerow.encode(e)
         location.put(f"{eventlog.TABLE}/{name}", data)
         add = json.loads(commits.commit_body(name, len(data), e).splitlines()[1])["add"]
         action = AddAction(path=name, size=len(data), partition_values={},
@@ -213,7 +213,7 @@ def transaction_on(dt: Any, root: Path, e: Event, retries: int | None) -> None:
     from deltalake.transaction import AddAction
 
     location = Location(str(root))
-    name, data = commits.data_file(eventlog.to_table([e]))
+    name, data = commits.file_name(e.seq, e.seq), onerow.encode(e)
     location.put(f"{eventlog.TABLE}/{name}", data)
     add = json.loads(commits.commit_body(name, len(data), e).splitlines()[1])["add"]
     dt.create_write_transaction(

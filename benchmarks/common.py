@@ -35,12 +35,15 @@ class Workload:
     cold_runs: int  # step 6: fresh processes per cold figure
     workers: int  # step 7: processes ...
     per_worker: int  # ... times (register + set_alias) each
+    speed_versions: int = 200  # step 0 (issue 18): registrations with a tag, alias moves, reads
+    speed_reopens: int = 20  # step 0: new handles (clients) opened in the warm process
 
     @property
     def scale_versions(self) -> int:
         return self.scale_models * self.scale_per_model
 
 
+SPEED_ROUNDS = 3  # step 0 runs this many times, alternating sides (see run.py)
 FULL = Workload(versions=1000, read_calls=500, search_calls=20, stage_calls=200,
                 scale_models=100, scale_per_model=100, scale_search_calls=5, cold_runs=5,
                 workers=8, per_worker=25)
@@ -51,6 +54,9 @@ QUICK = Workload(versions=200, read_calls=200, search_calls=10, stage_calls=50,
 
 def workload(quick: bool) -> Workload:
     return QUICK if quick else FULL
+
+
+SPEED_TAGS = {"team": "risk"}  # step 0 registers every version with this tag
 
 
 def tiny_model(i: int) -> dict[str, Any]:
@@ -64,6 +70,8 @@ def side_args(description: str) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="the smaller smoke-test workload")
     parser.add_argument("--out", required=True, help="write the JSON result here")
     parser.add_argument("--workdir", required=True, help="empty folder for this side's data")
+    parser.add_argument("--phase", choices=("speed", "rest", "all"), default="all",
+                        help="step 0 only, the other steps only, or everything")
     return parser.parse_args()
 
 
@@ -126,12 +134,15 @@ class Results:
         Path(path).write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
 
 
-def cold_runs(results: Results, python: str, prefix: str, uri: str, runs: int) -> None:
+def cold_runs(results: Results, python: str, prefix: str, uri: str, other: str,
+              runs: int) -> None:
     """Fresh processes of cold.py: ``import`` alone, then import + open + resolve one alias.
 
     Figures (ms, medians over ``runs``): ``import``, ``cold_open_resolve`` (timed inside the
-    process, after the top-level import) and ``cold_process_wall`` (the whole process)."""
-    imports, opens, walls = [], [], []
+    process, after the top-level import: what the open itself imports is included),
+    ``cold_open_resolve_noimport`` (after the process opened ``other``, another registry,
+    so every module is imported) and ``cold_process_wall`` (the whole process)."""
+    imports, opens, bare, walls = [], [], [], []
     for _ in range(runs):
         imports.append(_run_cold(python, f"{prefix}-import", "")["import_s"])
     for _ in range(runs):
@@ -141,14 +152,19 @@ def cold_runs(results: Results, python: str, prefix: str, uri: str, runs: int) -
         opens.append(out["open_resolve_s"])
         if out.get("version") is None:
             raise RuntimeError(f"cold resolve returned no version: {out}")
+        bare.append(_run_cold(python, f"{prefix}-imported", uri, other)["open_resolve_s"])
     results.median("import", imports)
     results.median("cold_open_resolve", opens)
+    results.median("cold_open_resolve_noimport", bare)
     results.median("cold_process_wall", walls)
 
 
-def _run_cold(python: str, mode: str, uri: str) -> dict[str, Any]:
-    done = subprocess.run([python, str(COLD_SCRIPT), mode, uri], capture_output=True,
-                          text=True, check=False, env=os.environ.copy())
+def _run_cold(python: str, mode: str, *args: str) -> dict[str, Any]:
+    # Python's bytecode cache on, as for any user: without it every nbregistry module is
+    # compiled again in each fresh process (MLflow's were compiled when pip installed them)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    done = subprocess.run([python, str(COLD_SCRIPT), mode, *args], capture_output=True,
+                          text=True, check=False, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"cold.py {mode} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])

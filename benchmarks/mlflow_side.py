@@ -20,7 +20,7 @@ from typing import Any
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import common
-from common import Results, Workload, progress, time_each, tiny_model
+from common import SPEED_TAGS, Results, Workload, progress, time_each, tiny_model
 
 SIDE = "mlflow"
 
@@ -54,6 +54,32 @@ def all_versions(client: Any, filter_string: str | None) -> int:
         token = page.token
         if not token:
             return found
+
+
+def speed_phase(res: Results, wl: Workload, work: Path) -> None:
+    """Step 0 (issue 18): the same workload as nbr_side.speed_phase; a new handle is a new
+    MlflowClient on the same database."""
+    from mlflow import MlflowClient
+
+    client, source = client_for(work / "speed.db")
+    uri = f"sqlite:///{work / 'speed.db'}"
+    client.create_registered_model("m")
+    n = wl.speed_versions
+    progress(SIDE, f"0. {n} versions with a tag, {n} alias moves, reads, reopens")
+    res.latency("speed_register", time_each(
+        lambda i: client.create_model_version("m", source, tags=SPEED_TAGS,
+                                              await_creation_for=0), range(1, n + 1)))
+    res.latency("speed_alias", time_each(
+        lambda i: client.set_registered_model_alias("m", f"a{i}", str(i)), range(1, n + 1)))
+    res.median("speed_resolve", time_each(
+        lambda i: client.get_model_version_by_alias("m", f"a{i}"), range(1, n + 1)))
+    res.median("speed_get", time_each(lambda i: client.get_model_version("m", str(i)),
+                                      range(1, n + 1)))
+    res.median("speed_search_one", time_each(
+        lambda i: _count(all_versions(client, "name='m'"), n), range(wl.search_calls)))
+    res.median("speed_reopen", time_each(
+        lambda i: MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(
+            "m", f"a{i}"), range(1, wl.speed_reopens + 1)))
 
 
 def small_phase(res: Results, wl: Workload, work: Path) -> None:
@@ -112,25 +138,27 @@ def scale_phase(res: Results, wl: Workload, work: Path) -> str:
     client, source = client_for(db)
     progress(SIDE, f"6. building {wl.scale_models} models x {wl.scale_per_model} versions "
                    "with create_model_version()")
-    times: list[float] = []
+    registering: list[float] = []
+    moving: list[float] = []
     start = time.perf_counter()
+    clock = time.perf_counter
     for m in range(wl.scale_models):
         name = f"m{m}"
         client.create_registered_model(name)
-
-        def create(i: int, name: str = name) -> Any:
-            return client.create_model_version(name, source, await_creation_for=0)
-
-        times += time_each(create, range(1, wl.scale_per_model + 1))
+        for i in range(1, wl.scale_per_model + 1):  # each version becomes the champion
+            begin = clock()
+            client.create_model_version(name, source, await_creation_for=0)
+            middle = clock()
+            client.set_registered_model_alias(name, "champion", str(i))
+            registering.append(middle - begin)
+            moving.append(clock() - middle)
         if m % 10 == 9:
-            progress(SIDE, f"   {len(times)} versions, {time.perf_counter() - start:.0f} s")
-    res.value("build_scale_s", time.perf_counter() - start)
-    res.latency("register_scale", times[-wl.versions:])
-    half = wl.scale_per_model // 2
-    res.latency("alias_scale", time_each(
-        lambda m: client.set_registered_model_alias(f"m{m}", "champion", str(half)),
-        range(wl.scale_models)))
-    assert int(client.get_model_version_by_alias("m7", "champion").version) == half
+            progress(SIDE, f"   {len(registering)} versions, {clock() - start:.0f} s")
+    res.value("build_scale_s", clock() - start)
+    res.latency("register_scale", registering[-wl.versions:])
+    res.latency("alias_scale", moving[-wl.versions:])
+    champion = client.get_model_version_by_alias("m7", "champion")
+    assert int(champion.version) == wl.scale_per_model
     reads(res, client, wl, suffix="scale",
           alias=lambda i: (f"m{i % wl.scale_models}", "champion"),
           get=lambda i: (f"m{i % wl.scale_models}", str(i % wl.scale_per_model + 1)),
@@ -198,11 +226,16 @@ def main() -> None:
     res = Results(SIDE, mlflow.__version__, args.quick)
     res.notes.append("create_model_version points at one pre-logged artifact: no model "
                      "serialization is timed")
-    small_phase(res, wl, work)
-    uri = scale_phase(res, wl, work)
-    progress(SIDE, f"6. cold processes ({wl.cold_runs} each)")
-    common.cold_runs(res, sys.executable, SIDE, uri, wl.cold_runs)
-    concurrency_phase(res, wl, work)
+    if args.phase in ("speed", "all"):
+        speed_phase(res, wl, work)
+    if args.phase in ("rest", "all"):
+        small_phase(res, wl, work)
+        uri = scale_phase(res, wl, work)
+        progress(SIDE, f"6. cold processes ({wl.cold_runs} each)")
+        client_for(work / "other.db")  # a second database: cold.py opens it first
+        common.cold_runs(res, sys.executable, SIDE, uri, f"sqlite:///{work / 'other.db'}",
+                         wl.cold_runs)
+        concurrency_phase(res, wl, work)
     res.write(args.out)
 
 

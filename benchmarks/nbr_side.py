@@ -13,9 +13,32 @@ from pathlib import Path
 from typing import Any
 
 import common
-from common import Results, Workload, progress, time_each, tiny_model
+from common import SPEED_TAGS, Results, Workload, progress, time_each, tiny_model
 
 SIDE = "nbregistry"
+
+
+def speed_phase(res: Results, wl: Workload, work: Path) -> None:
+    """Step 0 (issue 18): registrations with a tag, alias moves and reads on a fresh
+    registry, then new handles opened in this (warm) process, each resolving an alias."""
+    import nbregistry as nbr
+
+    uri = work / "speed"
+    reg = nbr.open_registry(uri, user="bench")
+    n = wl.speed_versions
+    progress(SIDE, f"0. {n} registrations with a tag, {n} alias moves, reads, reopens")
+    res.latency("speed_register", time_each(
+        lambda i: reg.register(tiny_model(i), name="m", tags=SPEED_TAGS), range(1, n + 1)))
+    res.latency("speed_alias", time_each(lambda i: reg.set_alias("m", f"a{i}", i),
+                                         range(1, n + 1)))
+    res.median("speed_resolve", time_each(lambda i: reg.get(f"m@a{i}"), range(1, n + 1)))
+    res.median("speed_get", time_each(lambda i: reg.get("m", i), range(1, n + 1)))
+    res.median("speed_search_one", time_each(lambda i: _rows(reg.search("m"), n),
+                                             range(wl.search_calls)))
+    res.median("speed_reopen", time_each(
+        lambda i: nbr.open_registry(uri, user="bench").get(f"m@a{i}"),
+        range(1, wl.speed_reopens + 1)))
+    res.value("speed_events", reg.head[0])
 
 
 def small_phase(res: Results, wl: Workload, work: Path) -> None:
@@ -71,23 +94,25 @@ def scale_phase(res: Results, wl: Workload, work: Path) -> str:
     reg = nbr.open_registry(uri, user="bench")
     progress(SIDE, f"6. building {wl.scale_models} models x {wl.scale_per_model} versions "
                    "with register()")
-    times: list[float] = []
+    registering: list[float] = []
+    moving: list[float] = []
     start = time.perf_counter()
+    clock = time.perf_counter
     for m in range(wl.scale_models):
         name = f"m{m}"
-
-        def register(i: int, name: str = name) -> Any:
-            return reg.register(tiny_model(i), name=name)
-
-        times += time_each(register, range(1, wl.scale_per_model + 1))
+        for i in range(1, wl.scale_per_model + 1):  # each version becomes the champion
+            begin = clock()
+            reg.register(tiny_model(i), name=name)
+            middle = clock()
+            reg.set_alias(name, "champion", i)
+            registering.append(middle - begin)
+            moving.append(clock() - middle)
         if m % 10 == 9:
-            progress(SIDE, f"   {len(times)} versions, {time.perf_counter() - start:.0f} s")
-    res.value("build_scale_s", time.perf_counter() - start)
-    res.latency("register_scale", times[-wl.versions:])
-    half = wl.scale_per_model // 2
-    res.latency("alias_scale", time_each(
-        lambda m: reg.set_alias(f"m{m}", "champion", half), range(wl.scale_models)))
-    assert reg.get("m7@champion").version == half
+            progress(SIDE, f"   {len(registering)} versions, {clock() - start:.0f} s")
+    res.value("build_scale_s", clock() - start)
+    res.latency("register_scale", registering[-wl.versions:])
+    res.latency("alias_scale", moving[-wl.versions:])
+    assert reg.get("m7@champion").version == wl.scale_per_model
     reads(res, reg, wl, suffix="scale", alias=lambda i: f"m{i % wl.scale_models}@champion",
           get=lambda i: (f"m{i % wl.scale_models}", i % wl.scale_per_model + 1),
           one_model="m7", one_rows=wl.scale_per_model, all_rows=wl.scale_versions)
@@ -155,13 +180,18 @@ def main() -> None:
 
     res = Results(SIDE, nbregistry.__version__, args.quick)
     res.notes.append("register() includes a joblib dump of the model, a blob write, lineage "
-                     "capture (a `git status` call when run inside a git checkout) and the "
-                     "Delta commit")
-    small_phase(res, wl, work)
-    uri = scale_phase(res, wl, work)
-    progress(SIDE, f"6. cold processes ({wl.cold_runs} each)")
-    common.cold_runs(res, sys.executable, SIDE, uri, wl.cold_runs)
-    concurrency_phase(res, wl, work)
+                     "capture (the git state, when run inside a git checkout) and the Delta "
+                     "commit")
+    if args.phase in ("speed", "all"):
+        speed_phase(res, wl, work)
+    if args.phase in ("rest", "all"):
+        small_phase(res, wl, work)
+        uri = scale_phase(res, wl, work)
+        progress(SIDE, f"6. cold processes ({wl.cold_runs} each)")
+        other = str(work / "other")
+        nbregistry.open_registry(other, user="bench", create=True)
+        common.cold_runs(res, sys.executable, SIDE, uri, other, wl.cold_runs)
+        concurrency_phase(res, wl, work)
     res.write(args.out)
 
 

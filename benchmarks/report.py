@@ -12,6 +12,61 @@ READ_TARGET = 5.0  # every read at least this many times faster than MLflow (war
 WRITE_MEDIAN_MS, WRITE_P95_MS = 30.0, 60.0
 SCALE_LIMIT = 2.0  # no figure more than this many times worse at the scale-up size
 CONCURRENT_LIMIT_S = 60.0
+COLD_OPEN_LIMIT_MS = 150.0  # issue 18: open + resolve at 10,000 versions, imports excluded
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One row of the issue-18 table: a ratio MLflow/nbregistry to reach, or a limit."""
+
+    key: str
+    label: str
+    ratio: float | None = None  # at least this many times faster than MLflow
+    limit_ms: float | None = None  # at most this many ms
+
+
+def goals(wl: Workload) -> list[Goal]:
+    n, big = wl.speed_versions, f"{wl.scale_versions:,}"
+    return [
+        Goal("speed_register_med", "register p50", ratio=2.0),
+        Goal("speed_register_p95", "register p95", ratio=2.0),
+        Goal("speed_alias_med", "set alias p50", ratio=8.0),
+        Goal("speed_resolve", "resolve alias", ratio=100.0),
+        Goal("speed_get", "get version", ratio=100.0),
+        Goal("speed_search_one", f"search one model ({n} versions)", ratio=50.0),
+        Goal("speed_reopen", f"reopen in a warm process + resolve ({2 * n + 1} events)",
+             ratio=1.0),
+        Goal("cold_open_resolve_noimport",
+             f"cold process, open + resolve @{big} + as many alias moves (imports excluded)",
+             limit_ms=COLD_OPEN_LIMIT_MS),
+        Goal("cold_open_resolve",
+             f"cold process, open + resolve @{big} (what opening imports included)"),
+    ]
+
+
+def goal_table(wl: Workload, nbr: dict[str, Value], mlf: dict[str, Value]
+               ) -> tuple[list[list[str]], list[tuple[bool | None, str]]]:
+    """The issue-18 rows (nbregistry, MLflow, ratio, target, verdict) and their checks."""
+    out = [["issue 18", "nbregistry", "MLflow", "ratio (MLflow/nbr)", "target", ""]]
+    checks: list[tuple[bool | None, str]] = []
+    for goal in goals(wl):
+        ours, theirs = nbr.get(goal.key), mlf.get(goal.key)
+        r = ratio(ours, theirs)
+        ok: bool | None = None
+        target = ""
+        if goal.ratio is not None:
+            target = f">= {goal.ratio:g}x"
+            ok = None if r is None else r >= goal.ratio
+        elif goal.limit_ms is not None:
+            target = f"<= {goal.limit_ms:g} ms"
+            ok = ours <= goal.limit_ms if isinstance(ours, int | float) else None
+        out.append([goal.label, fmt(ours, "ms"), fmt(theirs, "ms"), fmt_ratio(r), target,
+                    verdict(ok).strip() if target else ""])
+        if target:
+            checks.append((ok, f"issue 18: {goal.label}: {fmt(ours, 'ms')} "
+                               f"(MLflow {fmt(theirs, 'ms')}, {fmt_ratio(r) or 'n/a'}), "
+                               f"target {target}"))
+    return out, checks
 
 
 @dataclass(frozen=True)
@@ -45,6 +100,8 @@ def rows(wl: Workload) -> list[Row]:
         Row("build_scale_s", f"6. build {big} versions ({wl.scale_models} models)", "s"),
         Row("import", "6. import time (fresh process)", "ms"),
         Row("cold_open_resolve", f"6. cold open + resolve (@{big}, in-process)", "ms"),
+        Row("cold_open_resolve_noimport", f"6. cold open + resolve (@{big}, imports excluded)",
+            "ms"),
         Row("cold_process_wall", f"6. cold open + resolve (@{big}, process wall)", "ms"),
         Row("concurrent_wall_s", f"7. {wl.workers}x{wl.per_worker} concurrent: wall", "s"),
         Row("concurrent_work_s", f"7. {wl.workers}x{wl.per_worker} concurrent: work window",
@@ -129,7 +186,7 @@ def scaling_table(wl: Workload, nbr: dict[str, Value], mlf: dict[str, Value]
 def targets(wl: Workload, nbr: dict[str, Value], mlf: dict[str, Value]
             ) -> list[tuple[bool | None, str]]:
     """(passed, line); passed is None when a figure is missing."""
-    out: list[tuple[bool | None, str]] = []
+    out: list[tuple[bool | None, str]] = list(goal_table(wl, nbr, mlf)[1])
     labels = {r.key: r.label for r in rows(wl)}
     for key in ("resolve_small", "get_small", "search_one_small", "search_all_small",
                 "resolve_scale", "get_scale", "search_one_scale", "search_all_scale"):
@@ -196,6 +253,7 @@ def render(wl: Workload, meta: dict[str, Any], nbr: dict[str, Value],
               f"{'QUICK (scaled-down) ' if meta['quick'] else ''}run {meta['started']}, "
               f"{meta['cpus']} CPUs, Python {meta['python']}")
     parts = [f"# {header}" if markdown else header, "",
+             table(goal_table(wl, nbr, mlf)[0]), "",
              table(main_table(wl, nbr, mlf)), "",
              "Growth with registry size (scale-up vs small registry):", "",
              table(scaling_table(wl, nbr, mlf)), "",

@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,10 +57,12 @@ def ensure_mlflow_venv() -> str:
     return subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def run_side(python: str, script: str, work: Path, quick: bool) -> dict[str, Any]:
-    out, folder = work / f"{script}.json", work / script
+def run_side(python: str, script: str, work: Path, quick: bool, phase: str = "all",
+             tag: str = "") -> dict[str, Any]:
+    out, folder = work / f"{script}{tag}.json", work / f"{script}{tag}"
     folder.mkdir()
-    command = [python, str(HERE / f"{script}.py"), "--out", str(out), "--workdir", str(folder)]
+    command = [python, str(HERE / f"{script}.py"), "--out", str(out), "--workdir", str(folder),
+               "--phase", phase]
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
     start = time.perf_counter()
     done = subprocess.run([*command, *(["--quick"] if quick else [])], env=env, check=False)
@@ -68,6 +71,24 @@ def run_side(python: str, script: str, work: Path, quick: bool) -> dict[str, Any
     common.progress(script, f"finished in {time.perf_counter() - start:.0f} s")
     result: dict[str, Any] = json.loads(out.read_text())
     return result
+
+
+def alternated(sides: list[tuple[str, str]], work: Path, quick: bool
+               ) -> list[dict[str, Any]]:
+    """Step 0 for each side, in alternating rounds (nbregistry, MLflow, nbregistry, ...), so
+    that load from elsewhere on the machine falls on both: each figure is the median of its
+    rounds."""
+    rounds: list[list[dict[str, Any]]] = [[] for _ in sides]
+    for r in range(common.SPEED_ROUNDS):
+        for found, (python, script) in zip(rounds, sides, strict=True):
+            found.append(run_side(python, script, work, quick, "speed", f"-speed{r}"))
+    merged = []
+    for found in rounds:
+        keys = found[0]["figures"]
+        merged.append({**found[0], "figures": {
+            k: statistics.median(f["figures"][k] for f in found) for k in keys},
+            "speed_rounds": [f["figures"] for f in found]})
+    return merged
 
 
 def source_state() -> str:
@@ -99,8 +120,13 @@ def main() -> None:
     mlflow_version = ensure_mlflow_venv()
     work = Path(tempfile.mkdtemp(prefix="nbr-bench-"))
     try:
-        nbr = run_side(sys.executable, "nbr_side", work, args.quick)
-        mlf = run_side(str(venv_python()), "mlflow_side", work, args.quick)
+        sides = [(sys.executable, "nbr_side"), (str(venv_python()), "mlflow_side")]
+        fast = alternated(sides, work, args.quick)
+        nbr, mlf = (run_side(python, script, work, args.quick, "rest")
+                    for python, script in sides)
+        for side, speed in zip((nbr, mlf), fast, strict=True):
+            side["figures"].update(speed["figures"])
+            side["speed_rounds"] = speed["speed_rounds"]
     finally:
         if args.keep:
             common.progress("run", f"kept {work}")

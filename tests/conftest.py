@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,3 +44,13 @@ class TinyModel:
 
     def __hash__(self) -> int:
         return hash(self.weight)
+
+
+def from_storage(uri: str, **options: Any) -> nbr.Registry:
+    """Open as a new process does: from storage, not as a copy of a handle this process
+    already holds (registry/snapshot.py, "in-process copies")."""
+    from nbregistry.registry import snapshot
+
+    with snapshot._lock:
+        snapshot._STATES.clear()
+    return nbr.open_registry(uri, **options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
@@ -206,7 +207,8 @@ def test_a_reader_far_behind_the_clean_up_catches_up(registry_uri: str, small_le
 
     reopened = []
     real_open = EventLog.open
-    monkeypatch.setattr(EventLog, "open", lambda self: reopened.append(1) or real_open(self))
+    monkeypatch.setattr(EventLog, "open", lambda self, **how: reopened.append(1)
+                        or real_open(self, **how))
     writer = nbr.open_registry(registry_uri, user="alice")
     writer.register(TinyModel(), "m")
     reader = nbr.open_registry(registry_uri, user="bob", max_staleness=3600)
@@ -256,3 +258,61 @@ def test_a_clean_up_from_a_stale_handle_deletes_nothing_live(registry_uri: str,
     stale.ledger.log.vacuum(grace=timedelta(0))
     assert nbr.verify(registry_uri, artifacts=False).ok
     assert nbr.open_registry(registry_uri).history().num_rows == writer.head[0]
+
+
+def test_a_merge_parses_only_files_it_did_not_write_itself(
+        registry: nbr.Registry, small_levels: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-event files this process wrote are merged from the rows it kept when their
+    bytes in storage are exactly the ones it wrote; a file changed since is read from
+    storage, as before."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from nbregistry.registry.chain import events_from_table
+    from nbregistry.store import commits, onerow
+
+    parsed: list[int] = []
+    real = commits.read_parquet
+    monkeypatch.setattr(commits, "read_parquet",
+                        lambda raw, columns=None: parsed.append(1) or real(raw, columns))
+    registry.register(TinyModel(), "m")
+    registry.comment("m", 1, "a")  # three one-event files: merged
+    assert len(parsed) == 1  # only the genesis file, which deltalake wrote
+    registry.comment("m", 1, "b")
+    registry.comment("m", 1, "c")
+    victim = next(p for p, e in registry.ledger.log.files().items() if e.records == 1)
+    path = Path(registry.uri, "_registry", "events", victim)
+    event = events_from_table(real(path.read_bytes()))[0]
+    path.write_bytes(onerow.encode(replace(event, actor="oscar")))  # as long as "alice"
+    assert path.stat().st_size == registry.ledger.log.files()[victim].size
+    parsed.clear()
+    registry.comment("m", 1, "d")  # three one-event files again: merged
+    assert len(parsed) == 1  # the edited file; the two untouched ones came from memory
+    assert registry.ledger.log.read().column("actor").to_pylist().count("oscar") == 1
+
+
+@pytest.mark.parametrize("seq, model, version, payload, actor", [
+    (1, None, None, "{}", "alice"),
+    (7, "m", 3, '{"card":{"intended_use":"x"}}', "ana-maría"),
+    (2 ** 40, "m.v2", 2 ** 31, "é" * 70_000, "x"),  # lengths past one and two varint bytes
+])
+def test_one_event_files_read_back_as_written(seq: int, model: str | None,
+                                              version: int | None, payload: str,
+                                              actor: str) -> None:
+    """The log's one-event parquet files are encoded directly (store/onerow.py): pyarrow
+    reads back exactly the row pyarrow itself would have written, with the event schema."""
+    from datetime import UTC, datetime
+
+    import pyarrow.parquet as pq
+
+    from nbregistry.domain.entities import Event
+    from nbregistry.store import commits, onerow
+    from nbregistry.store.eventrows import SCHEMA, to_table
+
+    event = Event(seq, "e" * 32, datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC), actor,
+                  "register", model, version, {}, payload, "0" * 64, "f" * 64)
+    raw = onerow.encode(event)
+    table = commits.read_parquet(raw)
+    assert table.schema.equals(SCHEMA) and table.equals(to_table([event]))
+    meta = pq.ParquetFile(pa.BufferReader(raw)).metadata
+    assert meta.num_rows == 1 and meta.row_group(0).column(0).compression == "UNCOMPRESSED"

@@ -95,6 +95,57 @@ def test_search_filters_and_orders(registry: nbr.Registry) -> None:
         registry.search("m", metric="f1")
 
 
+def test_unfiltered_search_is_kept_per_model_and_follows_every_change(
+        registry: nbr.Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from nbregistry.registry import search
+    from nbregistry.registry.state import ModelState
+
+    def expected() -> pa.Table:
+        state = registry.ledger.current()
+        return search.versions_table([state.models[n].view(v) for n in sorted(state.models)
+                                      for v in sorted(state.models[n].versions)])
+
+    def same() -> None:
+        assert registry.search().equals(expected())
+        for name in registry.models():
+            model = registry.ledger.current().models[name]
+            assert registry.search(name).equals(search.versions_table(
+                [model.view(v) for v in sorted(model.versions)]))
+
+    data = str(tmp_path / "training")
+    write_deltalake(data, pa.table({"x": [1.0, 2.0]}))
+    registry.grant_role("bob", "validator")
+    for i in range(3):
+        registry.register(TinyModel(i), "b", metrics={"auc": 0.7 + i / 10}, tags={"i": str(i)})
+    registry.register(TinyModel(), "a", params={"depth": 3}, metrics={"ks": 0.2})
+    same()
+    changes = [lambda: registry.set_alias("b", "champion", 2),
+               lambda: registry.set_alias("b", "champion", 3),
+               lambda: registry.delete_alias("b", "champion"),
+               lambda: registry.set_card("b", 1, {"limitations": "thin"}),
+               lambda: registry.request_promotion("b", 2, to="staging"),
+               lambda: registry.request_promotion("b", 3, to="staging"),
+               lambda: registry.register(TinyModel(9), "a", training_data=data),
+               lambda: registry.flag_data(data, 0, reason="recalled")]
+    for change in changes:
+        change()
+        same()
+    assert registry.search("a").column("revalidation_required").to_pylist() == [None,
+                                                                                 "recalled"]
+    views: list[int] = []
+    real = ModelState.view
+    monkeypatch.setattr(ModelState, "view", lambda self, v: views.append(v) or real(self, v))
+    registry.search("b")
+    every = registry.search()
+    assert views == []  # unchanged since the last search: nothing per version
+    assert registry.search() is every  # nor for all models together
+    registry.set_alias("a", "champion", 1)
+    assert registry.search() is not every and registry.search().equals(expected())
+
+
 def test_empty_search_is_a_table(registry: nbr.Registry) -> None:
     assert registry.search().num_rows == 0
     assert "name" in registry.search().column_names

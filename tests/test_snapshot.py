@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import nbregistry as nbr
-from conftest import TinyModel
+from conftest import TinyModel, from_storage
 from nbregistry.registry import snapshot
 from nbregistry.registry.chain import events_from_table
 from nbregistry.registry.fold import fold
@@ -51,7 +51,7 @@ def full_fold(uri: str) -> RegistryState:
 def test_opening_from_a_snapshot_is_the_fold(registry_uri: str) -> None:
     reg = busy(registry_uri)
     assert len(reg.ledger.state.snapshots) >= 2 and Path(registry_uri, snapshot.POINTER).exists()
-    fresh = nbr.open_registry(registry_uri, create=False)
+    fresh = from_storage(registry_uri, create=False)
     assert fresh.ledger.state.base_seq > 0  # really opened from a snapshot
     assert len(fresh.ledger.state.events) < fresh.head[0] - 10  # and folded only the tail
     assert snapshot.dump(fresh.ledger.state) == snapshot.dump(full_fold(registry_uri))
@@ -76,7 +76,7 @@ def test_a_forged_snapshot_is_refused(registry_uri: str, caplog: pytest.LogCaptu
     sha = reg.ledger.blobs.put(forged)
     Path(registry_uri, snapshot.POINTER).write_text(json.dumps({"sha256": sha,
                                                                 "seq": pointer["seq"]}))
-    fresh = nbr.open_registry(registry_uri, create=False)
+    fresh = from_storage(registry_uri, create=False)
     assert "mallory" not in fresh.roles() and fresh.ledger.state.base_seq == 0
     assert "ignoring the state snapshot" in caplog.text
 
@@ -110,7 +110,7 @@ def test_a_pointer_left_at_an_older_snapshot_is_followed_to_the_newest(
     older = next(e.payload for e in reversed(reg.ledger.state.snapshots)
                  if e.payload["seq"] < newest["seq"])
     Path(registry_uri, snapshot.POINTER).write_text(json.dumps(older))
-    fresh = nbr.open_registry(registry_uri, create=False)
+    fresh = from_storage(registry_uri, create=False)
     assert fresh.ledger.state.base_seq == newest["seq"]
     assert snapshot.dump(fresh.ledger.state) == snapshot.dump(full_fold(registry_uri))
 
@@ -131,7 +131,7 @@ def test_only_the_newest_snapshot_is_trusted_so_only_it_is_recomputed(
     assert reg.ledger.state.snapshots[-1].payload["seq"] > doctored["seq"]
     assert reg.verify().ok
     Path(registry_uri, snapshot.POINTER).write_text(json.dumps(doctored))
-    fresh = nbr.open_registry(registry_uri, create=False)
+    fresh = from_storage(registry_uri, create=False)
     assert "admin" not in fresh.roles().get("bob", [])
     assert reg.verify().ok  # the newest, honest one is what verify recomputes
 
@@ -144,7 +144,7 @@ def test_superseded_snapshot_blobs_are_deleted_their_events_kept(registry_uri: s
     assert len(events) >= 4
     kept = [e for e in events if reg.ledger.blobs.exists(e.payload["sha256"])]
     assert kept == events[-snapshot.KEEP:]
-    assert nbr.open_registry(registry_uri, create=False).ledger.state.base_seq == \
+    assert from_storage(registry_uri, create=False).ledger.state.base_seq == \
         events[-1].payload["seq"]
     assert reg.verify().ok
 

@@ -42,6 +42,14 @@ def apply(state: RegistryState, event: Event) -> None:
 
 def interpret(state: RegistryState, event: Event) -> None:
     """``apply`` for an event whose link to the state's head the caller has checked."""
+    state.mutations += 1
+    try:
+        _interpret(state, event)
+    finally:
+        state.mutations += 1
+
+
+def _interpret(state: RegistryState, event: Event) -> None:
     handler = HANDLERS.get(event.action)
     if handler is None:
         state.notices.append(Problem("newer_writer", f"event {event.seq} has action "
@@ -114,6 +122,7 @@ def _register(state: RegistryState, event: Event) -> None:
     if not state.lean:
         model.versions[event.version] = mv
     model.latest = max(model.latest, event.version)
+    model.changed(event.version)
     model.stage_of[event.version] = state.policy.initial
     frozen = (mv.reference or {}).get("baseline")
     if isinstance(frozen, str):

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import functools
-import importlib.metadata as md
 import os
 import platform
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +14,7 @@ from ..domain import validate
 from ..domain.errors import InvalidInputError
 from ..store import delta_version, normalize_uri
 from ..store.blobs import file_sha256
+from . import gitstate
 
 KEY_PACKAGES = ("numpy", "pandas", "scikit-learn", "pyarrow", "deltalake", "nbregistry")
 
@@ -61,12 +60,16 @@ def training_data_ref(uri: str | os.PathLike[str],
 
 @functools.cache
 def _distribution_of(module: str) -> str | None:
+    import importlib.metadata as md  # here: it imports email, zipfile, csv... (opening needn't)
+
     names = md.packages_distributions().get(module)
     return names[0] if names else None
 
 
 @functools.lru_cache(maxsize=64)
 def _versions(model_module: str) -> tuple[tuple[str, str], ...]:
+    import importlib.metadata as md
+
     wanted = set(KEY_PACKAGES)
     dist = _distribution_of(model_module) if model_module not in {"builtins", "__main__"} else None
     if dist:
@@ -88,21 +91,5 @@ def packages(model_module: str) -> dict[str, str]:
 
 def git_state(cwd: str) -> dict[str, Any] | None:
     """Commit and dirty flag (uncommitted changes to tracked files) of the repository around
-    ``cwd``, in one git call; untracked files are not scanned (data folders make that slow)."""
-    try:
-        result = subprocess.run(["git", "status", "--porcelain=v2", "--branch",
-                                 "--untracked-files=no"], cwd=cwd,
-                                capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if result.returncode != 0:
-        return None
-    commit, dirty = None, False
-    for line in result.stdout.splitlines():
-        if line.startswith("# branch.oid "):
-            commit = line.split()[-1]
-        elif not line.startswith("#"):
-            dirty = True
-    if commit is None or commit == "(initial)":
-        return None
-    return {"commit": commit, "dirty": dirty}
+    ``cwd``; ``git status`` runs only when something it reads may have changed (gitstate)."""
+    return gitstate.state(cwd)

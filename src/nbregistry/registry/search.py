@@ -4,14 +4,61 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import pyarrow as pa
 
 from ..domain.entities import Event, ModelVersion
 from ..domain.errors import InvalidInputError
+from .state import ModelState
 
 BASE_COLUMNS = ("name", "version", "stage", "aliases", "created_at", "created_by",
                 "description", "sha256", "flavor", "tags")
+
+
+def find(models: Iterable[ModelState], *, tags: Mapping[str, str] | None, stage: str | None,
+         alias: str | None, min_metrics: Mapping[str, float] | None,
+         max_metrics: Mapping[str, float] | None, created_by: str | None,
+         status: str | None, metric: str | None, ascending: bool, limit: int | None
+         ) -> pa.Table:
+    """The matching versions as a table, by name and version unless ordered by ``metric``.
+    Unfiltered, it is each model's own table (kept by the model until one of its versions
+    changes) or their concatenation: nothing is done per version."""
+    if not (tags or min_metrics or max_metrics or metric is not None
+            or any(x is not None for x in (stage, alias, created_by, status))):
+        table = combined([m.table(versions_table) for m in sorted(models, key=by_name)])
+        return table if limit is None else table.slice(0, limit)
+    found = [mv for model in models for v in model.versions
+             if matches(mv := model.view(v), tags=tags, stage=stage, alias=alias,
+                        min_metrics=min_metrics, max_metrics=max_metrics,
+                        created_by=created_by, status=status)]
+    ordered = order(found, metric, ascending)
+    return versions_table(ordered[:limit] if limit is not None else ordered)
+
+
+def by_name(model: ModelState) -> str:
+    return model.name
+
+
+def combined(tables: list[pa.Table]) -> pa.Table:
+    """Models' tables as one, columns ordered as ``versions_table`` orders them (a metric
+    or param one model lacks is null in its rows). The last answer is kept with the tables
+    it was made of: the same tables (unchanged models) give it again."""
+    tables = [t for t in tables if t.num_rows]
+    if len(tables) <= 1:
+        return tables[0] if tables else versions_table([])
+    parts, found = _last
+    if len(parts) == len(tables) and all(a is b for a, b in zip(parts, tables, strict=True)):
+        return found
+    table = pa.concat_tables(tables, promote_options="default")
+    base = [c for c in table.column_names if not c.startswith(("metrics.", "params."))]
+    table = table.select([*base, *sorted(c for c in table.column_names if c.startswith(
+        "metrics.")), *sorted(c for c in table.column_names if c.startswith("params."))])
+    _last[:] = [tables, table]
+    return table
+
+
+_last: list[Any] = [[], None]  # the tables combined last, and the result
 
 
 def matches(mv: ModelVersion, *, tags: Mapping[str, str] | None, stage: str | None,

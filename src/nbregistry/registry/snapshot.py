@@ -9,6 +9,9 @@ snapshot the newest ``snapshot`` event vouches for (an edited, swapped, planted 
 one is refused or passed over), and ``verify()`` re-folds the whole chain and recomputes
 that snapshot from the fold (recomputing every one would cost the square of the log).
 ``_registry/snapshot.json`` only points at the newest one; it is a hint, never trusted.
+
+A second handle opened in a process that already holds the registry copies that handle's
+state instead of reading storage again (see "in-process copies" below).
 """
 
 from __future__ import annotations
@@ -16,11 +19,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
+import weakref
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 from ..domain.canonical import canonical_json
-from ..domain.entities import Approval, Event, GateResult, Problem, PromotionRequest
+from ..domain.entities import (
+    Approval,
+    Event,
+    GateResult,
+    ModelVersion,
+    Problem,
+    PromotionRequest,
+)
 from ..domain.errors import NbRegistryError
 from ..domain.policy import parse_policy
 from ..domain.timefmt import parse_time, ts_text
@@ -173,6 +186,18 @@ def open_state(log: EventLog, blobs: BlobStore, location: Location) -> RegistryS
     def history() -> list[Event]:
         return events_from_table(log.read())
 
+    state = lend(log, location, versions) if log.lent else None
+    if state is None:
+        if log.lent:  # nothing this process holds can be trusted: all from storage
+            log.open(warm=False)
+        state = _from_storage(log, blobs, location, versions)
+    state.history = history
+    remember(location, state)
+    return state
+
+
+def _from_storage(log: EventLog, blobs: BlobStore, location: Location, versions: Loader
+                  ) -> RegistryState:
     found = _pointed(location, blobs)
     for _ in range(2):  # the pointer's snapshot, then the newest one if the pointer lags
         if found is None:
@@ -180,16 +205,13 @@ def open_state(log: EventLog, blobs: BlobStore, location: Location) -> RegistryS
         text, sha = found
         state, newer, why = _continued(text, sha, log, versions)
         if state is not None:
-            state.history = history
             return state
         if newer is None:
             log_.warning("ignoring the state snapshot %s… at %s: %s; folding the whole log "
                          "instead (run `nbregistry verify`)", sha[:12], location.uri, why)
             break
         found = _blob(location, blobs, newer)
-    state = fold(RegistryState(loader=versions), events_from_table(log.read()))
-    state.history = history
-    return state
+    return fold(RegistryState(loader=versions), events_from_table(log.read()))
 
 
 def _continued(text: str, sha: str, log: EventLog, versions: Loader
@@ -287,3 +309,74 @@ def point(location: Location, payload: dict[str, Any]) -> None:
     """Move the (untrusted) pointer to the newest snapshot, once its event has landed."""
     location.put(POINTER, canonical_json({"sha256": payload["sha256"],
                                           "seq": payload["seq"]}).encode())
+
+
+# -- in-process copies ------------------------------------------------------------------
+# A second handle on a registry starts from the state of one already open in the process.
+# Opening reads the log (or a state snapshot and the events after it) and folds it: 20 ms
+# for a few hundred events. A process that holds the registry open already has that fold in
+# memory, made from the same events, each link-checked as it was read (or written there). A
+# new handle copies it, through ``dump`` and ``load`` (complete by construction, as a
+# snapshot is), with the same trust as the handle it came from once storage still vouches
+# for it: the log commit holding the copied state's last event must still name that event's
+# hash, which by the hash chain pins every event before it. A log cut or rewritten there
+# makes the new handle open from storage. Events after it are read from storage as a
+# refresh reads them. ``verify()`` never copies: it reads the whole log.
+
+@dataclass(frozen=True)
+class _Copy:
+    text: str  # dump()
+    records: dict[str, dict[int, ModelVersion]]  # loaded version records (immutable)
+    events: list[Event]  # what the source folded itself (after its base_seq)
+    base_seq: int
+    seq: int
+    head_hash: str
+    delta_version: int
+
+
+_STATES: dict[tuple[str, str], list[weakref.ref[RegistryState]]] = {}
+_lock = threading.Lock()
+
+
+def _key(location: Location) -> tuple[str, str]:
+    return location.uri, json.dumps(sorted(location.storage_options.items()))
+
+
+def remember(location: Location, state: RegistryState) -> None:
+    """Offer ``state`` (kept current by its registry) to later handles of the same log."""
+    with _lock:
+        alive = [ref for ref in _STATES.get(_key(location), []) if ref() is not None]
+        _STATES[_key(location)] = [*alive, weakref.ref(state)]
+
+
+def lend(log: EventLog, location: Location, loader: Loader) -> RegistryState | None:
+    """A copy of the freshest state of this log held in the process that storage still
+    vouches for, brought up to ``log``; None when there is none."""
+    with _lock:
+        held = [s for ref in _STATES.get(_key(location), []) if (s := ref()) is not None]
+    for source in sorted(held, key=lambda s: -s.seq):
+        copied = _copy(source)
+        if copied is None or copied.delta_version > log.version or not log.holds(
+                copied.delta_version, copied.seq, copied.head_hash):
+            continue
+        state = load(copied.text, loader)  # the source's own history, as if it were folded
+        state.base_seq, state.events = copied.base_seq, copied.events
+        for name, model in state.models.items():
+            model.versions.preload(copied.records.get(name, {}))
+        return fold(state, events_from_table(log.read_after(copied.seq)))
+    return None
+
+
+def _copy(source: RegistryState) -> _Copy | None:
+    """What a copy of ``source`` needs, taken between two events; None when an event was
+    being applied meanwhile (another thread writing through that handle)."""
+    before = source.mutations
+    if before % 2:
+        return None
+    try:
+        copied = _Copy(dump(source), {n: m.versions.loaded() for n, m in source.models.items()},
+                       list(source.events), source.base_seq, source.seq, source.head_hash,
+                       source.delta_version)
+    except RuntimeError:  # a dict changed size while it was read
+        return None
+    return copied if source.mutations == before else None

@@ -53,6 +53,14 @@ class Versions(MutableMapping[int, ModelVersion]):
     def __len__(self) -> int:
         return len(self.seqs)
 
+    def loaded(self) -> dict[int, ModelVersion]:
+        """The records read so far (immutable: another state of the same log may share
+        them)."""
+        return dict(self._loaded)
+
+    def preload(self, records: dict[int, ModelVersion]) -> None:
+        self._loaded.update(records)
+
     def values(self) -> Any:
         self._load([v for v in self.seqs if v not in self._loaded])
         return [self._loaded[v] for v in self.seqs]
@@ -95,6 +103,7 @@ class ModelState:
     stage_stack: dict[str, list[int]] = field(default_factory=dict)
     _aliases_of: dict[int, set[str]] = field(default_factory=dict, repr=False)
     _views: dict[int, ModelVersion] = field(default_factory=dict, repr=False)
+    _table: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.versions.name = self.name
@@ -110,9 +119,17 @@ class ModelState:
         return cached
 
     def changed(self, *versions: int | None) -> None:
+        self._table = None
         for version in versions:
             if version is not None:
                 self._views.pop(version, None)
+
+    def table(self, build: Callable[[list[ModelVersion]], Any]) -> Any:
+        """Every version (as ``view`` gives it, in version order) made into a table by
+        ``build``, kept until a version changes or is added (``changed``)."""
+        if self._table is None:
+            self._table = build([self.view(v) for v in sorted(self.versions)])
+        return self._table
 
     def set_alias(self, alias: str, version: int) -> None:
         previous = self.aliases.get(alias)
@@ -168,6 +185,8 @@ class RegistryState:
     snapshots: list[Event] = field(default_factory=list)
     loader: Loader | None = None
     history: Callable[[], list[Event]] | None = None
+    # Odd while an event is being applied: a copy taken meanwhile is refused (registry/warm)
+    mutations: int = 0
     _before: list[Event] | None = field(default=None, repr=False)
 
     def all_events(self) -> list[Event]:

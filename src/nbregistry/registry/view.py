@@ -156,12 +156,9 @@ class RegistryView:
         if not all(is_finite_number(v) for v in bounds.values()):
             raise InvalidInputError("metric bounds must be finite numbers", field="metrics")
         models = [state.model(validate.model_name(name))] if name else state.models.values()
-        found = [mv for model in models for v in model.versions
-                 if search.matches(mv := model.view(v), tags=tags, stage=stage, alias=alias,
-                                   min_metrics=min_metrics, max_metrics=max_metrics,
-                                   created_by=created_by, status=status)]
-        ordered = search.order(found, metric, ascending)
-        return search.versions_table(ordered[:limit] if limit is not None else ordered)
+        return search.find(models, tags=tags, stage=stage, alias=alias, min_metrics=min_metrics,
+                           max_metrics=max_metrics, created_by=created_by, status=status,
+                           metric=metric, ascending=ascending, limit=limit)
 
     def artifact(self, sha256: str) -> bytes:
         """The bytes of an artifact (a model, frozen reference data, a baseline, a report

@@ -10,7 +10,6 @@ deltalake's.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import time
@@ -54,23 +53,12 @@ def seq_range(name: str) -> tuple[int, int] | None:
     return (int(found.group(1)), int(found.group(2))) if found else None
 
 
-def data_file(table: pa.Table) -> tuple[str, bytes]:
-    """A one-event parquet file, as small as parquet allows (~1.2 KB): no compression,
-    statistics or embedded Arrow schema, which on one row only add bytes (the commit carries
-    the statistics readers skip by, and compaction rewrites these into compressed files)."""
-    seq = table.column("seq")[0].as_py()
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="none", write_statistics=False,
-                   store_schema=False, use_dictionary=False)
-    return file_name(seq, seq), buffer.getvalue()
-
-
 def compacted_file(table: pa.Table) -> tuple[str, bytes]:
     """Many events (sorted by seq) in one compressed file."""
     seqs = table.column("seq")
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd", store_schema=False)
-    return file_name(seqs[0].as_py(), seqs[-1].as_py()), buffer.getvalue()
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", store_schema=False)
+    return file_name(seqs[0].as_py(), seqs[-1].as_py()), sink.getvalue().to_pybytes()
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -174,6 +162,15 @@ def file_actions(raw: bytes) -> tuple[list[tuple[str, Entry, bool]], list[str]]:
     return adds, removes
 
 
+def event_of(raw: bytes) -> tuple[int, str] | None:
+    """(seq, hash) of the event a commit written by ``commit_body`` adds; None for others."""
+    try:
+        info = json.loads(raw.split(b"\n", 1)[0]).get("commitInfo") or {}
+        return int(info["nbregistry.seq"]), str(info["nbregistry.hash"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def entry_of(add: dict[str, Any]) -> Entry:
     try:
         stats = json.loads(add.get("stats") or "{}")
@@ -236,4 +233,7 @@ def read_parquet(raw: bytes, columns: list[str] | None = None) -> pa.Table:
     # slower on small files and aborted the interpreter at exit in a bare script here. No
     # threads: a one-process CLI must not leave pyarrow's pool running at exit (a rare
     # SIGABRT seen here), and these files are read one after another anyway.
-    return pq.ParquetFile(io.BytesIO(raw)).read(columns=columns, use_threads=False)
+    # From an Arrow buffer, without pre-buffering (coalescing reads of bytes already in
+    # memory): 0.1 ms a file instead of 0.17 ms through a Python BytesIO.
+    return pq.ParquetFile(pa.BufferReader(raw), pre_buffer=False).read(columns=columns,
+                                                                        use_threads=False)

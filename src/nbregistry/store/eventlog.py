@@ -17,7 +17,9 @@ from __future__ import annotations
 import bisect
 import json
 import logging
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,24 +28,13 @@ import pyarrow as pa
 
 from ..domain.entities import Event
 from ..domain.errors import ForkedProcessError, IntegrityError, InvalidInputError, StorageError
-from . import commits, forkguard
+from . import commits, forkguard, onerow
 from .commits import Entry
+from .eventrows import SCHEMA, after, rows_where, runs, to_table
 from .location import Location
 from .replay import Replay, from_checkpoint, replay
 
 TABLE = "_registry/events"
-SCHEMA = pa.schema([
-    pa.field("seq", pa.int64(), nullable=False),
-    pa.field("event_id", pa.string(), nullable=False),
-    pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
-    pa.field("actor", pa.string(), nullable=False),
-    pa.field("action", pa.string(), nullable=False),
-    pa.field("model", pa.string()),
-    pa.field("version", pa.int64()),
-    pa.field("payload", pa.string(), nullable=False),
-    pa.field("prev_hash", pa.string(), nullable=False),
-    pa.field("hash", pa.string(), nullable=False),
-])
 # History is evidence: keep the log (the JSON commits) for a century and refuse deletes and
 # updates. The data files a merge replaced are deleted after GRACE (their rows live on,
 # identical, in the merged file), and their tombstones expire from checkpoints as well:
@@ -61,46 +52,14 @@ CHECKPOINT_EVERY = 500
 KEEP_CHECKPOINTS = 2  # derived data: older ones are deleted
 
 
+# The EventLogs open in this process, per registry: a new one starts from the freshest.
+_OPEN: dict[tuple[str, str], weakref.WeakSet[EventLog]] = {}
+_OPEN_LOCK = threading.Lock()
+LOOKBACK = 8  # merge commits that may follow an event's commit before a state sees them
+
+
 class CommitConflict(Exception):
     """Another writer took the next log version first; reload and retry."""
-
-
-def to_table(events: Sequence[Event]) -> pa.Table:
-    return pa.Table.from_pydict({
-        "seq": [e.seq for e in events],
-        "event_id": [e.event_id for e in events],
-        "ts": [e.ts for e in events],
-        "actor": [e.actor for e in events],
-        "action": [e.action for e in events],
-        "model": [e.model for e in events],
-        "version": [e.version for e in events],
-        "payload": [e.payload_json for e in events],
-        "prev_hash": [e.prev_hash for e in events],
-        "hash": [e.hash for e in events],
-    }, schema=SCHEMA)
-
-
-log = logging.getLogger("nbregistry")
-
-
-def rows_where(table: pa.Table, keep: Callable[[int], bool]) -> pa.Table:
-    """The rows whose seq passes ``keep``, as slices of ``table`` (in its order): no
-    pyarrow.compute, whose import is a tenth of opening a registry."""
-    seqs = table.column("seq").to_pylist()
-    chosen = [i for i, seq in enumerate(seqs) if keep(seq)]
-    if len(chosen) == len(seqs):
-        return table
-    pieces, start = [], 0
-    for at, index in enumerate(chosen):
-        if at + 1 == len(chosen) or chosen[at + 1] != index + 1:
-            pieces.append(table.slice(chosen[start], index - chosen[start] + 1))
-            start = at + 1
-    return pa.concat_tables(pieces) if pieces else table.slice(0, 0)
-
-
-def after(table: pa.Table, seq: int) -> pa.Table:
-    """The rows with seq greater than ``seq`` (in the table's order)."""
-    return rows_where(table, lambda found: found > seq)
 
 
 def level(entry: Entry) -> int:
@@ -113,21 +72,7 @@ def level(entry: Entry) -> int:
     return found
 
 
-def runs(files: dict[str, Entry]) -> list[dict[str, Entry]]:
-    """The files in seq order, grouped so that no two groups' seq ranges overlap: each group
-    can be read, sorted and checked on its own. Files without statistics put everything in
-    one group."""
-    if any(e.low is None or e.high is None for e in files.values()):
-        return [dict(files)] if files else []
-    groups: list[dict[str, Entry]] = []
-    top = -1
-    for path, entry in sorted(files.items(), key=lambda item: item[1].low or 0):
-        if groups and (entry.low or 0) <= top:
-            groups[-1][path] = entry
-        else:
-            groups.append({path: entry})
-        top = max(top, entry.high or 0)
-    return groups
+log = logging.getLogger("nbregistry")
 
 
 class EventLog:
@@ -140,6 +85,10 @@ class EventLog:
         self._configuration: dict[str, Any] = {}
         self._live: dict[str, Entry] = {}  # the data files as of self._version
         self._vacuumed_at = float("-inf")
+        self.lent = False
+        # The one-event files this object wrote and not yet merged, with their event: a merge
+        # that finds the same bytes in storage need not parse them again.
+        self._written: dict[str, tuple[bytes, Event]] = {}
 
     def _options(self) -> dict[str, str] | None:
         return self.location.storage_options or None
@@ -173,9 +122,33 @@ class EventLog:
             raise StorageError(f"cannot create the event log at {self.uri}: {exc}") from exc
         return True
 
-    def open(self) -> None:
+    def open(self, *, warm: bool = True) -> None:
         """Load the snapshot from the last checkpoint and the commits after it; if the
-        checkpoint cannot be read (derived data), replay every JSON commit instead."""
+        checkpoint cannot be read (derived data), replay every JSON commit instead.
+
+        With ``warm``, the freshest other EventLog of this registry open in this process
+        lends its snapshot instead (``lent`` says so): the commits it read or wrote are not
+        read again, and those after it are read by the next ``read_new``, exactly as for an
+        EventLog opened earlier."""
+        key = (self.location.uri, json.dumps(sorted(self.location.storage_options.items())))
+        with _OPEN_LOCK:
+            lenders = sorted(_OPEN.get(key, ()), key=lambda other: -other._version)
+        self.lent = warm and any(self._adopt(other) for other in lenders)
+        if not self.lent:
+            self._open_cold()
+        with _OPEN_LOCK:
+            _OPEN.setdefault(key, weakref.WeakSet()).add(self)
+
+    def _adopt(self, other: EventLog) -> bool:
+        version, live = other._version, dict(other._live)
+        if version < 0 or other._version != version:  # it moved while copied: not this one
+            return False
+        self._version, self._live = version, live
+        self._protocol, self._configuration = other._protocol, other._configuration
+        self._refuse()
+        return True
+
+    def _open_cold(self) -> None:
         try:
             try:
                 found = from_checkpoint(self.location, TABLE)
@@ -192,6 +165,17 @@ class EventLog:
         self._version, self._live = found.version, dict(found.files)
         self._protocol, self._configuration = found.protocol, found.configuration
         self._refuse()
+
+    def holds(self, version: int, seq: int, digest: str) -> bool:
+        """Is the newest event commit at or before log ``version`` (merges may follow it)
+        still the one of event ``seq`` with hash ``digest``? By the hash chain, that pins
+        every event before it too."""
+        for at in range(version, max(version - LOOKBACK, 0), -1):
+            raw = self.location.read_optional(commits.log_key(TABLE, at))
+            found = None if raw is None else commits.event_of(raw)
+            if found is not None or raw is None:
+                return found == (seq, digest)
+        return False
 
     def _refuse(self) -> None:
         self._refusal = commits.writer_refusal(
@@ -231,6 +215,7 @@ class EventLog:
             added, removed = commits.file_actions(raw)
             for path in removed:
                 self._live.pop(path, None)
+                self._written.pop(path, None)
             for path, entry, new_rows in added:
                 self._live[path] = entry
                 if not new_rows:
@@ -238,7 +223,7 @@ class EventLog:
                 try:
                     data = self.location.read_bytes(f"{TABLE}/{path}")
                 except FileNotFoundError:
-                    self.open()
+                    self.open(warm=False)
                     return self.read_after(after_seq)
                 try:
                     table = commits.read_parquet(data)
@@ -272,7 +257,7 @@ class EventLog:
                                f"({self._refusal}). Reading still works; restore the table's "
                                "protocol and properties (or its backup) to write again.")
         self.location.require_put_if_absent()
-        name, data = commits.data_file(to_table([event]))
+        name, data = commits.file_name(event.seq, event.seq), onerow.encode(event)
         started = time.monotonic()
         self.location.put(f"{TABLE}/{name}", data)
         landed = self._version + 1
@@ -286,6 +271,7 @@ class EventLog:
             self.location.put(f"{TABLE}/{name}", data)
         self._version = landed
         self._live[name] = Entry(len(data), 1, event.seq, event.seq)
+        self._written[name] = (data, event)
         if sum(1 for e in self._live.values() if e.records == 1) >= FANOUT:
             self.compact()
         return landed
@@ -319,7 +305,9 @@ class EventLog:
     def _merge(self, group: dict[str, Entry]) -> bool:
         import pyarrow.compute as pc
 
-        table = self._read_checked(group)
+        table, missing, rewritten = self.read_each_file(group, known=self._written)
+        if missing or rewritten:
+            _damaged(missing, rewritten)
         table = table.take(pc.sort_indices(table.column("seq")))
         name, data = commits.compacted_file(table)
         self.location.put(f"{TABLE}/{name}", data)
@@ -331,6 +319,7 @@ class EventLog:
         self._version += 1
         for path in group:
             del self._live[path]
+            self._written.pop(path, None)
         seqs = table.column("seq")
         self._live[name] = Entry(len(data), table.num_rows, seqs[0].as_py(), seqs[-1].as_py())
         return True
@@ -434,37 +423,41 @@ class EventLog:
             _damaged(missing, rewritten)
         return table
 
-    def _read_checked(self, files: dict[str, Entry]) -> pa.Table:
-        table, missing, rewritten = self.read_each_file(files)
-        if missing or rewritten:
-            _damaged(missing, rewritten)
-        return table
-
     def read_each_file(self, files: dict[str, Entry] | None = None, *,
-                       columns: list[str] | None = None
+                       columns: list[str] | None = None,
+                       known: dict[str, tuple[bytes, Event]] | None = None
                        ) -> tuple[pa.Table, list[str], list[str]]:
         """(rows, missing files, rewritten files) of the snapshot (or of ``files``), file by
         file: verify must report damage, not stop at the first. Files are read as bytes (not
         through deltalake's pyarrow dataset, whose filesystem bridge can abort the
         interpreter at exit), and a size that differs from the Delta log marks a rewritten
-        file."""
+        file. ``known`` maps paths to the bytes and event this process wrote there: a file
+        found with exactly those bytes is not parsed again (its row comes last)."""
         chosen = self._live if files is None else files
+        known = known if known and columns is None else {}
         schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns])
         tables, missing, rewritten = [], [], []
+        mine: list[Event] = []
         keys = [f"{TABLE}/{path}" for path in chosen]
         for (path, entry), (_, raw) in zip(chosen.items(), self.location.read_many(keys),
                                            strict=True):
             try:
                 if raw is None:
                     raise FileNotFoundError(path)
-                table = commits.read_parquet(raw, columns)
-                # cast only when needed: a no-op cast still imports pyarrow.compute
-                tables.append(table if table.schema.equals(schema) else table.cast(schema))
+                ours = known.get(path)
+                if ours and ours[0] == raw:
+                    mine.append(ours[1])
+                else:
+                    table = commits.read_parquet(raw, columns)
+                    # cast only when needed: a no-op cast still imports pyarrow.compute
+                    tables.append(table if table.schema.equals(schema) else table.cast(schema))
             except (OSError, pa.ArrowException, KeyError, ValueError):  # ValueError: columns
                 missing.append(path)
                 continue
             if len(raw) != entry.size:
                 rewritten.append(path)
+        if mine:
+            tables.append(to_table(mine))
         table = pa.concat_tables(tables) if tables else schema.empty_table()
         return table, missing, rewritten
 

@@ -7,6 +7,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -24,6 +25,7 @@ T = TypeVar("T")
 _PROBED: dict[str, float] = {}  # location -> when its put-if-absent and clock were checked
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 RECHECK_SECONDS = 3600.0
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
 def normalize_uri(uri: str | os.PathLike[str]) -> str:
@@ -248,6 +250,8 @@ class Location:
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Write atomically; False when the key already exists (content-addressed callers)."""
+        if self.is_local:
+            return self._write_local(key, data, replace=False)
         import obstore
         from obstore.exceptions import AlreadyExistsError
 
@@ -261,11 +265,59 @@ class Location:
         return _guard("write", self.join(key), run)
 
     def put(self, key: str, data: bytes) -> None:
+        if self.is_local:
+            self._write_local(key, data, replace=True)
+            return
         import obstore
 
         _guard("write", self.join(key), lambda: obstore.put(self.store, key, data))
 
+    def _write_local(self, key: str, data: bytes, *, replace: bool) -> bool:
+        """What obstore's local store does (a staged file beside the target, then a no-replace
+        link or a rename: a reader never sees part of a file), in plain calls: handing each
+        write to obstore's runtime threads cost 0.1 ms at the median and 3 ms at p95 on a
+        busy machine, for files of a kilobyte. Staged names end in ``#<digits>``, which
+        obstore's listings skip. Refused in a forked child, like every write."""
+        forkguard.check()
+        final = self._local("write", key)
+        staged = f"{final}#{uuid.uuid4().int}"
+        try:
+            try:
+                handle = os.open(staged, _CREATE, 0o666)
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(final), exist_ok=True)
+                handle = os.open(staged, _CREATE, 0o666)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(handle, view):]
+            finally:
+                os.close(handle)
+            if replace:
+                os.replace(staged, final)
+                return True
+            try:
+                os.link(staged, final)
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(staged)
+            return True
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(staged)
+            raise _storage_error("write", self.join(key), exc) from exc
+
     def delete(self, key: str) -> None:
+        if self.is_local:
+            forkguard.check()
+            try:
+                os.unlink(self._local("delete", key))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise _storage_error("delete", self.join(key), exc) from exc
+            return
         import obstore
 
         with contextlib.suppress(FileNotFoundError):
@@ -363,16 +415,34 @@ class Location:
         if not self.is_local:
             yield
             return
-        path = Path(self.uri, "_registry", ".writer.lock")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # O_NOFOLLOW: a lock file planted as a symlink must not make us open its target.
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        except OSError as exc:
-            raise _storage_error("lock", str(path), exc) from exc
-        with os.fdopen(fd, "r+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        fd, inside = _lock_file(Path(self.uri, "_registry", ".writer.lock"))
+        with inside:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+# Lock files, opened once per process and path (creating the folder and opening the file for
+# every write cost as much as the lock itself), each with a lock for this process's threads:
+# flock serializes open files, and the threads share this one. Should the file be deleted
+# meanwhile, writers lock different files: wasted work, never a fork.
+_LOCK_FILES: dict[Path, tuple[int, int, threading.Lock]] = {}
+_LOCK_FILES_LOCK = threading.Lock()
+
+
+def _lock_file(path: Path) -> tuple[int, threading.Lock]:
+    with _LOCK_FILES_LOCK:
+        found = _LOCK_FILES.get(path)
+        if found is None or found[0] != os.getpid():  # (a forked child opens its own)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # O_NOFOLLOW: a lock file planted as a symlink must not make us open its
+                # target
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o600)
+            except OSError as exc:
+                raise _storage_error("lock", str(path), exc) from exc
+            found = _LOCK_FILES[path] = (os.getpid(), fd, threading.Lock())
+        return found[1], found[2]

@@ -8,7 +8,6 @@ from the commits.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -83,30 +82,31 @@ def _plain_path(line: bytes, prefix: bytes) -> str | None:
 
 
 def _apply_raw(out: Replay, adds: dict[str, bytes], raw: bytes, version: int,
-               modified: datetime) -> None:
+               modified: datetime | None, dropped: set[str] | None = None) -> None:
+    """One commit: adds kept as lines (parsed at the end, if still live), removes of files
+    added before it (or, given ``dropped``, of files from a checkpoint: noted there)."""
     for line in raw.splitlines():
         if line.startswith(_INFO) and line.count(_SEQ) == 1:
             start = line.index(_SEQ) + len(_SEQ)
             digits = line[start:line.index(b'"', start)]
-            if digits.isdigit():
+            if digits.isdigit() and modified is not None:
                 out.written[int(digits)] = modified
             continue
         if (path := _plain_path(line, _ADD)) is not None:
             adds[path] = line
             continue
-        if (path := _plain_path(line, _REMOVE)) is not None:
-            adds.pop(path, None)
-            continue
-        if not line.strip():
-            continue
-        action = json.loads(line)
-        if "add" in action:
-            adds[unquote(action["add"]["path"])] = line
-        elif "remove" in action:
-            adds.pop(unquote(action["remove"]["path"]), None)
-        else:
-            _apply(out, [action], version, modified)
-    if version == 0:
+        if (path := _plain_path(line, _REMOVE)) is None and line.strip():
+            action = json.loads(line)
+            if "add" in action:
+                adds[unquote(action["add"]["path"])] = line
+                continue
+            if "remove" not in action:
+                _apply(out, [action], version, modified)
+                continue
+            path = unquote(action["remove"]["path"])
+        if path is not None and adds.pop(path, None) is None and dropped is not None:
+            dropped.add(path)
+    if version == 0 and modified is not None:
         out.written.setdefault(1, modified)  # the genesis event, written by deltalake
 
 
@@ -114,6 +114,7 @@ def from_checkpoint(location: Location, table: str) -> Replay:
     """The snapshot from the last checkpoint and the commits after it, found by probing
     (no listing: listing the log costs as much as the log is long, 0.1 s at 10,000 commits
     in deltalake's open). Raises when the checkpoint cannot be read."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     out = Replay()
@@ -125,12 +126,12 @@ def from_checkpoint(location: Location, table: str) -> Replay:
             raise ValueError("a multi-part or v2 checkpoint, which this reader does not read")
         version = int(found["version"])
         data = location.read_bytes(f"{folder}/{version:020d}.checkpoint.parquet")
-        parquet = pq.ParquetFile(io.BytesIO(data))
+        parquet = pq.ParquetFile(pa.BufferReader(data), pre_buffer=False)
         # to_pylist and skip the nulls (tombstone rows): pyarrow.compute would cost more
         # to import than this does on a checkpoint of 200,000 rows
-        adds = parquet.read(columns=["add.path", "add.size", "add.stats"],
-                            use_threads=False).column("add")
-        for add in adds.to_pylist():
+        listed = parquet.read(columns=["add.path", "add.size", "add.stats"],
+                              use_threads=False).column("add")
+        for add in listed.to_pylist():
             if add is not None:
                 out.files[unquote(add["path"])] = commits.entry_of(add)
         rest = parquet.read(columns=["metaData.configuration", "protocol"], use_threads=False)
@@ -140,10 +141,15 @@ def from_checkpoint(location: Location, table: str) -> Replay:
         out.protocol = {k: v for k, v in (protocol[0] if protocol else {}).items()
                         if v is not None}
         out.version = version
+    adds: dict[str, bytes] = {}  # the tail's, as in replay()
+    dropped: set[str] = set()
     for raw in _tail(location, table, out.version):
         out.version += 1
-        _apply(out, [json.loads(line) for line in raw.decode().splitlines() if line.strip()],
-               out.version, None)
+        _apply_raw(out, adds, raw, out.version, None, dropped)
+    for path in dropped:
+        out.files.pop(path, None)
+    out.files.update({path: commits.entry_of(json.loads(line)["add"])
+                      for path, line in adds.items()})
     return out
 
 

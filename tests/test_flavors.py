@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import nbregistry as nbr
-from conftest import TinyModel
+from conftest import TinyModel, from_storage
 
 X = np.random.default_rng(0).random((60, 3))
 Y = (X[:, 0] > 0.5).astype(int)
@@ -136,7 +136,8 @@ def test_trust_by_registrant_reads_the_register_event_after_a_snapshot_open(
     bob = nbr.open_registry(registry_uri, user="bob", signing_key=bob_key)
     for i in range(12):
         bob.register(TinyModel(i), "m")
-    carol = _trusting(registry_uri, "bob")
+    _trusting(registry_uri, "bob")
+    carol = from_storage(registry_uri, user="carol")  # as a new process opens it
     assert carol.ledger.state.base_seq > 0  # opened from a state snapshot: events read on demand
     assert carol.load("m", 2) == TinyModel(1)
 

@@ -71,6 +71,10 @@ class Ledger:
         self._published = self._state.seq
         self._unpublished = False  # a publication failed: the next write publishes
         self._alarming = False
+        # a state copied from another handle in this process (snapshot.open_state) is as of
+        # that handle's last look: fold what was written since, so an open sees it (and a
+        # damaged new event refuses the open, as a fresh process's open does)
+        self.refresh()
         self._pruned = False  # superseded snapshot blobs swept in this process yet?
 
     def _create(self, create: bool | None) -> None:

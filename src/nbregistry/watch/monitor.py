@@ -118,8 +118,10 @@ class Monitor(Capturing):
         self.freeze_baseline(mv.version)
 
     def _baseline(self, mv: ModelVersion) -> baselines.Baseline:
+        # kept per version; one computed in memory is read again once someone froze it
         found = self._baselines.get(mv.version)
-        if found is None or not found.frozen:
+        if found is None or (not found.frozen and self.catalog.frozen_baseline(
+                self.name, mv.version) is not None):
             found = self._baselines[mv.version] = baselines.resolve(self.catalog, self.name, mv)
         return found
 

@@ -1,0 +1,240 @@
+"""Monitoring at scale: 1M, 10M and 100M logged predictions, on DuckDB in process and on
+Spark through a local Sail server. One command:
+
+    python benchmarks/monitoring_scale.py --rows 1e6,1e7,1e8 --work DIR
+    python benchmarks/monitoring_scale.py --quick      # 1M rows only: a smoke run
+
+Each size is built once into ``--work`` (through the registry: ``register`` with 13-feature
+reference data, then ``mon.log_predictions`` in daily batches over 90 days, outcomes for the
+first 60 days, a seal every 10 days) and reused by later runs. Each run measures on a
+hard-linked clone of the built registry (a check writes), so the built one stays as built.
+Every question runs in its own process; its peak RSS comes from ``os.wait4``, and on Sail
+the server's own peak (``VmHWM``, reset before each question) is reported next to it.
+Writes ``benchmarks/results/monitoring-scale-latest[-quick].json``. The parent imports only
+the standard library; ``scale_work.py`` does the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scale_report import READS, report  # noqa: E402  (stdlib only, like this file)
+
+HERE = Path(__file__).resolve().parent
+WORKER = HERE / "scale_work.py"
+RESULTS = HERE / "results"
+GIB = 1024 ** 3
+BYTES_PER_ROW = 220          # measured ~170 (predictions, outcomes, compaction copies): margin
+TICKS = (10_000, 100_000, 1_000_000)
+RSS_BOUND = 2 * GIB          # a question's process; the tables are 10-100x larger on disk
+SAIL_ENV = {"SAIL_MODE": "local-cluster"}   # the driver and its local workers, one process
+
+
+def label(rows: int) -> str:
+    return f"{rows / 1e6:g}M" if rows >= 1_000_000 else f"{rows / 1e3:g}k"
+
+
+# -- processes -------------------------------------------------------------------------------
+def child(kind: str, job: dict[str, Any], *, server: dict[str, Any] | None = None
+          ) -> dict[str, Any]:
+    """Run one job of ``scale_work.py`` in a fresh process: its JSON and its peak RSS (and the
+    Sail server's peak while it ran)."""
+    if server is not None:
+        _reset_peak(server["pid"])
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src")}
+    process = subprocess.Popen([sys.executable, str(WORKER), kind, json.dumps(job)],
+                               stdout=subprocess.PIPE, env=env, text=True)
+    assert process.stdout is not None
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"{kind} {job.get('question', '')} failed "
+                         f"({os.waitstatus_to_exitcode(status)})")
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    result["peak_rss"] = usage.ru_maxrss * 1024   # Linux reports KiB
+    if server is not None:
+        result["server_peak_rss"] = _peak(server["pid"])
+    return result
+
+
+def _reset_peak(pid: int) -> None:
+    with contextlib.suppress(OSError):   # Linux >= 4.0; else the peak is since start
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def _peak(pid: int) -> int | None:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def start_sail() -> dict[str, Any]:
+    env = {**os.environ, **SAIL_ENV, "PYTHONPATH": str(HERE.parent / "src"),
+           "SAIL_CLUSTER__WORKER_INITIAL_COUNT": str(os.cpu_count() or 2),
+           "SAIL_EXECUTION__DEFAULT_PARALLELISM": str(os.cpu_count() or 2)}
+    process = subprocess.Popen([sys.executable, str(WORKER), "sail", "{}"], env=env,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    started: dict[str, Any] = json.loads(process.stdout.readline())
+    started["process"] = process
+    started["env"] = {k: v for k, v in env.items() if k.startswith("SAIL_")}
+    return started
+
+
+def stop_sail(server: dict[str, Any]) -> None:
+    process: subprocess.Popen[str] = server["process"]
+    assert process.stdin is not None
+    process.stdin.close()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+# -- the data --------------------------------------------------------------------------------
+def ensure_base(work: Path, rows: int) -> dict[str, Any]:
+    """The registry built for ``rows`` (built now unless ``work`` holds it already)."""
+    base = work / f"base-{label(rows)}"
+    manifest = work / f"base-{label(rows)}.json"
+    if manifest.exists():
+        return dict(json.loads(manifest.read_text()))
+    if base.exists():   # a build that did not finish
+        shutil.rmtree(base)
+    work.mkdir(parents=True, exist_ok=True)
+    need, free = rows * BYTES_PER_ROW, shutil.disk_usage(work).free
+    if need > free - 5 * GIB:
+        raise SystemExit(f"building {label(rows)} rows needs ~{need / GIB:.0f} GiB in {work}; "
+                         f"{free / GIB:.0f} GiB are free")
+    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    print(f"building {rows:,} rows into {base} (once) ...", flush=True)
+    started = time.perf_counter()
+    built = child("build", {"root": str(base), "rows": rows, "end": end.isoformat()})
+    info = {"rows": rows, "root": str(base), "end": end.isoformat(), "built": built,
+            "wall_s": time.perf_counter() - started,
+            "load_during_build": os.getloadavg()}
+    manifest.write_text(json.dumps(info, indent=1))
+    return info
+
+
+def clone(base: Path, target: Path) -> None:
+    """A copy of a built registry whose data files are hard links (Delta data files are never
+    changed in place; the logs, hashes and the event log are copied)."""
+    def link_or_copy(src: str, dst: str) -> None:
+        if src.endswith(".parquet") and "_delta_log" not in src and "_registry" not in src:
+            os.link(src, dst)
+        else:
+            shutil.copy2(src, dst)
+
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(base, target, copy_function=link_or_copy)
+
+
+def has_sketches() -> bool:
+    """Whether this nbregistry's Monitor builds per-file sketches (``Monitor.sketch``)."""
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src")}
+    found = subprocess.run([sys.executable, "-c", "from nbregistry.watch import Monitor; "
+                            "print(hasattr(Monitor, 'sketch'))"], env=env, text=True,
+                           capture_output=True, check=True)
+    return found.stdout.strip() == "True"
+
+
+# -- measuring -------------------------------------------------------------------------------
+def measure(base: dict[str, Any], work: Path, engine: str, server: dict[str, Any] | None,
+            sketches: bool, ticks: tuple[int, ...]) -> dict[str, Any]:
+    """Every figure of one size on one engine, on a fresh clone of the built registry."""
+    run = work / f"run-{label(base['rows'])}-{engine}"
+    clone(Path(base["root"]), run)
+    url = server["url"] if server else None
+    job = {"root": str(run), "end": base["end"], "engine": url}
+    figures: dict[str, Any] = {}
+    try:
+        for key, name, _ in READS:
+            print(f"  {label(base['rows'])} {engine}: {name}", flush=True)
+            figures[key] = child("question", {**job, "question": key, "repeat": 3,
+                                              "repeat_below": 5.0}, server=server)
+        print(f"  {label(base['rows'])} {engine}: check()", flush=True)
+        figures["check"] = child("question", {**job, "question": "check"}, server=server)
+        if sketches:
+            figures["sketch"] = child("question", {**job, "question": "sketch"}, server=server)
+            figures["check_warm"] = child("question", {**job, "question": "check"},
+                                          server=server)
+        for i, n in enumerate(ticks):
+            print(f"  {label(base['rows'])} {engine}: tick of {n:,} rows", flush=True)
+            figures[f"tick_{n}"] = child("question", {
+                **job, "question": "tick", "n": n, "seed": 900_000 + i,
+                "sketches": sketches}, server=server)
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+    return figures
+
+
+def machine() -> dict[str, Any]:
+    commit = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(HERE.parent), "status", "--porcelain", "src"],
+                           capture_output=True, text=True).stdout.strip()
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"cores": os.cpu_count(), "memory_gib": round(memory / GIB, 1),
+            "load_at_start": os.getloadavg(), "commit": commit + ("+dirty" if dirty else ""),
+            "python": sys.version.split()[0],
+            "started": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", default="1e6,1e7,1e8",
+                        help="table sizes, comma-separated (default 1e6,1e7,1e8)")
+    parser.add_argument("--work", default=str(RESULTS / "scale-data"),
+                        help="where the built registries are kept between runs")
+    parser.add_argument("--engines", default="duckdb,sail")
+    parser.add_argument("--quick", action="store_true", help="1M rows only: a smoke run")
+    parser.add_argument("--build-only", action="store_true",
+                        help="build the sizes missing from --work, measure nothing")
+    args = parser.parse_args()
+    sizes = [1_000_000] if args.quick else [int(float(r)) for r in args.rows.split(",")]
+    engines = args.engines.split(",")
+    work = Path(args.work).resolve()
+    ticks = (1_000, 10_000, 100_000) if args.quick else TICKS
+    if args.build_only:
+        for rows in sizes:
+            ensure_base(work, rows)
+        return
+    out: dict[str, Any] = {"machine": machine(), "sketches": has_sketches(),
+                           "ticks": list(ticks), "quick": args.quick, "sizes": {}}
+    server = start_sail() if "sail" in engines else None
+    if server:
+        out["sail"] = server["env"]
+    try:
+        for rows in sizes:
+            base = ensure_base(work, rows)
+            out["sizes"][label(rows)] = {"rows": rows, "build": base, "engines": {
+                engine: measure(base, work, engine, server if engine == "sail" else None,
+                                out["sketches"], ticks) for engine in engines}}
+    finally:
+        if server:
+            stop_sail(server)
+    out["machine"]["load_at_end"] = os.getloadavg()
+    report(out)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / ("monitoring-scale-latest-quick.json" if args.quick
+                      else "monitoring-scale-latest.json")
+    path.write_text(json.dumps(out, indent=1, default=str))
+    print(f"\nfigures: {path}")
+
+
+if __name__ == "__main__":
+    main()

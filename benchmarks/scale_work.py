@@ -192,7 +192,10 @@ def question(job: dict[str, Any]) -> dict[str, Any]:
     """Open the registry, then time one question (``repeat`` times while it is quick);
     what a tick appends before it checks is timed apart, in ``info``."""
     started = time.perf_counter()
-    import scipy.stats  # noqa: F401  (drift's p-values: a one-off import per process)
+    # one-off imports of a process, not of a question: drift's p-values, and pandas, which
+    # pyarrow imports (when installed) at the first pa.array()/pa.scalar() of Python values
+    import pandas  # noqa: F401
+    import scipy.stats  # noqa: F401
 
     import nbregistry as nbr
 

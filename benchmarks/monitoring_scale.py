@@ -9,7 +9,10 @@ reference data, then ``mon.log_predictions`` in daily batches over 90 days, outc
 first 60 days, a seal every 10 days) and reused by later runs. Each run measures on a
 hard-linked clone of the built registry (a check writes), so the built one stays as built.
 Every question runs in its own process; its peak RSS comes from ``os.wait4``, and on Sail
-the server's own peak (``VmHWM``, reset before each question) is reported next to it.
+the server's own peak (``VmHWM``, reset before each question) is reported next to it. After
+the questions: a first ``check()`` (it sketches the window's files), a second one (warm
+sketches), ``sketch()`` of the older files, and ticks: append N rows, then ``sketch()`` +
+``check()``.
 Writes ``benchmarks/results/monitoring-scale-latest[-quick].json``. The parent imports only
 the standard library; ``scale_work.py`` does the work.
 """
@@ -29,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_report import READS, report  # noqa: E402  (stdlib only, like this file)
+from scale_report import READS, report  # (stdlib only, like this file)
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "scale_work.py"
@@ -38,7 +41,12 @@ GIB = 1024 ** 3
 BYTES_PER_ROW = 220          # measured ~170 (predictions, outcomes, compaction copies): margin
 TICKS = (10_000, 100_000, 1_000_000)
 RSS_BOUND = 2 * GIB          # a question's process; the tables are 10-100x larger on disk
-SAIL_ENV = {"SAIL_MODE": "local-cluster"}   # the driver and its local workers, one process
+CORES = str(os.cpu_count() or 2)
+# the Sail servers an engine name starts: local-cluster runs a driver and its local workers
+# (threads of one process, talking RPC), one worker per core; local runs plain threads
+SAIL = {"sail": {"SAIL_MODE": "local-cluster", "SAIL_CLUSTER__WORKER_INITIAL_COUNT": CORES,
+                 "SAIL_EXECUTION__DEFAULT_PARALLELISM": CORES},
+        "sail-local": {"SAIL_MODE": "local"}}
 
 
 def label(rows: int) -> str:
@@ -80,12 +88,14 @@ def _peak(pid: int) -> int | None:
     return None
 
 
-def start_sail() -> dict[str, Any]:
-    env = {**os.environ, **SAIL_ENV, "PYTHONPATH": str(HERE.parent / "src"),
-           "SAIL_CLUSTER__WORKER_INITIAL_COUNT": str(os.cpu_count() or 2),
-           "SAIL_EXECUTION__DEFAULT_PARALLELISM": str(os.cpu_count() or 2)}
-    process = subprocess.Popen([sys.executable, str(WORKER), "sail", "{}"], env=env,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+def start_sail(engine: str, log: Path) -> dict[str, Any]:
+    """The Sail server of ``engine`` in a process of its own (its log in ``log``)."""
+    env = {**os.environ, **SAIL[engine], "PYTHONPATH": str(HERE.parent / "src")}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as sink:
+        process = subprocess.Popen([sys.executable, str(WORKER), "sail", "{}"], env=env,
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=sink, text=True)
     assert process.stdout is not None
     started: dict[str, Any] = json.loads(process.stdout.readline())
     started["process"] = process
@@ -143,40 +153,29 @@ def clone(base: Path, target: Path) -> None:
     shutil.copytree(base, target, copy_function=link_or_copy)
 
 
-def has_sketches() -> bool:
-    """Whether this nbregistry's Monitor builds per-file sketches (``Monitor.sketch``)."""
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src")}
-    found = subprocess.run([sys.executable, "-c", "from nbregistry.watch import Monitor; "
-                            "print(hasattr(Monitor, 'sketch'))"], env=env, text=True,
-                           capture_output=True, check=True)
-    return found.stdout.strip() == "True"
-
-
 # -- measuring -------------------------------------------------------------------------------
 def measure(base: dict[str, Any], work: Path, engine: str, server: dict[str, Any] | None,
-            sketches: bool, ticks: tuple[int, ...]) -> dict[str, Any]:
-    """Every figure of one size on one engine, on a fresh clone of the built registry."""
+            ticks: tuple[int, ...], repeat: int) -> dict[str, Any]:
+    """Every figure of one size on one engine, on a fresh clone of the built registry (built
+    without sketches, as a table logged before continuous monitoring was switched on)."""
     run = work / f"run-{label(base['rows'])}-{engine}"
     clone(Path(base["root"]), run)
-    url = server["url"] if server else None
-    job = {"root": str(run), "end": base["end"], "engine": url}
+    job = {"root": str(run), "end": base["end"], "engine": server["url"] if server else None}
     figures: dict[str, Any] = {}
+
+    def ask(key: str, question: str, **more: Any) -> None:
+        print(f"  {label(base['rows'])} {engine}: {key}", flush=True)
+        figures[key] = child("question", {**job, "question": question, **more}, server=server)
+
     try:
-        for key, name, _ in READS:
-            print(f"  {label(base['rows'])} {engine}: {name}", flush=True)
-            figures[key] = child("question", {**job, "question": key, "repeat": 3,
-                                              "repeat_below": 5.0}, server=server)
-        print(f"  {label(base['rows'])} {engine}: check()", flush=True)
-        figures["check"] = child("question", {**job, "question": "check"}, server=server)
-        if sketches:
-            figures["sketch"] = child("question", {**job, "question": "sketch"}, server=server)
-            figures["check_warm"] = child("question", {**job, "question": "check"},
-                                          server=server)
+        for key, _, _ in READS:
+            ask(key, key, repeat=repeat, repeat_below=5.0)
+        ask("check", "check")            # the first: sketches the window's files as it goes
+        ask("check_warm", "check", repeat=2)   # fresh, then in the same process
+        ask("sketch", "sketch")          # the files before the window
+        ask("drift_day_warm", "drift_day", repeat=repeat, repeat_below=5.0)
         for i, n in enumerate(ticks):
-            print(f"  {label(base['rows'])} {engine}: tick of {n:,} rows", flush=True)
-            figures[f"tick_{n}"] = child("question", {
-                **job, "question": "tick", "n": n, "seed": 900_000 + i,
-                "sketches": sketches}, server=server)
+            ask(f"tick_{n}", "tick", n=n, seed=900_000 + i)
     finally:
         shutil.rmtree(run, ignore_errors=True)
     return figures
@@ -200,8 +199,11 @@ def main() -> None:
                         help="table sizes, comma-separated (default 1e6,1e7,1e8)")
     parser.add_argument("--work", default=str(RESULTS / "scale-data"),
                         help="where the built registries are kept between runs")
-    parser.add_argument("--engines", default="duckdb,sail")
+    parser.add_argument("--engines", default="duckdb,sail",
+                        help="duckdb, sail (Sail local-cluster), sail-local (Sail local mode)")
     parser.add_argument("--quick", action="store_true", help="1M rows only: a smoke run")
+    parser.add_argument("--json", help="where to write the figures (default: "
+                        "benchmarks/results/monitoring-scale-latest[-quick].json)")
     parser.add_argument("--build-only", action="store_true",
                         help="build the sizes missing from --work, measure nothing")
     args = parser.parse_args()
@@ -213,25 +215,25 @@ def main() -> None:
         for rows in sizes:
             ensure_base(work, rows)
         return
-    out: dict[str, Any] = {"machine": machine(), "sketches": has_sketches(),
-                           "ticks": list(ticks), "quick": args.quick, "sizes": {}}
-    server = start_sail() if "sail" in engines else None
-    if server:
-        out["sail"] = server["env"]
+    out: dict[str, Any] = {"machine": machine(), "ticks": list(ticks), "quick": args.quick,
+                           "sizes": {}}
+    servers = {e: start_sail(e, work / f"{e}.log") for e in engines if e in SAIL}
+    out["sail"] = {e: server["env"] for e, server in servers.items()}
     try:
         for rows in sizes:
             base = ensure_base(work, rows)
             out["sizes"][label(rows)] = {"rows": rows, "build": base, "engines": {
-                engine: measure(base, work, engine, server if engine == "sail" else None,
-                                out["sketches"], ticks) for engine in engines}}
+                engine: measure(base, work, engine, servers.get(engine), ticks,
+                                1 if args.quick else 3)
+                for engine in engines}}
     finally:
-        if server:
+        for server in servers.values():
             stop_sail(server)
     out["machine"]["load_at_end"] = os.getloadavg()
     report(out)
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / ("monitoring-scale-latest-quick.json" if args.quick
-                      else "monitoring-scale-latest.json")
+    path = Path(args.json) if args.json else RESULTS / (
+        "monitoring-scale-latest-quick.json" if args.quick else "monitoring-scale-latest.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1, default=str))
     print(f"\nfigures: {path}")
 

@@ -164,18 +164,17 @@ def _check(mon: Any, end: datetime, job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sketch(mon: Any, end: datetime, job: dict[str, Any]) -> dict[str, Any]:
-    return {"result": repr(mon.sketch())[:300]}
+    return {"sketched": mon.sketch()}
 
 
 def _tick(mon: Any, end: datetime, job: dict[str, Any]) -> dict[str, Any]:
     """Append ``n`` new rows (the newest hour; timed apart), then what a scheduled check does
-    next: build the missing sketches (when this nbregistry has them) and check."""
+    next: sketch the new file and check."""
     info: dict[str, Any] = {"log_predictions_s": 0.0, "generate_s": 0.0, "batches": 0}
     log_batch(mon, job["n"], end - timedelta(hours=1), timedelta(hours=1),
               seed=job["seed"], shifted=True, outcomes=False, out=info)
     started = time.perf_counter()
-    if job["sketches"]:
-        mon.sketch()
+    info["sketched"] = mon.sketch()
     info["sketch_s"] = time.perf_counter() - started
     info.update(_check(mon, end, job))
     return info
@@ -216,7 +215,7 @@ def question(job: dict[str, Any]) -> dict[str, Any]:
         info = ask(mon, end, job)
         times.append(time.perf_counter() - started - info.get("log_predictions_s", 0.0)
                      - info.get("generate_s", 0.0))
-        if times[0] > job.get("repeat_below", 0.0):
+        if times[0] > job.get("repeat_below", float("inf")):
             break
     if mon.engine is not None:
         mon.engine.session.stop()

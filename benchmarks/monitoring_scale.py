@@ -11,8 +11,9 @@ hard-linked clone of the built registry (a check writes), so the built one stays
 Every question runs in its own process; its peak RSS comes from ``os.wait4``, and on Sail
 the server's own peak (``VmHWM``, reset before each question) is reported next to it. After
 the questions: a first ``check()`` (it sketches the window's files), a second one (warm
-sketches), ``sketch()`` of the older files, and ticks: append N rows, then ``sketch()`` +
-``check()``.
+sketches), ``sketch()`` of the older files, ticks (append N rows, then ``sketch()`` +
+``check()``, each in a fresh process), and a watcher's ticks (``mon.watch()``'s, in one
+process: the first, full, then one after each batch of N rows).
 Writes ``benchmarks/results/monitoring-scale-latest[-quick].json``. The parent imports only
 the standard library; ``scale_work.py`` does the work.
 """
@@ -176,9 +177,22 @@ def measure(base: dict[str, Any], work: Path, engine: str, server: dict[str, Any
         ask("drift_day_warm", "drift_day", repeat=repeat, repeat_below=5.0)
         for i, n in enumerate(ticks):
             ask(f"tick_{n}", "tick", n=n, seed=900_000 + i)
+        ask("watch", "watch", ticks=list(ticks), seed=950_000)
+        figures.update(watcher_figures(figures.pop("watch")))
     finally:
         shutil.rmtree(run, ignore_errors=True)
     return figures
+
+
+def watcher_figures(found: dict[str, Any]) -> dict[str, Any]:
+    """One figure per watcher tick (they ran in one process, which had one peak RSS)."""
+    common = {k: found.get(k) for k in ("peak_rss", "server_peak_rss", "setup_s")}
+    info = found["info"]
+    out = {"watch_first": {**common, "times": [info["first_s"]], "info": {}}}
+    for n, tick in info["ticks"].items():
+        out[f"watch_{n}"] = {**common, "times": [tick["s"]],
+                             "info": {"sketched": tick["sketched"]}}
+    return out
 
 
 def machine() -> dict[str, Any]:

@@ -24,8 +24,11 @@ AFTER = [("check", "check() of the 30d window, first (no sketches)", None),
 
 def rows(ticks: list[int]) -> list[tuple[str, str, float | None]]:
     """(key, label, target seconds) of every row of a size-and-engine table."""
-    return [*READS, *AFTER, *((f"tick_{n}", f"tick of {n:,} new rows: sketch() + check()",
-                               None) for n in ticks)]
+    return [*READS, *AFTER,
+            *((f"tick_{n}", f"tick of {n:,} new rows: sketch() + check()", None)
+              for n in ticks),
+            ("watch_first", "watcher, first tick (performance, fairness too)", None),
+            *((f"watch_{n}", f"watcher tick after {n:,} new rows", None) for n in ticks)]
 
 
 def seconds(figure: dict[str, Any]) -> float:
@@ -45,7 +48,7 @@ def _detail(figure: dict[str, Any]) -> str:
     if "rows" in info:
         return f"{info['rows']:,} rows"
     if "figures" not in info:
-        return f"{info['sketched']} files sketched" if "sketched" in info else ""
+        return f"{info['sketched']} file(s) sketched" if "sketched" in info else ""
     text = f"{info['figures']} figures, {info['alerts']} alerts"
     if "sketch_s" in info:  # a tick: its parts (the append is not in the figure)
         text += (f"; sketch() {info['sketch_s']:.2f} s; the append took "
@@ -105,7 +108,7 @@ def growth(out: dict[str, Any]) -> list[bool]:
             values = [seconds(f) for f in found]
             ratio = values[-1] / values[0] if values[0] else float("inf")
             verdict = ""
-            if key.startswith("tick_"):
+            if key.startswith("tick_") or (key.startswith("watch_") and key != "watch_first"):
                 ok = ratio <= TICK_GROWTH
                 verdicts.append(ok)
                 verdict = f"  <= {TICK_GROWTH:g}x {'PASS' if ok else 'FAIL'}"

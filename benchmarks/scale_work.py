@@ -180,10 +180,31 @@ def _tick(mon: Any, end: datetime, job: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
+def _watch(mon: Any, end: datetime, job: dict[str, Any]) -> dict[str, Any]:
+    """A watcher's ticks in one process (``mon.watch()`` runs exactly these): the first
+    (full: performance and fairness too), then one after each batch of new rows, dated in
+    the minute before the tick (its short window)."""
+    from nbregistry.watch.watcher import Watcher
+
+    watcher = Watcher(mon)
+    started = time.perf_counter()
+    watcher.tick(now=end)
+    out: dict[str, Any] = {"first_s": time.perf_counter() - started, "ticks": {}}
+    for i, n in enumerate(job["ticks"]):
+        log_batch(mon, n, end - timedelta(minutes=1), timedelta(minutes=1),
+                  seed=job["seed"] + i, shifted=True, outcomes=False, out={
+                      "generate_s": 0.0, "log_predictions_s": 0.0, "batches": 0})
+        started = time.perf_counter()
+        tick = watcher.tick(now=end)
+        out["ticks"][str(n)] = {"s": time.perf_counter() - started, "sketched": tick.sketched,
+                                "figures": tick.figures}
+    return out
+
+
 QUESTIONS: dict[str, Callable[[Any, datetime, dict[str, Any]], dict[str, Any]]] = {
     "drift_day": _drift_day, "performance_30d": _performance,
     "performance_30d_daily": _performance_daily, "fairness_30d": _fairness,
-    "check": _check, "sketch": _sketch, "tick": _tick,
+    "check": _check, "sketch": _sketch, "tick": _tick, "watch": _watch,
 }
 
 

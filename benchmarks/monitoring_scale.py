@@ -175,8 +175,10 @@ def measure(base: dict[str, Any], work: Path, engine: str, server: dict[str, Any
         ask("check_warm", "check", repeat=2)   # fresh, then in the same process
         ask("sketch", "sketch")          # the files before the window
         ask("drift_day_warm", "drift_day", repeat=repeat, repeat_below=5.0)
-        for i, n in enumerate(ticks):
-            ask(f"tick_{n}", "tick", n=n, seed=900_000 + i)
+        for i, n in enumerate(ticks):   # rows land (another process), then a check runs
+            landed = child("append", {**job, "n": n, "seed": 900_000 + i, "span_s": 3600})
+            ask(f"tick_{n}", "tick")
+            figures[f"tick_{n}"]["info"]["append_s"] = landed["log_predictions_s"]
         ask("watch", "watch", ticks=list(ticks), seed=950_000)
         figures.update(watcher_figures(figures.pop("watch")))
     finally:

@@ -51,8 +51,8 @@ def _detail(figure: dict[str, Any]) -> str:
         return f"{info['sketched']} file(s) sketched" if "sketched" in info else ""
     text = f"{info['figures']} figures, {info['alerts']} alerts"
     if "sketch_s" in info:  # a tick: its parts (the append is not in the figure)
-        text += (f"; sketch() {info['sketch_s']:.2f} s; the append took "
-                 f"{info['log_predictions_s']:.2f} s")
+        text += (f"; sketch() {info['sketch_s']:.2f} s (the append: "
+                 f"{info['append_s']:.2f} s)")
     return text
 
 

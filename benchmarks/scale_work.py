@@ -168,13 +168,10 @@ def _sketch(mon: Any, end: datetime, job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tick(mon: Any, end: datetime, job: dict[str, Any]) -> dict[str, Any]:
-    """Append ``n`` new rows (the newest hour; timed apart), then what a scheduled check does
-    next: sketch the new file and check."""
-    info: dict[str, Any] = {"log_predictions_s": 0.0, "generate_s": 0.0, "batches": 0}
-    log_batch(mon, job["n"], end - timedelta(hours=1), timedelta(hours=1),
-              seed=job["seed"], shifted=True, outcomes=False, out=info)
+    """What a scheduled check does after new rows landed (``append``, in another process):
+    sketch the new file, then check."""
     started = time.perf_counter()
-    info["sketched"] = mon.sketch()
+    info: dict[str, Any] = {"sketched": mon.sketch()}
     info["sketch_s"] = time.perf_counter() - started
     info.update(_check(mon, end, job))
     return info
@@ -182,8 +179,10 @@ def _tick(mon: Any, end: datetime, job: dict[str, Any]) -> dict[str, Any]:
 
 def _watch(mon: Any, end: datetime, job: dict[str, Any]) -> dict[str, Any]:
     """A watcher's ticks in one process (``mon.watch()`` runs exactly these): the first
-    (full: performance and fairness too), then one after each batch of new rows, dated in
-    the minute before the tick (its short window)."""
+    (full: performance and fairness too), then one after each batch of new rows, written by
+    another process and dated in the minute before the tick (its short window)."""
+    import subprocess
+
     from nbregistry.watch.watcher import Watcher
 
     watcher = Watcher(mon)
@@ -191,13 +190,25 @@ def _watch(mon: Any, end: datetime, job: dict[str, Any]) -> dict[str, Any]:
     watcher.tick(now=end)
     out: dict[str, Any] = {"first_s": time.perf_counter() - started, "ticks": {}}
     for i, n in enumerate(job["ticks"]):
-        log_batch(mon, n, end - timedelta(minutes=1), timedelta(minutes=1),
-                  seed=job["seed"] + i, shifted=True, outcomes=False, out={
-                      "generate_s": 0.0, "log_predictions_s": 0.0, "batches": 0})
+        batch = {**job, "n": n, "seed": job["seed"] + i, "span_s": 60}
+        subprocess.run([sys.executable, __file__, "append", json.dumps(batch)], check=True,
+                       stdout=subprocess.DEVNULL)
         started = time.perf_counter()
         tick = watcher.tick(now=end)
         out["ticks"][str(n)] = {"s": time.perf_counter() - started, "sketched": tick.sketched,
                                 "figures": tick.figures}
+    return out
+
+
+def append(job: dict[str, Any]) -> dict[str, Any]:
+    """``n`` new rows dated in the ``span_s`` seconds before the end, as a service logs them."""
+    import nbregistry as nbr
+
+    reg = nbr.open_registry(job["root"], user="bench", create=False)
+    span = timedelta(seconds=job["span_s"])
+    out: dict[str, Any] = {"generate_s": 0.0, "log_predictions_s": 0.0, "batches": 0}
+    log_batch(reg.monitor(MODEL), job["n"], datetime.fromisoformat(job["end"]) - span, span,
+              seed=job["seed"], shifted=True, outcomes=False, out=out)
     return out
 
 
@@ -209,8 +220,7 @@ QUESTIONS: dict[str, Callable[[Any, datetime, dict[str, Any]], dict[str, Any]]] 
 
 
 def question(job: dict[str, Any]) -> dict[str, Any]:
-    """Open the registry, then time one question (``repeat`` times while it is quick);
-    what a tick appends before it checks is timed apart, in ``info``."""
+    """Open the registry, then time one question (``repeat`` times while it is quick)."""
     started = time.perf_counter()
     # one-off imports of a process, not of a question: drift's p-values, and pandas, which
     # pyarrow imports (when installed) at the first pa.array()/pa.scalar() of Python values
@@ -234,8 +244,7 @@ def question(job: dict[str, Any]) -> dict[str, Any]:
     for _ in range(job.get("repeat", 1)):
         started = time.perf_counter()
         info = ask(mon, end, job)
-        times.append(time.perf_counter() - started - info.get("log_predictions_s", 0.0)
-                     - info.get("generate_s", 0.0))
+        times.append(time.perf_counter() - started)
         if times[0] > job.get("repeat_below", float("inf")):
             break
     if mon.engine is not None:
@@ -262,7 +271,7 @@ def main() -> None:
     if kind == "sail":
         serve_sail(job)
         return
-    result = build(job) if kind == "build" else question(job)
+    result = {"build": build, "append": append, "question": question}[kind](job)
     print(json.dumps(result, default=str), flush=True)
 
 

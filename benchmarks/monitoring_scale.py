@@ -25,8 +25,11 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,13 +44,18 @@ RESULTS = HERE / "results"
 GIB = 1024 ** 3
 BYTES_PER_ROW = 220          # measured ~170 (predictions, outcomes, compaction copies): margin
 TICKS = (10_000, 100_000, 1_000_000)
-RSS_BOUND = 2 * GIB          # a question's process; the tables are 10-100x larger on disk
+TIMEOUT = 1800               # seconds: a question that takes longer is recorded as failed
 CORES = str(os.cpu_count() or 2)
 # the Sail servers an engine name starts: local-cluster runs a driver and its local workers
 # (threads of one process, talking RPC), one worker per core; local runs plain threads
+# (threads of one process, talking RPC), one worker per core; local runs plain threads. The
+# memory pool is bounded so that the server cannot take the machine: its hash joins cannot
+# spill, and at 100M rows a 1.5 GiB pool failed performance() and fairness(); 8 GiB passed
+POOL = {"SAIL_RUNTIME__MEMORY_POOL__TYPE": "fair",
+        "SAIL_RUNTIME__MEMORY_POOL__FAIR__MAX_SIZE": str(8 * GIB)}
 SAIL = {"sail": {"SAIL_MODE": "local-cluster", "SAIL_CLUSTER__WORKER_INITIAL_COUNT": CORES,
-                 "SAIL_EXECUTION__DEFAULT_PARALLELISM": CORES},
-        "sail-local": {"SAIL_MODE": "local"}}
+                 "SAIL_EXECUTION__DEFAULT_PARALLELISM": CORES, **POOL},
+        "sail-local": {"SAIL_MODE": "local", **POOL}}
 
 
 def label(rows: int) -> str:
@@ -58,19 +66,32 @@ def label(rows: int) -> str:
 def child(kind: str, job: dict[str, Any], *, server: dict[str, Any] | None = None
           ) -> dict[str, Any]:
     """Run one job of ``scale_work.py`` in a fresh process: its JSON and its peak RSS (and the
-    Sail server's peak while it ran)."""
+    Sail server's peak while it ran). A question that fails or runs past ``TIMEOUT`` is
+    recorded with its ``error``; a build that fails stops the run."""
     if server is not None:
         _reset_peak(server["pid"])
     env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src")}
-    process = subprocess.Popen([sys.executable, str(WORKER), kind, json.dumps(job)],
-                               stdout=subprocess.PIPE, env=env, text=True)
-    assert process.stdout is not None
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"{kind} {job.get('question', '')} failed "
-                         f"({os.waitstatus_to_exitcode(status)})")
-    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    with tempfile.TemporaryFile("w+") as errors:
+        process = subprocess.Popen([sys.executable, str(WORKER), kind, json.dumps(job)],
+                                   stdout=subprocess.PIPE, env=env, text=True,
+                                   stderr=None if kind == "build" else errors)
+        timer = threading.Timer(TIMEOUT, process.kill)
+        timer.start()
+        assert process.stdout is not None
+        output = process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)
+        timer.cancel()
+        process.returncode = code = os.waitstatus_to_exitcode(status)
+        result: dict[str, Any] = {}
+        if code == 0:
+            result = json.loads(output.strip().splitlines()[-1])
+        elif kind == "build":
+            raise SystemExit(f"the build failed ({code})")
+        else:
+            errors.seek(0)
+            tail = errors.read().strip().splitlines()[-1:] or [""]
+            result["error"] = (f"timed out after {TIMEOUT} s" if code == -signal.SIGKILL
+                               else f"exit {code}: {tail[0][:300]}")
     result["peak_rss"] = usage.ru_maxrss * 1024   # Linux reports KiB
     if server is not None:
         result["server_peak_rss"] = _peak(server["pid"])
@@ -178,7 +199,8 @@ def measure(base: dict[str, Any], work: Path, engine: str, server: dict[str, Any
         for i, n in enumerate(ticks):   # rows land (another process), then a check runs
             landed = child("append", {**job, "n": n, "seed": 900_000 + i, "span_s": 3600})
             ask(f"tick_{n}", "tick")
-            figures[f"tick_{n}"]["info"]["append_s"] = landed["log_predictions_s"]
+            if "info" in figures[f"tick_{n}"]:
+                figures[f"tick_{n}"]["info"]["append_s"] = landed.get("log_predictions_s")
         ask("watch", "watch", ticks=list(ticks), seed=950_000)
         figures.update(watcher_figures(figures.pop("watch")))
     finally:
@@ -188,7 +210,9 @@ def measure(base: dict[str, Any], work: Path, engine: str, server: dict[str, Any
 
 def watcher_figures(found: dict[str, Any]) -> dict[str, Any]:
     """One figure per watcher tick (they ran in one process, which had one peak RSS)."""
-    common = {k: found.get(k) for k in ("peak_rss", "server_peak_rss", "setup_s")}
+    common = {k: found.get(k) for k in ("peak_rss", "server_peak_rss", "setup_s", "error")}
+    if "error" in found:
+        return {"watch_first": common}
     info = found["info"]
     out = {"watch_first": {**common, "times": [info["first_s"]], "info": {}}}
     for n, tick in info["ticks"].items():
@@ -235,22 +259,23 @@ def main() -> None:
                            "sizes": {}}
     servers = {e: start_sail(e, work / f"{e}.log") for e in engines if e in SAIL}
     out["sail"] = {e: server["env"] for e, server in servers.items()}
+    path = Path(args.json) if args.json else RESULTS / (
+        "monitoring-scale-latest-quick.json" if args.quick else "monitoring-scale-latest.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         for rows in sizes:
             base = ensure_base(work, rows)
-            out["sizes"][label(rows)] = {"rows": rows, "build": base, "engines": {
-                engine: measure(base, work, engine, servers.get(engine), ticks,
-                                1 if args.quick else 3)
-                for engine in engines}}
+            found = out["sizes"][label(rows)] = {"rows": rows, "build": base, "engines": {}}
+            for engine in engines:
+                found["engines"][engine] = measure(base, work, engine, servers.get(engine),
+                                                   ticks, 1 if args.quick else 3)
+                path.write_text(json.dumps(out, indent=1, default=str))   # so far
     finally:
         for server in servers.values():
             stop_sail(server)
     out["machine"]["load_at_end"] = os.getloadavg()
-    report(out)
-    path = Path(args.json) if args.json else RESULTS / (
-        "monitoring-scale-latest-quick.json" if args.quick else "monitoring-scale-latest.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1, default=str))
+    report(out)
     print(f"\nfigures: {path}")
 
 

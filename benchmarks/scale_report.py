@@ -71,8 +71,11 @@ def table(size: str, engine: str, figures: dict[str, Any], ticks: list[int]) -> 
     verdicts = []
     for key, name, target in rows(ticks):
         figure = figures.get(key)
-        if figure is None:
-            print(f"{name:<48} not measured")
+        if figure is None or "error" in figure:
+            if target is not None:
+                verdicts.append(False)
+            why = "not measured" if figure is None else f"failed ({figure['error']})"
+            print(f"{name:<48} {why}")
             continue
         value = seconds(figure)
         ok = None if target is None else value <= target
@@ -85,7 +88,7 @@ def table(size: str, engine: str, figures: dict[str, Any], ticks: list[int]) -> 
     peaks = [max(f["peak_rss"], f.get("server_peak_rss") or 0) for f in figures.values()]
     bounded = max(peaks) <= RSS_BOUND
     verdicts.append(bounded)
-    print(f"{'peak RSS of any question (its process)':<48} {max(peaks) / GIB:>7.2f} GiB "
+    print(f"{'peak RSS of any question (process or server)':<48} {max(peaks) / GIB:>7.2f} GiB "
           f"{'':>9} {'<= 2 GiB':>8} {'PASS' if bounded else 'FAIL':>4}")
     return verdicts
 
@@ -103,12 +106,17 @@ def growth(out: dict[str, Any]) -> list[bool]:
     for engine in out["sizes"][sizes[0]]["engines"]:
         for key, name, _ in rows(out["ticks"]):
             found = [out["sizes"][s]["engines"].get(engine, {}).get(key) for s in sizes]
-            if any(f is None for f in found):
+            judged = key.startswith("tick_") or (key.startswith("watch_") and
+                                                 key != "watch_first")
+            if any(f is None or "error" in f for f in found):
+                if judged:
+                    verdicts.append(False)
+                    print(f"{name:<48} {engine:<7} failed at some size  FAIL")
                 continue
             values = [seconds(f) for f in found]
             ratio = values[-1] / values[0] if values[0] else float("inf")
             verdict = ""
-            if key.startswith("tick_") or (key.startswith("watch_") and key != "watch_first"):
+            if judged:
                 ok = ratio <= TICK_GROWTH
                 verdicts.append(ok)
                 verdict = f"  <= {TICK_GROWTH:g}x {'PASS' if ok else 'FAIL'}"

@@ -39,5 +39,5 @@ def test_quick_run_prints_every_row(tmp_path: Path) -> None:
         for key, label, _ in rows(figures["ticks"]):
             assert key in measured[engine]
             assert re.search(re.escape(label) + r"\s+\d+\.\d\d s", text), label
-        assert re.search(r"peak RSS of any question \(its process\)\s+\d+\.\d\d GiB", text)
+        assert re.search(r"peak RSS of any question \(process or server\)\s+\d+\.\d\d GiB", text)
     assert re.search(r"\d+ of \d+ targets PASS", done.stdout)

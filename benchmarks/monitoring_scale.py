@@ -210,7 +210,8 @@ def measure(base: dict[str, Any], work: Path, engine: str, server: dict[str, Any
 
 def watcher_figures(found: dict[str, Any]) -> dict[str, Any]:
     """One figure per watcher tick (they ran in one process, which had one peak RSS)."""
-    common = {k: found.get(k) for k in ("peak_rss", "server_peak_rss", "setup_s", "error")}
+    common = {k: found[k] for k in ("peak_rss", "server_peak_rss", "setup_s", "error")
+              if k in found}
     if "error" in found:
         return {"watch_first": common}
     info = found["info"]

@@ -71,7 +71,7 @@ def table(size: str, engine: str, figures: dict[str, Any], ticks: list[int]) -> 
     verdicts = []
     for key, name, target in rows(ticks):
         figure = figures.get(key)
-        if figure is None or "error" in figure:
+        if figure is None or figure.get("error"):
             if target is not None:
                 verdicts.append(False)
             why = "not measured" if figure is None else f"failed ({figure['error']})"
@@ -108,7 +108,7 @@ def growth(out: dict[str, Any]) -> list[bool]:
             found = [out["sizes"][s]["engines"].get(engine, {}).get(key) for s in sizes]
             judged = key.startswith("tick_") or (key.startswith("watch_") and
                                                  key != "watch_first")
-            if any(f is None or "error" in f for f in found):
+            if any(f is None or f.get("error") for f in found):
                 if judged:
                     verdicts.append(False)
                     print(f"{name:<48} {engine:<7} failed at some size  FAIL")

@@ -330,3 +330,24 @@ def test_a_window_of_only_unseen_levels_is_drifted(con: duckdb.DuckDBPyConnectio
     row = drift(con, f"read_parquet('{tmp_path / 'w.parquet'}')", baseline).to_pylist()[0]
     assert row["chi2_pvalue"] is None and row["psi"] > 10
     assert row["drifted"] is True and row["p_value"] < 1e-6
+
+
+def test_counts_build_each_group_once(data: dict[str, Any], con: duckdb.DuckDBPyConnection,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading a scan's rows (one per feature and cell) sets up each group's per-feature
+    counts once, not once per row: that was a second on a one-day window at 1M rows."""
+    from nbregistry.monitoring import counts
+
+    made: list[int] = []
+
+    class Counted(counts.FeatureCounts):
+        def __init__(self) -> None:
+            super().__init__()
+            made.append(1)
+
+    monkeypatch.setattr(counts, "FeatureCounts", Counted)
+    specs = dict(data["baseline"]["features"])
+    types = duck.columns(con, data["source"])
+    found = counts.feature_counts(con, data["source"], None, specs, types)
+    assert sum(len(c.histogram) for c in found[()].features.values()) > 1_000  # many rows
+    assert len(made) == len(specs)   # one group: one FeatureCounts per feature

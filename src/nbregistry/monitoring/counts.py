@@ -120,7 +120,9 @@ def _collect(rows: Iterable[tuple[Any, ...]], width: int, names: list[str]
     first = names[0] if names else None
     for row in rows:
         key, (feature, cell, level, n, valid, low, high) = tuple(row[:width]), row[width:]
-        group = out.setdefault(key, Counts(features={name: FeatureCounts() for name in names}))
+        group = out.get(key)
+        if group is None:   # not setdefault: its default would be built for every row
+            group = out[key] = Counts(features={name: FeatureCounts() for name in names})
         counts = group.features[feature]
         if feature == first:
             group.rows += int(n)

@@ -170,3 +170,23 @@ def test_many_invented_groups_write_a_bounded_number_of_alerts() -> None:
     decision = decide(figures, MonitoringPolicy(), window=(NOW - timedelta(days=7), NOW))
     assert len(decision.alerts) == MAX_ALERTS
     assert decision.alerts[-1]["more"] == 60 - MAX_ALERTS
+
+
+def test_the_check_judges_fairness_from_the_predictions_alone(registry_uri: str) -> None:
+    world = _stack(registry_uri, versions=1, policy={"fairness_group": "sex",
+                                                     "fairness_favorable": 0,
+                                                     "on_alert": "none"})
+    _traffic(world)
+    mon = world["reg"].monitor("credit")
+    ids = mon.sql("SELECT prediction_id FROM {predictions} LIMIT 700")["prediction_id"]
+    mon.log_outcomes(ids.to_pylist(), [1.0] * 700)   # outcomes must not change selection
+    full = mon.fairness("sex", 0, start=NOW - timedelta(days=7), end=NOW, version=1)
+    alone = mon.fairness("sex", 0, start=NOW - timedelta(days=7), end=NOW, version=1,
+                         error_rates=False)
+    assert "fpr" in full.column_names and "fpr" not in alone.column_names
+    for name in ("group", "n", "favorable", "air", "p_value"):
+        assert alone[name].to_pylist() == full[name].to_pylist()
+    figures = {r["feature"]: r["value"] for r in mon.check(now=NOW).metrics.to_pylist()
+               if r["kind"] == "fairness"}
+    assert figures == dict(zip(full["group"].to_pylist(), full["air"].to_pylist(),
+                               strict=True))

@@ -100,3 +100,18 @@ def test_compacted_files_with_two_versions_are_sketched_per_version(reg: nbr.Reg
         mon.sketch(version)
         assert close(mon.drift(version=version).to_pylist(), raw)
         assert mon.verify_sketches(version) == []
+
+
+def test_a_sketch_reads_back_as_written_in_either_format() -> None:
+    import json
+
+    from nbregistry.monitoring.counts import Counts, FeatureCounts
+    from nbregistry.watch.sketches import dumps, loads, same
+
+    counts = Counts(rows=7, features={
+        "x": FeatureCounts({0: 2, 17: 4, 1023: 1}, 7, (0.5, 1.25)),
+        "c": FeatureCounts({"a": 3, "b'\"": 2}, 5, (0.0, 0.0))})
+    assert same(loads(dumps(counts), 7), counts)
+    earlier = json.dumps({name: [sorted(c.histogram.items(), key=lambda kv: str(kv[0])),
+                                 c.valid, *c.far_sum] for name, c in counts.features.items()})
+    assert same(loads(earlier, 7, 1), counts)   # sketches kept by an earlier release

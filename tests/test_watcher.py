@@ -131,3 +131,46 @@ def test_a_tick_sketches_only_the_new_files(world: dict[str, Any]) -> None:
     assert watcher.tick(now=BASE).sketched == 0
     _log(world, slice(300, 600), BASE - timedelta(minutes=3))
     assert watcher.tick(now=BASE).sketched == 1
+
+
+def _stream_by_hand(mon: Any, limit: int) -> list[tuple[Any, ...]]:
+    """The detectors' stream by its definition: every matured prediction, newest outcome
+    first, the newest ``limit``, in outcome order."""
+    found = mon.sql("SELECT o.ts, p.score, o.actual FROM {outcomes} AS o JOIN {predictions} "
+                    "AS p ON p.prediction_id = o.prediction_id ORDER BY o.ts DESC "
+                    f"LIMIT {limit}").to_pylist()
+    return sorted((r["ts"], r["score"], r["actual"]) for r in found)
+
+
+def test_the_outcome_stream_is_read_once_per_outcomes_version(world: dict[str, Any]) -> None:
+    mon = world["reg"].monitor("credit")
+    ids = _log(world, slice(0, 400), BASE - timedelta(minutes=30))
+    mon.log_outcomes(ids[:300], [1.0] * 150 + [0.0] * 150,
+                     ts=[BASE - timedelta(minutes=20, seconds=-i) for i in range(300)])
+    first = mon.errors(limit=200)
+    assert sorted(zip(*(first[c].to_pylist() for c in ("outcome_ts", "score", "actual")),
+                      strict=True)) == _stream_by_hand(mon, 200)
+    _log(world, slice(400, 600), BASE - timedelta(minutes=5))  # predictions only
+    assert mon.errors(limit=200) is first   # no new outcome: nothing read again
+    mon.log_outcomes(ids[300:], [1.0] * 100,
+                     ts=[BASE - timedelta(minutes=10, seconds=-i) for i in range(100)])
+    second = mon.errors(limit=200)
+    assert second is not first and second.num_rows == 200
+    assert second["outcome_ts"].to_pylist()[-1] == BASE - timedelta(minutes=10, seconds=-99)
+
+
+def test_an_outcome_before_its_prediction_joins_the_stream_when_it_lands(
+        world: dict[str, Any]) -> None:
+    mon = world["reg"].monitor("credit")
+    ids = _log(world, slice(0, 50), BASE - timedelta(minutes=30))
+    mon.log_outcomes(ids, [0.0] * 50, ts=[BASE - timedelta(minutes=20)] * 50)
+    early = mon.log_outcomes(["late-1"], [1.0], ts=[BASE - timedelta(minutes=1)])
+    assert early.unknown == 1
+    assert mon.errors(limit=40).num_rows == 40   # the unknown id is not in the stream
+    frame = world["live"].iloc[50:51]
+    mon.log_predictions(frame, world["model"].predict_proba(frame[FEATURES]),
+                        ids=["late-1"], ts=[BASE - timedelta(minutes=2)])
+    newest = mon.errors(limit=40)
+    assert newest["actual"].to_pylist()[-1] == 1.0   # its prediction landed: it counts now
+    assert sorted(zip(*(newest[c].to_pylist() for c in ("outcome_ts", "score", "actual")),
+                      strict=True)) == _stream_by_hand(mon, 40)

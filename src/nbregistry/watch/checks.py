@@ -236,7 +236,7 @@ def _fairness(mon: Questions, version: int, start: datetime, end: datetime,
     if not policy.fairness_group:
         return []
     table = mon.fairness(policy.fairness_group, policy.fairness_favorable, start=start,
-                         end=end, version=version)
+                         end=end, version=version, error_rates=False)  # air needs no outcome
     return [_figure(policy, "fairness", str(row["group"]), "air", row["air"],
                     (row["n"] or 0) >= policy.min_rows) for row in table.to_pylist()]
 

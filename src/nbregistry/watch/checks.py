@@ -216,18 +216,42 @@ def _missing(rows: list[dict[str, Any]], name: str) -> float:
 def _performance(mon: Questions, version: int, start: datetime, end: datetime,
                  notes: list[str]) -> list[Figure]:
     """Over the predictions whose outcomes are due by now (``maturity_days`` old): the
-    window, shifted back by the maturity; earlier outcomes would bias it."""
+    window, shifted back by the maturity (earlier outcomes would bias it), as whole days
+    when it spans a day or more. From the performance sketches when they can answer; from
+    the raw rows when not, or when a band's edge lies within the sketched AUC's bound."""
     due = timedelta(days=mon.policy.maturity_days)
+    begin, stop = start - due, end - due
     if due:
-        notes.append(f"performance over predictions made {ts_text(start - due)[:10]} .. "
-                     f"{ts_text(end - due)[:10]}, whose outcomes are due "
+        if end - start >= timedelta(days=1):
+            begin, stop = _midnight(begin), _midnight(stop)
+        notes.append(f"performance over predictions made {ts_text(begin)[:16]} .. "
+                     f"{ts_text(stop)[:16]}, whose outcomes are due "
                      f"({mon.policy.maturity_days:g} days)")
-    row = mon.performance(None, start=start - due, end=end - due,
-                          version=version).to_pylist()[0]
+    quick = mon.sketched_performance(begin, stop, version=version)
+    row: dict[str, Any] | None = None
+    if quick is not None and not _near_edge(mon.policy, quick[0].get("roc_auc"), quick[1]):
+        row = quick[0]
+        if quick[1]:
+            notes.append(f"roc_auc from the performance sketches: within {quick[1]:.1e} of "
+                         "the raw figure")
+    if row is None:
+        row = mon.performance(None, start=begin, end=stop, version=version).to_pylist()[0]
     enough = (row["n"] or 0) >= mon.policy.min_rows
     skip = {"window_start", "window_end", "n", "positives"}
     return [_figure(mon.policy, "performance", None, metric, value, enough)
             for metric, value in row.items() if metric not in skip and value is not None]
+
+
+def _midnight(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _near_edge(policy: MonitoringPolicy, auc: float | None, bound: float) -> bool:
+    """Whether the AUC's bound holds an edge of its band (its status could differ)."""
+    band = policy.thresholds.get("roc_auc")
+    if auc is None or band is None or not bound:
+        return False
+    return any(edge is not None and abs(auc - edge) <= bound for edge in (band.warn, band.alert))
 
 
 def _fairness(mon: Questions, version: int, start: datetime, end: datetime,

@@ -37,6 +37,7 @@ from .results import (
     fairness_summary,
     metadata,
 )
+from .sketching import Sketching
 
 Task = Literal["classification", "regression"]
 
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from ..domain.monitoring_policy import MonitoringPolicy
 
 
-class Monitor(Capturing):
+class Monitor(Capturing, Sketching):
     """Monitoring of one model: its prediction, outcome and metric tables."""
 
     def __init__(self, catalog: Catalog, name: str, *, tables: MonitoringTables,
@@ -326,35 +327,6 @@ class Monitor(Capturing):
                                     found.spec, version=mv.version,
                                     baseline=found.info.sha256, store=self.sketches,
                                     band=band)
-
-    def verify_sketches(self, version: int | str | None = None) -> list[str]:
-        """Recompute every sketch of the version's frozen baseline from the raw rows and
-        name those that differ (sketches are derived data: a wrong one is rebuilt by
-        deleting the sketches table; nothing in the audit log depends on them)."""
-        mv = self.version(version)
-        found = self._baseline(mv)
-        if found.info.sha256 is None:
-            return []
-        return sketches.verify(self.connection(), self._reads().snapshot("predictions"),
-                               self._relation, found.spec, version=mv.version,
-                               baseline=found.info.sha256, store=self.sketches)
-
-    def sketch(self, version: int | str | None = None, *, start: Any = None,
-               end: Any = None) -> int:
-        """Sketch the data files of ``[start, end)`` (default: all) not sketched yet, for
-        the version's frozen baseline (derived data, not evidence; check() and the watcher
-        do this). Returns how many sketches were added."""
-        self._writer("keep sketches")
-        mv = self.version(version)
-        self._freeze_quietly(mv)
-        found = self._baseline(mv)
-        if self.engine is not None or found.info.sha256 is None:
-            return 0
-        predictions = self._reads().snapshot("predictions", as_time(start, "start"),
-                                             as_time(end, "end"))
-        return sketches.keep(self.connection(), predictions, self._relation, found.spec,
-                             version=mv.version, baseline=found.info.sha256,
-                             store=self.sketches)
 
     def drift_windows(self, window: str = "1d", *, start: Any = None, end: Any = None,
                       version: int | str | None = None, progress: bool | None = None

@@ -134,3 +134,6 @@ class Questions(Protocol):
     def fairness(self, group: str, favorable: Any = 1, *, reference: Any = None,
                  start: Any = None, end: Any = None, version: int | str | None = None,
                  outcome: str = "label", error_rates: bool = True) -> FairnessResult: ...
+
+    def sketched_performance(self, start: datetime, end: datetime, *, version: int
+                             ) -> tuple[dict[str, Any], float] | None: ...

@@ -36,6 +36,7 @@ from ..store.snapshot import DataFile, read_file
 
 FORMAT = 2
 FORMATS = (1, 2)  # the formats read
+EXTRA_FORMAT = 100  # performance sketches (``perf_sketches``)
 SCHEMA = SKETCHES_SCHEMA
 Key = tuple[str, int, str]  # file, version, baseline sha256
 
@@ -46,6 +47,7 @@ class SketchStore:
     def __init__(self, table: MonitorTable) -> None:
         self.table = table
         self._known: dict[Key, Counts] = {}
+        self.extra: dict[Key, str] = {}  # other kinds of sketch (their own format), as text
         self._seen = -1  # the sketches table's version read so far
         self._files: set[str] = set()  # its data files read so far
         self._lock = threading.Lock()
@@ -74,6 +76,25 @@ class SketchStore:
             self._known.update(fresh)
         return len(fresh)
 
+    def lookup_extra(self) -> dict[Key, str]:
+        """Every sketch of another kind (``EXTRA_FORMAT``), as text."""
+        self._refresh()
+        return self.extra
+
+    def add_extra(self, sketches: dict[Key, tuple[int, str]]) -> int:
+        """Keep sketches of another kind: key -> (rows, text); one append."""
+        fresh = {k: v for k, v in sketches.items() if k not in self.extra}
+        if not fresh:
+            return 0
+        now = datetime.now(UTC)
+        self.table.append(pa.Table.from_pylist(
+            [{"file": f, "version": v, "baseline": b, "rows": rows, "format": EXTRA_FORMAT,
+              "counts": text, "created_at": now} for (f, v, b), (rows, text) in fresh.items()],
+            schema=SCHEMA))
+        with self._lock:
+            self.extra.update({k: text for k, (_, text) in fresh.items()})
+        return len(fresh)
+
     def _refresh(self) -> None:
         """Read the sketch files added since the last look (data files never change)."""
         with self._lock:
@@ -84,10 +105,12 @@ class SketchStore:
                 if entry.path in self._files:
                     continue
                 for row in read_file(local, list(SCHEMA.names), snap.schema).to_pylist():
+                    key = (row["file"], row["version"], row["baseline"])
                     if row["format"] in FORMATS:
-                        key = (row["file"], row["version"], row["baseline"])
                         self._known.setdefault(key, loads(row["counts"], row["rows"],
                                                           row["format"]))
+                    elif row["format"] == EXTRA_FORMAT:
+                        self.extra.setdefault(key, row["counts"])
                 self._files.add(entry.path)
             self._seen = snap.version
 

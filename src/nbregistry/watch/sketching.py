@@ -1,0 +1,94 @@
+"""Sketching, the derived-data side of ``Monitor``: per-file drift sketches and per
+(prediction file, outcome file) performance sketches, kept by ``check()``, the watcher and
+``Monitor.sketch()``, and checked against the raw rows on request."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ..domain.entities import ModelVersion
+from ..store import Snapshot
+from . import baselines, perf_sketches, sketches
+from .ports import MonitoringWrites, Reads
+from .queries import as_time
+
+
+class Sketching:
+    """What ``Monitor`` keeps as sketches; the questions use them (``monitor.py``)."""
+
+    engine: Any
+    sketches: sketches.SketchStore
+
+    def version(self, version: int | str | None = None) -> ModelVersion:
+        raise NotImplementedError
+
+    def _writer(self, what: str) -> MonitoringWrites:
+        raise NotImplementedError
+
+    def _freeze_quietly(self, mv: ModelVersion) -> None:
+        raise NotImplementedError
+
+    def _baseline(self, mv: ModelVersion) -> baselines.Baseline:
+        raise NotImplementedError
+
+    def _reads(self) -> Reads:
+        raise NotImplementedError
+
+    def _relation(self, snapshot: Snapshot) -> str:
+        raise NotImplementedError
+
+    def connection(self) -> Any:
+        raise NotImplementedError
+
+    def task(self, version: int | str | None = None) -> Any:
+        raise NotImplementedError
+
+    def verify_sketches(self, version: int | str | None = None) -> list[str]:
+        """Recompute every sketch of the version's frozen baseline from the raw rows and
+        name those that differ (sketches are derived data: a wrong one is rebuilt by
+        deleting the sketches table; nothing in the audit log depends on them)."""
+        mv = self.version(version)
+        found = self._baseline(mv)
+        if found.info.sha256 is None:
+            return []
+        return sketches.verify(self.connection(), self._reads().snapshot("predictions"),
+                               self._relation, found.spec, version=mv.version,
+                               baseline=found.info.sha256, store=self.sketches)
+
+    def sketch(self, version: int | str | None = None, *, start: Any = None,
+               end: Any = None) -> int:
+        """Sketch the prediction files of ``[start, end)`` (default: all) not sketched yet,
+        for the version's frozen baseline, and count the outcome files not counted yet for
+        performance (derived data, not evidence; check() and the watcher do this). Returns
+        how many data files were sketched or counted."""
+        self._writer("keep sketches")
+        mv = self.version(version)
+        self._freeze_quietly(mv)
+        found = self._baseline(mv)
+        if self.engine is not None or found.info.sha256 is None:
+            return 0
+        reads = self._reads()
+        predictions = reads.snapshot("predictions", as_time(start, "start"),
+                                     as_time(end, "end"))
+        added = sketches.keep(self.connection(), predictions, self._relation, found.spec,
+                              version=mv.version, baseline=found.info.sha256,
+                              store=self.sketches)
+        return added + perf_sketches.keep(
+            self.connection(), reads.snapshot("predictions"), reads.snapshot("outcomes"),
+            task=self.task(mv.version), threshold=0.5, store=self.sketches)
+
+    def sketched_performance(self, start: datetime, end: datetime, *, version: int
+                             ) -> tuple[dict[str, Any], float] | None:
+        """``performance(None)`` of ``version`` over ``[start, end)`` from the performance
+        sketches, with the bound of its ROC AUC; None when the raw rows must answer."""
+        if self.engine is not None:
+            return None
+        reads = self._reads()
+        predictions = reads.snapshot("predictions", start, end)
+        if predictions.version < 0:
+            return None
+        return perf_sketches.window(
+            self.connection(), predictions, reads.snapshot("predictions"),
+            reads.snapshot("outcomes"), version=version, task=self.task(version),
+            threshold=0.5, store=self.sketches)

@@ -44,7 +44,10 @@ def _agrees(mon: Any, start: datetime, end: datetime) -> None:
     assert abs(found["roc_auc"] - raw["roc_auc"]) <= bound
 
 
-def test_sketched_performance_equals_the_raw_figures(reg: nbr.Registry) -> None:
+@pytest.mark.parametrize("batch", [4_000_000, 1], ids=["one-query", "a-file-a-query"])
+def test_sketched_performance_equals_the_raw_figures(reg: nbr.Registry, batch: int,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("nbregistry.watch.perf_sketches.BATCH_ROWS", batch)
     mon = reg.monitor("credit")
     assert mon.sketched_performance(*_windows(mon)[0], version=1) is None  # nothing counted
     mon.sketch()
@@ -87,7 +90,10 @@ def test_an_outcome_logged_before_its_prediction_is_joined_when_it_lands(
     _agrees(mon, start, end + timedelta(minutes=1))
 
 
-def test_a_duplicate_outcome_sends_performance_to_the_raw_rows(reg: nbr.Registry) -> None:
+@pytest.mark.parametrize("batch", [4_000_000, 1], ids=["one-query", "a-file-a-query"])
+def test_a_duplicate_outcome_sends_performance_to_the_raw_rows(
+        reg: nbr.Registry, batch: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("nbregistry.watch.perf_sketches.BATCH_ROWS", batch)
     mon = reg.monitor("credit")
     first = mon.sql("SELECT prediction_id, ts, actual FROM {outcomes} LIMIT 1")
     # written past the logger's duplicate screen, as a second racing logger or a direct

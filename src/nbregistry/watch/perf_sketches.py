@@ -32,9 +32,10 @@ from typing import Any
 from ..monitoring import duck
 from ..monitoring.performance import EPS, binary_metrics
 from ..store import Snapshot
-from .sketches import SketchStore, split
+from .sketches import Key, SketchStore, split, subset
 
 GRID = 4096
+BATCH_ROWS = 4_000_000   # outcome rows counted per query (the join holds them)
 MAX_UNMATCHED = 1_000
 
 
@@ -126,12 +127,12 @@ class Index:
     """The performance sketches of one spec: per live outcome file its newest marker."""
 
     markers: dict[str, tuple[int, dict[str, Any]]]   # outcome file -> (gen, facts)
-    pairs: dict[tuple[str, int, str], str]           # (outcome file+gen key, ...) -> text
+    pairs: dict[Key, str]    # (prediction file, model version, pair key) -> text
 
 
 def index(store: SketchStore, spec: str) -> Index:
     markers: dict[str, tuple[int, dict[str, Any]]] = {}
-    pairs: dict[tuple[str, int, str], str] = {}
+    pairs: dict[Key, str] = {}
     marker_head, pair_head = f"perfo|{spec}|", f"perfp|{spec}|"
     for (file, version, baseline), text in store.lookup_extra().items():
         if baseline.startswith(marker_head):
@@ -150,7 +151,8 @@ def _stale(facts: dict[str, Any], live: set[str]) -> bool:
 def keep(con: Any, predictions: Snapshot, outcomes: Snapshot, *, task: str,
          threshold: float, store: SketchStore) -> int:
     """Count the live outcome files not counted yet (or whose prediction files were
-    rewritten since) against every prediction; how many outcome files were counted."""
+    rewritten since) against every prediction, ``BATCH_ROWS`` outcome rows at a time (one
+    append each, so a long first count keeps what it did); how many files were counted."""
     if predictions.version < 0 or outcomes.version < 0:
         return 0
     spec = _spec(task, threshold)
@@ -158,66 +160,83 @@ def keep(con: Any, predictions: Snapshot, outcomes: Snapshot, *, task: str,
     live = {entry.path for entry in predictions.entries}
     todo = [i for i, entry in enumerate(outcomes.entries)
             if entry.path not in found.markers or _stale(found.markers[entry.path][1], live)]
-    if not todo:
-        return 0
-    gen = predictions.version
-    local = {loc: entry.path for loc, entry in zip(outcomes.files, outcomes.entries,
-                                                   strict=True)}
-    new = _files(outcomes, todo)
-    others = _files(outcomes, [i for i in range(len(outcomes.files)) if i not in todo])
-    pairs = count_pairs(con, predictions, new.relation(filename=True), task=task,
-                        threshold=threshold)
-    facts = _facts(con, predictions, new, others)
-    rows: dict[tuple[str, int, str], tuple[int, str]] = {}
-    matched: dict[str, set[str]] = {local[str(f)]: set() for f in new.files}
-    for (file, version, outcome_file), perf in pairs.items():
-        rows[(file, version, _pair(spec, gen, local[outcome_file]))] = (perf.n, perf.dumps())
-        matched[local[outcome_file]].add(file)
-    for outcome_local, fact in facts.items():
-        path = local[outcome_local]
-        rows[(path, -1, _marker(spec, gen))] = (fact["rows"], json.dumps(
-            {**fact, "matched": sorted(matched[path])}, separators=(",", ":")))
-    store.add_extra(rows)
+    batch: list[int] = []
+    for n, i in enumerate(todo):
+        batch.append(i)
+        if n == len(todo) - 1 or sum(outcomes.entries[j].rows for j in batch) \
+                + outcomes.entries[todo[n + 1]].rows > BATCH_ROWS:
+            store.add_extra(_count(con, predictions, outcomes, batch, spec=spec, task=task,
+                                   threshold=threshold))
+            batch = []
     return len(todo)
 
 
-def _files(snapshot: Snapshot, indexes: list[int]) -> Snapshot:
-    from .sketches import subset
+def _count(con: Any, predictions: Snapshot, outcomes: Snapshot, batch: list[int], *,
+           spec: str, task: str, threshold: float) -> dict[Key, tuple[int, str]]:
+    """The pair sketches and the markers of the outcome files at ``batch``."""
+    gen = predictions.version
+    paths = [outcomes.entries[i].path for i in batch]
+    union = _numbered(outcomes, batch)
+    pairs, matched_rows = count_pairs(con, predictions, union, task=task,
+                                      threshold=threshold)
+    others = subset(outcomes, [i for i in range(len(outcomes.files)) if i not in batch],
+                    whole=True)
+    facts = _facts(con, predictions, others, union, matched_rows)
+    out: dict[Key, tuple[int, str]] = {}
+    matched: dict[int, set[str]] = {k: set() for k in range(len(batch))}
+    for (file, version, k), perf in pairs.items():
+        out[(file, version, _pair(spec, gen, paths[k]))] = (perf.n, perf.dumps())
+        matched[k].add(file)
+    for k, fact in facts.items():
+        out[(paths[k], -1, _marker(spec, gen))] = (fact["rows"], json.dumps(
+            {**fact, "matched": sorted(matched[k])}, separators=(",", ":")))
+    return out
 
-    return subset(snapshot, indexes, whole=True)
+
+def _numbered(snapshot: Snapshot, indexes: list[int]) -> str:
+    """The rows of the files at ``indexes``, each with its position in the list as ``__o``
+    (an integer: a join keeps it for every row, where a path would cost its length)."""
+    parts = [f"SELECT {k} AS __o, prediction_id, actual FROM "
+             f"{subset(snapshot, [i], whole=True).from_clause()}"
+             for k, i in enumerate(indexes)]
+    return "(" + " UNION ALL ".join(parts) + ")"
 
 
 def count_pairs(con: Any, predictions: Snapshot, outcomes: str, *, task: str,
-                threshold: float) -> dict[tuple[str, int, str], Perf]:
-    """Perf per (prediction file path, model version, outcome file as read) of the rows
-    ``outcomes`` (a relation with ``filename``) resolves."""
+                threshold: float) -> tuple[dict[tuple[str, int, int], Perf], dict[int, int]]:
+    """Perf per (prediction file path, model version, ``__o`` of the outcome) of the rows
+    ``outcomes`` (a relation with ``__o``, ``prediction_id``, ``actual``) resolves, and the
+    outcome rows with an actual that found their prediction, per ``__o``."""
     by_local = {loc: e.path for loc, e in zip(predictions.files, predictions.entries,
                                               strict=True)}
-    joined = (f"(SELECT p.__file, p.__v, o.__ofile, p.__s, o.__y FROM (SELECT filename AS "
-              "__file, version AS __v, prediction_id AS __id, CAST(score AS DOUBLE) AS __s "
-              f"FROM {predictions.relation(filename=True)} WHERE score IS NOT NULL AND "
-              "isfinite(CAST(score AS DOUBLE))) AS p JOIN (SELECT filename AS __ofile, "
-              "prediction_id AS __id, CAST(actual AS DOUBLE) AS __y FROM "
-              f"{outcomes} WHERE actual IS NOT NULL) AS o "
-              "ON p.__id = o.__id)")
-    out: dict[tuple[str, int, str], Perf] = {}
+    joined = (f"(SELECT p.__file, p.__v, o.__o, p.__s, p.__ok, o.__y FROM (SELECT filename "
+              "AS __file, version AS __v, prediction_id AS __id, CAST(score AS DOUBLE) AS "
+              "__s, coalesce(isfinite(CAST(score AS DOUBLE)), false) AS __ok FROM "
+              f"{predictions.relation(filename=True)}) AS p JOIN (SELECT __o, prediction_id "
+              f"AS __id, CAST(actual AS DOUBLE) AS __y FROM {outcomes} WHERE actual IS NOT "
+              "NULL) AS o ON p.__id = o.__id)")
+    out: dict[tuple[str, int, int], Perf] = {}
+    matched: dict[int, int] = {}
     for row in con.execute(_sums(joined, task, threshold)).fetchall():
-        key = (by_local[str(row[0])], int(row[1]), str(row[2]))
+        matched[int(row[2])] = matched.get(int(row[2]), 0) + int(row[4])
+        if row[3] is None or row[3] < 0:   # a prediction without a usable score
+            continue
+        key = (by_local[str(row[0])], int(row[1]), int(row[2]))
         perf = out.get(key)
         if perf is None:
             perf = out[key] = Perf()
         perf.add(_perf(task, row[3:]))
-    return out
+    return out, matched
 
 
 def _sums(joined: str, task: str, threshold: float) -> str:
     if task == "regression":
-        return (f"SELECT __file, __v, __ofile, count(*), sum((__y - __s) * (__y - __s)), "
-                "sum(abs(__y - __s)), avg(__y), var_pop(__y) * count(*) "
-                f"FROM {joined} AS j GROUP BY 1, 2, 3")
+        return ("SELECT __file, __v, __o, CASE WHEN __ok THEN 0 ELSE -1 END, count(*), "
+                "sum((__y - __s) * (__y - __s)), sum(abs(__y - __s)), avg(__y), "
+                f"var_pop(__y) * count(*) FROM {joined} AS j GROUP BY 1, 2, 3, 4")
     t, hi, lo = duck.number(threshold), duck.number(1 - EPS), duck.number(EPS)
-    return (f"SELECT __file, __v, __ofile, CAST(least(greatest(floor(__s * {GRID}), 0), "
-            f"{GRID - 1}) AS BIGINT) AS __c, count(*), sum(__y), "
+    return (f"SELECT __file, __v, __o, CASE WHEN __ok THEN CAST(least(greatest(floor(__s * "
+            f"{GRID}), 0), {GRID - 1}) AS BIGINT) ELSE -1 END AS __c, count(*), sum(__y), "
             "count(*) FILTER (WHERE __y NOT IN (0, 1)), "
             "count(*) FILTER (WHERE __s < 0 OR __s > 1), "
             f"sum(CASE WHEN __s >= {t} THEN __y ELSE 0 END), "
@@ -230,7 +249,7 @@ def _sums(joined: str, task: str, threshold: float) -> str:
 
 def _perf(task: str, values: tuple[Any, ...]) -> Perf:
     if task == "regression":
-        n, sse, sae, mean, m2 = values
+        _, n, sse, sae, mean, m2 = values
         return Perf(n=int(n), sse=float(sse), sae=float(sae), mean=float(mean),
                     m2=float(m2 or 0.0))
     cell, n, pos, bad, out, tp, fp, loss, brier = values
@@ -239,32 +258,33 @@ def _perf(task: str, values: tuple[Any, ...]) -> Perf:
                 cells={int(cell): [int(n), float(pos)]})
 
 
-def _facts(con: Any, predictions: Snapshot, new: Snapshot, others: Snapshot
-           ) -> dict[str, dict[str, Any]]:
-    """Per new outcome file (as read): rows, whether its ids are unique (within it, across
-    the new files and against the other live outcome files) and its unmatched ids."""
-    rel = new.relation(filename=True)
-    per_file = {str(f): {"rows": int(n), "unique": int(n) == int(d)} for f, n, d in
-                con.execute(f"SELECT filename, count(*), count(DISTINCT prediction_id) "
-                            f"FROM {rel} GROUP BY 1").fetchall()}
-    across = duck.one(con, f"SELECT count(*) = count(DISTINCT prediction_id) FROM {rel}")[0]
-    clash = False
-    if others.files:
-        clash = bool(duck.one(con, f"SELECT count(*) FROM {others.relation()} WHERE "
-                                   f"prediction_id IN (SELECT prediction_id FROM {rel})")[0])
-    ids = f"(SELECT DISTINCT prediction_id AS __id FROM {rel})"
-    known = (f"(SELECT DISTINCT prediction_id AS __id FROM {predictions.relation()} WHERE "
-             f"prediction_id IN (SELECT __id FROM {ids}))")
-    missing: dict[str, list[str]] = {}
-    for path, found in con.execute(
-            f"SELECT o.filename, o.prediction_id FROM {rel} AS o LEFT JOIN {known} AS k "
-            f"ON o.prediction_id = k.__id WHERE k.__id IS NULL "
-            f"LIMIT {MAX_UNMATCHED + 1}").fetchall():
-        missing.setdefault(str(path), []).append(str(found))
+def _facts(con: Any, predictions: Snapshot, others: Snapshot, union: str,
+           matched: dict[int, int]) -> dict[int, dict[str, Any]]:
+    """Per outcome file of ``union`` (by ``__o``): rows, whether its ids are unique (within
+    it, within the batch and against the other live outcome files) and the ids with an
+    actual that found no prediction (None: more than ``MAX_UNMATCHED``)."""
+    per_file = {int(k): {"rows": int(n), "with_actual": int(a), "unique": int(n) == int(d)}
+                for k, n, a, d in con.execute(
+                    f"SELECT __o, count(*), count(actual), count(DISTINCT prediction_id) "
+                    f"FROM {union} AS u GROUP BY 1").fetchall()}
+    unique = bool(duck.one(con, "SELECT count(*) = count(DISTINCT prediction_id) FROM "
+                                f"{union} AS u")[0])
+    if unique and others.files:
+        unique = not duck.one(con, f"SELECT count(*) FROM {others.relation()} WHERE "
+                                   f"prediction_id IN (SELECT prediction_id FROM {union})")[0]
+    missing: dict[int, list[str]] = {}
+    if any(matched.get(k, 0) != fact["with_actual"] for k, fact in per_file.items()):
+        known = (f"(SELECT DISTINCT prediction_id AS __id FROM {predictions.relation()} WHERE "
+                 f"prediction_id IN (SELECT prediction_id FROM {union}))")
+        for k, found in con.execute(
+                f"SELECT o.__o, o.prediction_id FROM {union} AS o LEFT JOIN {known} AS k ON "
+                "o.prediction_id = k.__id WHERE k.__id IS NULL AND o.actual IS NOT NULL "
+                f"LIMIT {MAX_UNMATCHED + 1}").fetchall():
+            missing.setdefault(int(k), []).append(str(found))
     too_many = sum(map(len, missing.values())) > MAX_UNMATCHED
-    return {path: {**fact, "unique": fact["unique"] and bool(across) and not clash,
-                   "unmatched": None if too_many else missing.get(path, [])}
-            for path, fact in per_file.items()}
+    return {k: {"rows": fact["rows"], "unique": fact["unique"] and unique,
+                "unmatched": None if too_many else missing.get(k, [])}
+            for k, fact in per_file.items()}
 
 
 def window(con: Any, predictions: Snapshot, every: Snapshot, outcomes: Snapshot, *,
@@ -297,10 +317,11 @@ def window(con: Any, predictions: Snapshot, every: Snapshot, outcomes: Snapshot,
         return None
     if waiting:   # outcomes whose prediction was logged after they were counted
         late = ", ".join(f"'{w.replace(chr(39), chr(39) * 2)}'" for w in waiting)
-        resolved = (f"(SELECT * FROM {outcomes.relation(filename=True)} WHERE prediction_id "
-                    f"IN ({late}))")
-        for (_, v, _), perf in count_pairs(con, _files(predictions, inside), resolved,
-                                           task=task, threshold=threshold).items():
+        resolved = (f"(SELECT 0 AS __o, prediction_id, actual FROM {outcomes.relation()} "
+                    f"WHERE prediction_id IN ({late}))")
+        pairs, _ = count_pairs(con, subset(predictions, inside, whole=True), resolved,
+                               task=task, threshold=threshold)
+        for (_, v, _), perf in pairs.items():
             if v == version:
                 total.add(perf)
     return total.metrics(task)

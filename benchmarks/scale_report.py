@@ -128,7 +128,7 @@ def growth(out: dict[str, Any]) -> list[bool]:
 def report(out: dict[str, Any]) -> None:
     m = out["machine"]
     print(f"\nmachine: {m['cores']} cores, {m['memory_gib']} GiB, load average "
-          f"{m['load_at_start'][0]:.1f} at start, {m['load_at_end'][0]:.1f} at end; "
+          f"{m['load_at_start'][0]:.1f} at start, {m.get('load_at_end', [float('nan')])[0]:.1f} at end; "
           f"nbregistry {m['commit']}")
     verdicts: list[bool] = []
     for size, found in out["sizes"].items():

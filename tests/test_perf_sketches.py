@@ -155,3 +155,26 @@ def test_the_auc_bound_holds_and_sums_add() -> None:
     assert found["roc_auc"] == pytest.approx(5.5 / 9)
     assert bound == pytest.approx(0.5 * 3 / 9)
     assert Perf.loads(a.dumps()) == a
+
+
+def test_verify_names_an_outcome_file_whose_sketch_was_changed(reg: nbr.Registry) -> None:
+    import json
+
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
+
+    mon = reg.monitor("credit")
+    mon.sketch()
+    assert mon.verify_sketches() == []
+    # the sketches table is append-only: an attacker with the bucket rewrites a data file
+    for uri in DeltaTable(mon.sketches.table.uri).file_uris():
+        rows = pq.read_table(uri).to_pylist()
+        forged = next((r for r in rows if r["baseline"].startswith("perfp|")), None)
+        if forged is not None:
+            counts = json.loads(forged["counts"])
+            counts["tp"] += 5   # a few more true positives than the rows hold
+            forged["counts"] = json.dumps(counts)
+            pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(uri)), uri)
+            break
+    again = nbr.open_registry(reg.uri, create=False).monitor("credit")
+    assert again.verify_sketches() == [forged["baseline"].split("|", 4)[4]]

@@ -326,3 +326,40 @@ def window(con: Any, predictions: Snapshot, every: Snapshot, outcomes: Snapshot,
                 total.add(perf)
     return total.metrics(task)
 
+
+
+def verify(con: Any, predictions: Snapshot, outcomes: Snapshot, *, task: str,
+           threshold: float, store: SketchStore) -> list[str]:
+    """The counted outcome files whose pair sketches are not what their rows give now
+    (recounted against the prediction files they name)."""
+    if predictions.version < 0 or outcomes.version < 0:
+        return []
+    spec = _spec(task, threshold)
+    found = index(store, spec)
+    live = {entry.path for entry in predictions.entries}
+    wrong = []
+    for i, entry in enumerate(outcomes.entries):
+        marker = found.markers.get(entry.path)
+        if marker is None or _stale(marker[1], live):
+            continue   # not counted (or to be counted again): nothing kept to be wrong
+        gen, facts = marker
+        pairs, _ = count_pairs(con, predictions, _numbered(outcomes, [i]), task=task,
+                               threshold=threshold)
+        fresh = {(file, version): perf for (file, version, _), perf in pairs.items()}
+        baseline = _pair(spec, gen, entry.path)
+        kept = {(file, version): Perf.loads(text)
+                for (file, version, key), text in found.pairs.items() if key == baseline}
+        if fresh.keys() != kept.keys() or set(facts["matched"]) != {f for f, _ in fresh} \
+                or not all(same(kept[k], fresh[k]) for k in fresh):
+            wrong.append(entry.path)
+    return wrong
+
+
+def same(a: Perf, b: Perf) -> bool:
+    """Equal sums (floats to a relative 1e-9: summed in another order)."""
+    import math
+
+    exact = ("n", "bad", "out")
+    return all(getattr(a, k) == getattr(b, k) for k in exact) and a.cells == b.cells and all(
+        math.isclose(getattr(a, k), getattr(b, k), rel_tol=1e-9, abs_tol=1e-9)
+        for k in ("pos", "tp", "fp", "loss", "brier", "sse", "sae", "mean", "m2"))

@@ -45,16 +45,21 @@ class Sketching:
         raise NotImplementedError
 
     def verify_sketches(self, version: int | str | None = None) -> list[str]:
-        """Recompute every sketch of the version's frozen baseline from the raw rows and
-        name those that differ (sketches are derived data: a wrong one is rebuilt by
-        deleting the sketches table; nothing in the audit log depends on them)."""
+        """Recompute every sketch from the raw rows (the drift sketches of the version's
+        frozen baseline, the performance sketches of every counted outcome file) and name
+        the data files whose sketch differs (derived data: a wrong one is rebuilt by
+        deleting the sketches table; the audit log never names them)."""
         mv = self.version(version)
         found = self._baseline(mv)
-        if found.info.sha256 is None:
+        if found.info.sha256 is None or self.engine is not None:
             return []
-        return sketches.verify(self.connection(), self._reads().snapshot("predictions"),
-                               self._relation, found.spec, version=mv.version,
-                               baseline=found.info.sha256, store=self.sketches)
+        reads = self._reads()
+        predictions = reads.snapshot("predictions")
+        return sketches.verify(self.connection(), predictions, self._relation, found.spec,
+                               version=mv.version, baseline=found.info.sha256,
+                               store=self.sketches) + perf_sketches.verify(
+            self.connection(), predictions, reads.snapshot("outcomes"),
+            task=self.task(mv.version), threshold=0.5, store=self.sketches)
 
     def sketch(self, version: int | str | None = None, *, start: Any = None,
                end: Any = None) -> int:

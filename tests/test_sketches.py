@@ -116,3 +116,25 @@ def test_a_sketch_reads_back_as_written_in_either_format() -> None:
     earlier = json.dumps({name: [sorted(c.histogram.items(), key=lambda kv: str(kv[0])),
                                  c.valid, *c.far_sum] for name, c in counts.features.items()})
     assert same(loads(earlier, 7, 1), counts)   # sketches kept by an earlier release
+
+
+def test_a_sliding_window_adds_and_takes_away_files_and_equals_raw(reg: nbr.Registry) -> None:
+    from monitored import FEATURES
+    from nbregistry.demo import credit_data
+
+    mon = reg.monitor("credit")
+    model = reg.load("credit", 1, trusted=True)
+    now = datetime.now(UTC)
+    for i in range(12):   # twelve small files, ten minutes apart
+        rows = credit_data(40, seed=100 + i)
+        mon.log_predictions(rows, model.predict_proba(rows[FEATURES]), attributes=["sex"],
+                            ts=[now - timedelta(minutes=130 - 10 * i, seconds=-j)
+                                for j in range(40)])
+    starts = [now - timedelta(minutes=130 - 10 * i, seconds=1) for i in range(12)]
+    windows = [(starts[i], starts[i + 6]) for i in range(6)]
+    raw = [mon.drift(a, b).to_pylist() for a, b in windows]
+    mon.sketch()
+    sketched = [mon.drift(a, b).to_pylist() for a, b in windows]
+    assert all(close(x, y) for x, y in zip(raw, sketched, strict=True))
+    kept = next(iter(mon.sketches._totals.values()))
+    assert max(steps for *_, steps in kept) >= 4   # each slid from the one before

@@ -39,11 +39,20 @@ class FeatureCounts:
     valid: int = 0
     far_sum: tuple[float, float] = (0.0, 0.0)
 
-    def add(self, other: FeatureCounts) -> None:
+    def add(self, other: FeatureCounts, sign: int = 1) -> None:
+        """Add ``other`` (``sign=-1``: take it away; a cell that falls to 0 is dropped)."""
         for key, n in other.histogram.items():
-            self.histogram[key] = self.histogram.get(key, 0) + n
-        self.valid += other.valid
-        self.far_sum = (self.far_sum[0] + other.far_sum[0], self.far_sum[1] + other.far_sum[1])
+            left = self.histogram.get(key, 0) + sign * n
+            if left:
+                self.histogram[key] = left
+            else:
+                del self.histogram[key]
+        self.valid += sign * other.valid
+        self.far_sum = (self.far_sum[0] + sign * other.far_sum[0],
+                        self.far_sum[1] + sign * other.far_sum[1])
+
+    def copy(self) -> FeatureCounts:
+        return FeatureCounts(dict(self.histogram), self.valid, self.far_sum)
 
     @property
     def far_area(self) -> tuple[float, float]:
@@ -60,10 +69,16 @@ class Counts:
     rows: int = 0
     features: dict[str, FeatureCounts] = field(default_factory=dict)
 
-    def add(self, other: Counts) -> None:
-        self.rows += other.rows
+    def add(self, other: Counts, sign: int = 1) -> None:
+        self.rows += sign * other.rows
         for name, counts in other.features.items():
-            self.features.setdefault(name, FeatureCounts()).add(counts)
+            mine = self.features.get(name)
+            if mine is None:
+                mine = self.features[name] = FeatureCounts()
+            mine.add(counts, sign)
+
+    def copy(self) -> Counts:
+        return Counts(self.rows, {name: c.copy() for name, c in self.features.items()})
 
 
 def feature_counts(con: Any, source: str, where: str | None, specs: dict[str, Any],

@@ -37,6 +37,8 @@ from ..store.snapshot import DataFile, read_file
 FORMAT = 2
 FORMATS = (1, 2)  # the formats read
 EXTRA_FORMAT = 100  # performance sketches (``perf_sketches``)
+KEPT_TOTALS = 4    # window sums kept per (version, baseline): a watcher asks for two windows
+RESUM = 200        # steps from a kept sum before summing afresh
 SCHEMA = SKETCHES_SCHEMA
 Key = tuple[str, int, str]  # file, version, baseline sha256
 
@@ -51,6 +53,9 @@ class SketchStore:
         self._seen = -1  # the sketches table's version read so far
         self._files: set[str] = set()  # its data files read so far
         self._lock = threading.Lock()
+        # recent window sums per (version, baseline, features): (files, sum, steps since a
+        # full sum)
+        self._totals: dict[tuple[Any, ...], list[tuple[frozenset[str], Counts, int]]] = {}
 
     def lookup(self, files: Sequence[DataFile], version: int, baseline: str
                ) -> dict[str, Counts]:
@@ -75,6 +80,31 @@ class SketchStore:
         with self._lock:
             self._known.update(fresh)
         return len(fresh)
+
+    def total(self, version: int, baseline: str, known: dict[str, Counts],
+              names: Sequence[str]) -> Counts:
+        """The sum of ``known`` (path -> sketch) from the nearest sum kept: a watcher's
+        windows move by a few files a tick, so a tick adds the files that came and takes
+        away those that left instead of summing the window again (every ``RESUM`` steps it
+        sums afresh, so the tails' float sums carry no drift of rounding)."""
+        files = frozenset(known)
+        with self._lock:
+            kept = self._totals.setdefault((version, baseline, tuple(names)), [])
+            best = min(kept, key=lambda t: len(files ^ t[0]), default=None)
+        if best is None or len(files ^ best[0]) >= len(files) or best[2] >= RESUM:
+            total, steps = Counts(features={name: FeatureCounts() for name in names}), 0
+            for counts in known.values():
+                total.add(counts)
+        else:
+            total, steps = best[1].copy(), best[2] + 1
+            for path in files - best[0]:
+                total.add(known[path])
+            for path in best[0] - files:
+                total.add(self._known[(path, version, baseline)], sign=-1)
+        with self._lock:
+            kept.append((files, total.copy(), steps))
+            del kept[:-KEPT_TOTALS]
+        return total
 
     def lookup_extra(self) -> dict[Key, str]:
         """Every sketch of another kind (``EXTRA_FORMAT``), as text."""
@@ -202,9 +232,7 @@ def window_counts(con: Any, predictions: Snapshot, relation: Callable[[Snapshot]
     inside, edge = split(predictions, predictions.start, predictions.end)
     whole = subset(predictions, inside, whole=True)
     known = store.lookup(whole.entries, version, baseline)
-    total = Counts(features={name: FeatureCounts() for name in specs})
-    for counts in known.values():
-        total.add(counts)
+    total = store.total(version, baseline, known, list(specs))
     todo = [i for i, entry in zip(inside, whole.entries, strict=True)
             if entry.path not in known]
     fresh = build(con, predictions, todo, specs, types, version=version, baseline=baseline)

@@ -8,29 +8,19 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from ..domain.entities import ModelVersion
 from ..domain.errors import InvalidInputError
 from ..monitoring import capture
 from ..monitoring.buffer import SPILL_BYTES, PredictionBuffer
 from ..store import MonitoringTables
-from .ports import Catalog, MonitoringWrites
+from .ports import Catalog, MonitorParts
 
 
-class Capturing:
+class Capturing(MonitorParts):
     """What ``Monitor`` logs; the questions are the other half (``monitor.py``)."""
 
     name: str
     catalog: Catalog
     tables: MonitoringTables
-
-    def version(self, version: int | str | None = None) -> ModelVersion:
-        raise NotImplementedError
-
-    def _writer(self, what: str) -> MonitoringWrites:
-        raise NotImplementedError
-
-    def _freeze_quietly(self, mv: ModelVersion) -> None:
-        raise NotImplementedError
 
     def log_predictions(self, features: Any, predictions: Any, *, ids: Any = None,
                         ts: Any = None, version: int | str | None = None,

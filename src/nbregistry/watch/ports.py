@@ -137,3 +137,17 @@ class Questions(Protocol):
 
     def sketched_performance(self, start: datetime, end: datetime, *, version: int
                              ) -> tuple[dict[str, Any], float] | None: ...
+
+
+class MonitorParts:
+    """What the halves of ``Monitor`` (``Capturing``, ``Sketching``) need of it: declared
+    once here, defined by ``Monitor``."""
+
+    def version(self, version: int | str | None = None) -> ModelVersion:
+        raise NotImplementedError
+
+    def _writer(self, what: str) -> MonitoringWrites:
+        raise NotImplementedError
+
+    def _freeze_quietly(self, mv: ModelVersion) -> None:
+        raise NotImplementedError

@@ -10,24 +10,15 @@ from typing import Any
 from ..domain.entities import ModelVersion
 from ..store import Snapshot
 from . import baselines, perf_sketches, sketches
-from .ports import MonitoringWrites, Reads
+from .ports import MonitorParts, Reads
 from .queries import as_time
 
 
-class Sketching:
+class Sketching(MonitorParts):
     """What ``Monitor`` keeps as sketches; the questions use them (``monitor.py``)."""
 
     engine: Any
     sketches: sketches.SketchStore
-
-    def version(self, version: int | str | None = None) -> ModelVersion:
-        raise NotImplementedError
-
-    def _writer(self, what: str) -> MonitoringWrites:
-        raise NotImplementedError
-
-    def _freeze_quietly(self, mv: ModelVersion) -> None:
-        raise NotImplementedError
 
     def _baseline(self, mv: ModelVersion) -> baselines.Baseline:
         raise NotImplementedError

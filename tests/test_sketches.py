@@ -138,3 +138,30 @@ def test_a_sliding_window_adds_and_takes_away_files_and_equals_raw(reg: nbr.Regi
     assert all(close(x, y) for x, y in zip(raw, sketched, strict=True))
     kept = next(iter(mon.sketches._totals.values()))
     assert max(steps for *_, steps in kept) >= 4   # each slid from the one before
+
+
+@pytest.mark.parametrize("window, shift", [("1d", 0), ("12h", 0), ("6h", 3)],
+                         ids=["days", "half-days", "six-hours-through-the-files"])
+def test_sketched_drift_windows_equal_raw_drift_windows(
+        reg: nbr.Registry, window: str, shift: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    mon = reg.monitor("credit")
+    first = min(e.first for e in mon.tables.predictions.snapshot().entries)
+    start = first - timedelta(minutes=1, hours=shift)   # shift 0: no file crosses a window
+    end = start + timedelta(days=5)
+    raw = mon.drift_windows(window, start=start, end=end).to_pylist()
+    mon.sketch()
+    from nbregistry.watch import sketches
+
+    scanned: list[int] = []
+    counts = sketches.feature_counts
+
+    def spy(con: Any, source: str, *args: Any, **kwargs: Any) -> Any:
+        scanned.append(source.count(".parquet") - 1)   # less the schema file
+        return counts(con, source, *args, **kwargs)
+
+    monkeypatch.setattr(sketches, "feature_counts", spy)
+    sketched = mon.drift_windows(window, start=start, end=end).to_pylist()
+    assert len(raw) > 4 and close(raw, sketched)
+    files = len(mon.tables.predictions.snapshot().entries)
+    if not shift:   # the files wholly inside a window were not read
+        assert sum(scanned) < files

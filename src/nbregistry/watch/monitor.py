@@ -355,12 +355,19 @@ class Monitor(Capturing, Sketching):
         predictions = reads.snapshot("predictions", begin, stop)
         require_rows(predictions, self.name)
         found = self._baseline(mv)
-        micros = timedelta(microseconds=1)
-        bucket = (f"CAST(floor((epoch_us(ts) - {(begin - EPOCH) // micros}) / "
-                  f"{step // micros}) AS BIGINT)")
-        windows = drift_by(self.connection(), self._relation(predictions), found.spec,
-                           keys=[(bucket, "window")], where=f"version = {mv.version}",
-                           band=self.policy.thresholds.get("psi"))
+        band = self.policy.thresholds.get("psi") or DEFAULT_BANDS["psi"]
+        if self.engine is None and found.info.sha256 is not None:
+            windows = sketches.windows_tables(
+                self.connection(), predictions, self._relation, found.spec,
+                version=mv.version, baseline=found.info.sha256, store=self.sketches,
+                band=band, step=step)
+        else:
+            micros = timedelta(microseconds=1)
+            bucket = (f"CAST(floor((epoch_us(ts) - {(begin - EPOCH) // micros}) / "
+                      f"{step // micros}) AS BIGINT)")
+            windows = drift_by(self.connection(), self._relation(predictions), found.spec,
+                               keys=[(bucket, "window")], where=f"version = {mv.version}",
+                               band=band)
         rows: list[dict[str, Any]] = []
         for (index,), table in sorted(windows.items()):
             rows += [{"window_start": begin + index * step, **r} for r in table.select(

@@ -22,7 +22,7 @@ import json
 import math
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -34,6 +34,7 @@ from ..store import MonitorTable, Snapshot
 from ..store.monitoring import SKETCHES_SCHEMA
 from ..store.snapshot import DataFile, read_file
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FORMAT = 2
 FORMATS = (1, 2)  # the formats read
 EXTRA_FORMAT = 100  # performance sketches (``perf_sketches``)
@@ -262,6 +263,52 @@ def drift_table(con: Any, predictions: Snapshot, relation: Callable[[Snapshot], 
         raise InvalidInputError(f"the window has no prediction rows of v{version}: widen "
                                 "the period or check the version", field="where")
     return drifts.from_counts(specs, counts, band=band)
+
+
+def windows_tables(con: Any, predictions: Snapshot, relation: Callable[[Snapshot], str],
+                   spec: dict[str, Any], *, version: int, baseline: str, store: SketchStore,
+                   band: Band, step: timedelta) -> dict[tuple[int], pa.Table]:
+    """``drift_windows``: per window of ``step`` from the snapshot's start (index -> drift
+    table), summing the sketches of the files wholly inside one window and counting the
+    rows of the others (a file that spans two windows, or the period's edge) in one scan
+    grouped by window."""
+    from ..monitoring import drift as drifts
+
+    assert predictions.start is not None and predictions.end is not None
+    begin, stop = predictions.start, predictions.end
+    specs, types = drifts.prepared(con, relation(predictions), spec)
+    inside: dict[int, list[int]] = {}
+    edge: list[int] = []
+    for i, entry in enumerate(predictions.entries):
+        if entry.first is not None and entry.last is not None and begin <= entry.first \
+                and entry.last < stop and (entry.first - begin) // step == \
+                (entry.last - begin) // step:
+            inside.setdefault((entry.first - begin) // step, []).append(i)
+        else:
+            edge.append(i)
+    every = [i for found in inside.values() for i in found]
+    known = store.lookup([predictions.entries[i] for i in every], version, baseline)
+    fresh = build(con, predictions, [i for i in every if predictions.entries[i].path
+                                     not in known], specs, types, version=version,
+                  baseline=baseline)
+    totals = {k: Counts(features={name: FeatureCounts() for name in specs}) for k in inside}
+    for k, found in inside.items():
+        for i in found:
+            path = predictions.entries[i].path
+            counts = known.get(path) or fresh.get((path, version, baseline))
+            if counts is not None:
+                totals[k].add(counts)
+    if edge:
+        micros = timedelta(microseconds=1)
+        bucket = (f"CAST(floor((epoch_us(ts) - {(begin - EPOCH) // micros}) / "
+                  f"{step // micros}) AS BIGINT)")
+        cut = subset(predictions, edge, whole=False)
+        for (k,), counts in feature_counts(con, relation(cut), f"version = {version}", specs,
+                                           types, keys=[(bucket, "window")]).items():
+            totals.setdefault(int(k), Counts(features={n: FeatureCounts() for n in specs}))
+            totals[int(k)].add(counts)
+    return {(k,): drifts.from_counts(specs, counts, band=band)
+            for k, counts in sorted(totals.items()) if counts.rows}
 
 
 def keep(con: Any, predictions: Snapshot, relation: Callable[[Snapshot], str],

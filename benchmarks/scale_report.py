@@ -127,8 +127,9 @@ def growth(out: dict[str, Any]) -> list[bool]:
 
 def report(out: dict[str, Any]) -> None:
     m = out["machine"]
+    at_end = m.get("load_at_end", [float("nan")])[0]   # absent while a run is going on
     print(f"\nmachine: {m['cores']} cores, {m['memory_gib']} GiB, load average "
-          f"{m['load_at_start'][0]:.1f} at start, {m.get('load_at_end', [float('nan')])[0]:.1f} at end; "
+          f"{m['load_at_start'][0]:.1f} at start, {at_end:.1f} at end; "
           f"nbregistry {m['commit']}")
     verdicts: list[bool] = []
     for size, found in out["sizes"].items():

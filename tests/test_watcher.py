@@ -102,8 +102,21 @@ def test_concept_drift_in_the_outcome_stream_opens_an_episode(world: dict[str, A
                          ts=[BASE - timedelta(minutes=9) + timedelta(seconds=(start + i) / 10)
                              for i in range(min(500, 3000 - start))])
     tick = Watcher(mon).tick(now=BASE)
-    assert any(e.payload["metric"] == "page_hinkley"
-               and e.payload["kind"] == "concept_drift" for e in tick.opened)
+    opened = {e.payload["metric"] for e in tick.opened if e.payload["kind"] == "concept_drift"}
+    assert opened == {"page_hinkley", "adwin"}
+
+
+def test_a_fall_of_the_error_is_no_concept_drift(world: dict[str, Any]) -> None:
+    reg = world["reg"]
+    ids = _log(world, slice(0, 3000), BASE - timedelta(hours=1), spacing=1.0)
+    scores = world["model"].predict_proba(world["live"].iloc[:3000][FEATURES])[:, 1]
+    right = (scores >= 0.5).astype(float)
+    actual = np.concatenate([1 - right[:2400], right[2400:]])  # the model got better
+    mon = reg.monitor("credit")
+    mon.log_outcomes(ids, actual, ts=[BASE - timedelta(minutes=9) + timedelta(seconds=i / 10)
+                                      for i in range(3000)])
+    tick = Watcher(mon).tick(now=BASE)
+    assert not [e for e in tick.opened if e.payload["kind"] == "concept_drift"]
 
 
 def test_the_watch_command_stops_cleanly_on_sigterm(world: dict[str, Any],

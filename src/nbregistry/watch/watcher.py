@@ -1,16 +1,16 @@
 """``mon.watch()`` / ``nbregistry watch NAME``: continuous monitoring between scheduled checks.
 
 At each tick (the policy's ``tick``, default 30 s) the watcher sketches the prediction files
-added since the last tick, measures drift over the policy's ``short_window`` (default 10 min)
-and its ``window`` from the sketches (so a tick costs the new rows, not the window), measures
-performance and fairness over the ``window`` every ``full_every`` ticks, runs the
-Page-Hinkley detector over the newest matured outcomes (concept drift), and records alerts
-as **episodes**: one ``alert`` event when a figure enters its alert band, one (``status =
-"ok"``) when it leaves, never one per tick. Whether an episode is open is read from the
-audit log, so a restarted watcher does not repeat it, and the decision to open or close is
-taken inside the ledger's compare-and-swap, so two watchers never record it twice. A newly
-opened episode about the model applies the policy's action, under the same rules as
-``check()`` (roles, one automatic rollback per episode).
+added since the last tick, measures drift over the policy's ``short_window`` (default 10
+min) and its ``window`` from the sketches (so a tick costs the new rows, not the window),
+measures performance and fairness over the ``window`` every ``full_every`` ticks, runs the
+Page-Hinkley and ADWIN detectors over the newest matured outcomes (concept drift: a rise of
+the error), and records alerts as **episodes**: one ``alert`` event when a figure enters its
+alert band, one (``status = "ok"``) when it leaves, never one per tick. Whether an episode
+is open is read from the audit log, so a restarted watcher does not repeat it, and the
+decision to open or close is taken inside the ledger's compare-and-swap, so two watchers
+never record it twice. A newly opened episode about the model applies the policy's action,
+under the same rules as ``check()`` (roles, one automatic rollback per episode).
 """
 
 from __future__ import annotations
@@ -172,25 +172,29 @@ class Watcher:
 
     def _concept(self, now: datetime, notes: list[str]) -> dict[tuple[str, str | None],
                                                                 dict[str, Any]]:
-        """Page-Hinkley over the newest matured outcomes' errors: an episode while it
-        signals within the short window."""
-        from ..monitoring.concept import page_hinkley
+        """Page-Hinkley and ADWIN over the newest matured outcomes' errors: an episode per
+        detector while it signals a rise of the error within the short window."""
+        from ..monitoring.concept import adwin, page_hinkley
 
         stream = self.mon.errors(limit=DETECTOR_ROWS)
         if stream.num_rows < 100:
             return {}
-        found = page_hinkley(stream["error"].to_numpy())
+        errors = stream["error"].to_numpy()
         times = stream["outcome_ts"].to_pylist()
-        recent = [i for i in found.drifts if times[i] >= now - self.short]
-        if not recent:
-            return {}
-        notes.append(f"Page-Hinkley signalled at outcome {ts_text(times[recent[-1]])}")
-        error_rate = float(stream["error"].to_numpy()[recent[-1]:].mean())
-        return {("page_hinkley", None): {
-            "kind": "concept_drift", "metric": "page_hinkley", "feature": None,
-            "value": error_rate, "status": "alert",
-            "window": [ts_text(now - self.short), ts_text(now)],
-            "action": None, "band": {"warn": 0.0, "alert": 0.0, "direction": "above"}}}
+        out: dict[tuple[str, str | None], dict[str, Any]] = {}
+        for found in (page_hinkley(errors), adwin(errors)):
+            # Page-Hinkley watches a rise only; ADWIN cuts on any change: a fall is no alarm
+            recent = [i for i in found.drifts if times[i] >= now - self.short
+                      and _rose(errors, i)]
+            if not recent:
+                continue
+            notes.append(f"{found.method} signalled at outcome {ts_text(times[recent[-1]])}")
+            out[(found.method, None)] = {
+                "kind": "concept_drift", "metric": found.method, "feature": None,
+                "value": float(errors[recent[-1]:].mean()), "status": "alert",
+                "window": [ts_text(now - self.short), ts_text(now)], "action": None,
+                "band": {"warn": 0.0, "alert": 0.0, "direction": "above"}}
+        return out
 
     def _act(self, result: Tick, decision: checks.Decision, version: int) -> None:
         about_model = [e for e in result.opened if e.payload["kind"] != "data_quality"]
@@ -205,7 +209,14 @@ class Watcher:
         result.notes += summary.notes
 
 
-DETECTORS = frozenset({"page_hinkley"})
+DETECTORS = frozenset({"page_hinkley", "adwin"})
+RECENT = 200   # errors that tell whether a change a detector found was a rise
+
+
+def _rose(errors: Any, at: int) -> bool:
+    """Whether the errors up to ``at`` (the last ``RECENT``) are higher than before them."""
+    begin = max(0, at + 1 - RECENT)
+    return begin > 0 and float(errors[begin:at + 1].mean()) > float(errors[:begin].mean())
 
 
 def _key(payload: dict[str, Any]) -> tuple[str, str | None]:

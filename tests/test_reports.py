@@ -618,3 +618,33 @@ def test_a_report_gate_counts_only_reports_recorded_as_evidence(registry_uri: st
     assert gate().passed and gate().evidence["seq"] == good.seq
     planted(alice, old_style)  # an older-style event later does not replace it
     assert gate().passed and gate().evidence["seq"] == good.seq
+
+
+def test_every_shipped_template_is_in_the_history() -> None:
+    from nbregistry.registry.reporting import past_templates, shipped_templates
+
+    missing = {n for s, n in shipped_templates().items() if past_templates().get(s) != n}
+    assert not missing, (f"{sorted(missing)} changed: run python tools/build_templates.py, "
+                         "which adds each built template to templates/HISTORY.json")
+
+
+def test_a_report_of_an_earlier_template_counts_and_reverify_says_why_it_cannot_rerun(
+        registry_uri: str) -> None:
+    from conftest import TinyModel
+
+    from nbregistry.registry.reporting import past_templates, shipped_templates
+    from nbregistry.reports.reverify import template_to_run
+
+    earlier = next(s for s, n in past_templates().items()
+                   if n == "validation" and s not in shipped_templates())
+    alice = nbr.open_registry(registry_uri, user="alice")
+    alice.register(TinyModel(), "credit")
+    event = alice.record_report(**{**_report_payload(alice), "template_sha256": earlier},
+                                model="credit", version=1)
+    assert event.payload["template_sha256"] == earlier   # a reviewed template: it counts
+    with pytest.raises(nbr.PolicyViolationError, match="template of an earlier nbregistry"):
+        template_to_run(alice, event.payload)
+    forged = "0" * 64   # never shipped: refused as before
+    with pytest.raises(nbr.PolicyViolationError, match="neither shipped"):
+        alice.record_report(**{**_report_payload(alice), "template_sha256": forged},
+                            model="credit", version=1)

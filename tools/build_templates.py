@@ -60,7 +60,20 @@ def build(path: Path) -> Path:
     target = ROOT / "templates" / f"{path.stem}.ipynb"
     nbformat.validate(nb)
     nbformat.write(nb, str(target))
+    remember(target)
     return target
+
+
+def remember(template: Path) -> None:
+    """Add the built template's sha256 to ``templates/HISTORY.json``, so reports recorded
+    with every version the project ships keep counting after an upgrade."""
+    import hashlib
+
+    history = ROOT / "templates" / "HISTORY.json"
+    known = json.loads(history.read_text()) if history.is_file() else {}
+    known[hashlib.sha256(template.read_bytes()).hexdigest()] = template.stem
+    ordered = dict(sorted(known.items(), key=lambda kv: (kv[1], kv[0])))
+    history.write_text(json.dumps(ordered, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from pathlib import Path
 
 from ..domain.errors import PolicyViolationError
@@ -38,11 +39,25 @@ def shipped_templates() -> dict[str, str]:
             for p in sorted(folder.glob("*.ipynb"))}
 
 
+@functools.cache
+def past_templates() -> dict[str, str]:
+    """sha256 -> name of every version of the shipped templates this project has released
+    (``templates/HISTORY.json``): a report recorded before an upgrade changed its template
+    still counts as made by a reviewed template."""
+    folder = shipped_dir()
+    history = folder / "HISTORY.json" if folder is not None else None
+    if history is None or not history.is_file():
+        return {}
+    found: dict[str, str] = json.loads(history.read_text())
+    return found
+
+
 def known_template(policy: Policy, sha256: str | None) -> str | None:
-    """The name of the template with this sha256, shipped or registered in the policy."""
+    """The name of the template with this sha256: shipped now or in an earlier release, or
+    registered in the policy."""
     if not sha256:
         return None
-    shipped = shipped_templates().get(sha256)
+    shipped = shipped_templates().get(sha256) or past_templates().get(sha256)
     if shipped is not None:
         return shipped
     return next((n for n, s in policy.reports.templates.items() if s == sha256), None)

@@ -345,6 +345,13 @@ def template_to_run(reg: Any, payload: Mapping[str, Any]) -> tuple[Path, str]:
         if shipped is not None:
             return template_dir() / f"{shipped}.ipynb", (
                 f"the shipped {shipped} template, sha256 {digest}")
+        past = reporting.past_templates().get(digest)
+        if past is not None:
+            raise PolicyViolationError(
+                f"the report was made with the {past} template of an earlier nbregistry "
+                f"(sha256 {digest}): it counts as evidence, but this nbregistry ships a newer "
+                "one; re-run it with the nbregistry version its provenance names",
+                rule="report_template")
         path = Path(named)
         if known is not None and path.is_file() and file_sha256(path) == digest:
             return path, f"template {known} registered in the policy, sha256 {digest}"

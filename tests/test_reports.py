@@ -631,7 +631,6 @@ def test_every_shipped_template_is_in_the_history() -> None:
 def test_a_report_of_an_earlier_template_counts_and_reverify_says_why_it_cannot_rerun(
         registry_uri: str) -> None:
     from conftest import TinyModel
-
     from nbregistry.registry.reporting import past_templates, shipped_templates
     from nbregistry.reports.reverify import template_to_run
 

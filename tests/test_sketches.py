@@ -165,3 +165,38 @@ def test_sketched_drift_windows_equal_raw_drift_windows(
     files = len(mon.tables.predictions.snapshot().entries)
     if not shift:   # the files wholly inside a window were not read
         assert sum(scanned) < files
+
+
+def test_a_rewritten_sketch_cannot_vouch_for_itself_with_sketches_off(
+        reg: nbr.Registry) -> None:
+    import json
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
+
+    from nbregistry.reports.execute import kernel_env
+    from nbregistry.watch.sketching import SKETCHES_ENV
+
+    mon = reg.monitor("credit")
+    raw = mon.drift().to_pylist()
+    mon.sketch()
+    for uri in DeltaTable(mon.sketches.table.uri).file_uris():   # an attacker's rewrite
+        rows = pq.read_table(uri).to_pylist()
+        for row in rows:
+            if row["format"] == 2:
+                counts = json.loads(row["counts"])
+                keys, cells = counts["debt_ratio"][0], counts["debt_ratio"][1]
+                counts["debt_ratio"][1] = [n * 3 if k == keys[0] else n
+                                           for k, n in zip(keys, cells, strict=True)]
+                row["counts"] = json.dumps(counts)
+        pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(uri)), uri)
+    fooled = nbr.open_registry(reg.uri, create=False).monitor("credit")
+    assert not close(fooled.drift().to_pylist(), raw)   # sketches summed: the forged counts
+    assert fooled.verify_sketches()                      # ... which verify names
+    with kernel_env(user="val", storage_options=None, sketches=False):
+        assert os.environ[SKETCHES_ENV] == "off"   # what reverify's kernel inherits
+        fresh = nbr.open_registry(reg.uri, create=False).monitor("credit")
+        assert close(fresh.drift().to_pylist(), raw)     # from the rows alone
+    assert SKETCHES_ENV not in os.environ

@@ -34,13 +34,19 @@ class ReportFailedError(NbRegistryError):
 
 
 @contextlib.contextmanager
-def kernel_env(*, user: str, storage_options: Mapping[str, str] | None) -> Iterator[None]:
+def kernel_env(*, user: str, storage_options: Mapping[str, str] | None,
+               sketches: bool = True) -> Iterator[None]:
     """What the kernel inherits: the acting user and the object-store settings (kept out of
-    the parameters, so no credential is written into a report)."""
+    the parameters, so no credential is written into a report), and whether its questions
+    may sum sketches (``sketches=False``: from the rows alone, as ``reverify`` asks)."""
+    from ..watch.sketching import SKETCHES_ENV
     from .context import STORAGE_ENV
 
-    saved = {k: os.environ.get(k) for k in ("NBREGISTRY_USER", STORAGE_ENV, "PYTHONPATH")}
+    saved = {k: os.environ.get(k)
+             for k in ("NBREGISTRY_USER", STORAGE_ENV, "PYTHONPATH", SKETCHES_ENV)}
     os.environ["NBREGISTRY_USER"] = user
+    if not sketches:
+        os.environ[SKETCHES_ENV] = "off"
     if saved["PYTHONPATH"]:  # the kernel runs in the output folder: relative entries break
         os.environ["PYTHONPATH"] = os.pathsep.join(
             os.path.abspath(p) if p else p for p in saved["PYTHONPATH"].split(os.pathsep))

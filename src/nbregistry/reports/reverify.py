@@ -382,7 +382,8 @@ def _rerun(reg: Any, payload: Mapping[str, Any], output_dir: Any,
         return None, str(exc), "refused"
     try:
         values = params.validate(path, payload["parameters"])
-        with kernel_env(user=reg.user, storage_options=storage_options):
+        # from the rows: a sketch rewritten since the report cannot vouch for its figures
+        with kernel_env(user=reg.user, storage_options=storage_options, sketches=False):
             rerun = produce(path, values, folder, reg=reg, progress=progress, pdf=False,
                             show_code=False,
                             pin={"head": payload["head"], "tables": payload["tables"]})

@@ -320,7 +320,7 @@ class Monitor(Capturing, Sketching):
         from ..monitoring import drift as drifts
 
         band = self.policy.thresholds.get("psi") or DEFAULT_BANDS["psi"]
-        if self.engine is not None or found.info.sha256 is None:
+        if not self._use_sketches() or found.info.sha256 is None:
             return drifts.drift(self.connection(), self._relation(predictions), found.spec,
                                 where=where, band=band)
         return sketches.drift_table(self.connection(), predictions, self._relation,
@@ -356,7 +356,7 @@ class Monitor(Capturing, Sketching):
         require_rows(predictions, self.name)
         found = self._baseline(mv)
         band = self.policy.thresholds.get("psi") or DEFAULT_BANDS["psi"]
-        if self.engine is None and found.info.sha256 is not None:
+        if self._use_sketches() and found.info.sha256 is not None:
             windows = sketches.windows_tables(
                 self.connection(), predictions, self._relation, found.spec,
                 version=mv.version, baseline=found.info.sha256, store=self.sketches,

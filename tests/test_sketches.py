@@ -167,14 +167,30 @@ def test_sketched_drift_windows_equal_raw_drift_windows(
         assert sum(scanned) < files
 
 
-def test_a_rewritten_sketch_cannot_vouch_for_itself_with_sketches_off(
-        reg: nbr.Registry) -> None:
+def _forge_drift_sketches(mon: Any, factor: int) -> None:
+    """An attacker with write access to the bucket rewrites the sketches' data files: the
+    first cell of debt_ratio counted ``factor`` times over."""
     import json
-    import os
 
     import pyarrow as pa
     import pyarrow.parquet as pq
     from deltalake import DeltaTable
+
+    for uri in DeltaTable(mon.sketches.table.uri).file_uris():
+        rows = pq.read_table(uri).to_pylist()
+        for row in rows:
+            if row["format"] == 2:
+                counts = json.loads(row["counts"])
+                keys, cells = counts["debt_ratio"][0], counts["debt_ratio"][1]
+                counts["debt_ratio"][1] = [n * factor if k == keys[0] else n
+                                           for k, n in zip(keys, cells, strict=True)]
+                row["counts"] = json.dumps(counts)
+        pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(uri)), uri)
+
+
+def test_a_rewritten_sketch_cannot_vouch_for_itself_with_sketches_off(
+        reg: nbr.Registry) -> None:
+    import os
 
     from nbregistry.reports.execute import kernel_env
     from nbregistry.watch.sketching import SKETCHES_ENV
@@ -182,16 +198,7 @@ def test_a_rewritten_sketch_cannot_vouch_for_itself_with_sketches_off(
     mon = reg.monitor("credit")
     raw = mon.drift().to_pylist()
     mon.sketch()
-    for uri in DeltaTable(mon.sketches.table.uri).file_uris():   # an attacker's rewrite
-        rows = pq.read_table(uri).to_pylist()
-        for row in rows:
-            if row["format"] == 2:
-                counts = json.loads(row["counts"])
-                keys, cells = counts["debt_ratio"][0], counts["debt_ratio"][1]
-                counts["debt_ratio"][1] = [n * 3 if k == keys[0] else n
-                                           for k, n in zip(keys, cells, strict=True)]
-                row["counts"] = json.dumps(counts)
-        pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(uri)), uri)
+    _forge_drift_sketches(mon, 3)
     fooled = nbr.open_registry(reg.uri, create=False).monitor("credit")
     assert not close(fooled.drift().to_pylist(), raw)   # sketches summed: the forged counts
     assert fooled.verify_sketches()                      # ... which verify names
@@ -200,3 +207,20 @@ def test_a_rewritten_sketch_cannot_vouch_for_itself_with_sketches_off(
         fresh = nbr.open_registry(reg.uri, create=False).monitor("credit")
         assert close(fresh.drift().to_pylist(), raw)     # from the rows alone
     assert SKETCHES_ENV not in os.environ
+
+
+def test_a_rewritten_sketch_can_neither_raise_an_alert_nor_act(reg: nbr.Registry) -> None:
+    from nbregistry.watch.watcher import Watcher
+
+    mon = reg.monitor("credit")
+    last = max(e.first for e in mon.tables.predictions.snapshot().entries)
+    now = last - timedelta(minutes=1)   # the policy's window holds the three quiet days
+    mon.sketch()
+    _forge_drift_sketches(mon, 1000)
+    fooled = nbr.open_registry(reg.uri, create=False).monitor("credit")
+    forged = {r["feature"]: r for r in fooled.drift(now - timedelta(days=7), now).to_pylist()}
+    assert forged["debt_ratio"]["drifted"]   # what the sketches alone would say
+    assert Watcher(fooled).tick(now=now).opened == []
+    result = fooled.check(now=now)
+    assert result.alerts == [] and result.actions == []
+    assert reg.refresh().alerts("credit") == []

@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -22,12 +24,24 @@ class Sketching(MonitorParts):
 
     engine: Any
     sketches: sketches.SketchStore
+    _rows_only = False
 
     def _use_sketches(self) -> bool:
-        """Whether questions may sum sketches: with the in-process engine, unless
-        ``$NBREGISTRY_SKETCHES`` is ``off`` (``reverify`` re-runs a report from the rows, so
-        a rewritten sketch cannot vouch for itself)."""
-        return self.engine is None and os.environ.get(SKETCHES_ENV, "on") != "off"
+        """Whether questions may sum sketches: with the in-process engine, outside
+        ``from_rows()``, unless ``$NBREGISTRY_SKETCHES`` is ``off`` (``reverify`` re-runs a
+        report from the rows, so a rewritten sketch cannot vouch for itself)."""
+        return (self.engine is None and not self._rows_only
+                and os.environ.get(SKETCHES_ENV, "on") != "off")
+
+    @contextlib.contextmanager
+    def from_rows(self) -> Iterator[None]:
+        """Questions asked inside read the rows alone: what an alert is judged on before
+        it is recorded (an alert is evidence, and its action may move production)."""
+        before, self._rows_only = self._rows_only, True
+        try:
+            yield
+        finally:
+            self._rows_only = before
 
     def _baseline(self, mv: ModelVersion) -> baselines.Baseline:
         raise NotImplementedError

@@ -30,6 +30,8 @@ from ..domain.timefmt import parse_window, ts_text
 from . import checks
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     import pyarrow as pa
 
     from .ports import MonitoringWrites, Questions
@@ -46,6 +48,10 @@ if TYPE_CHECKING:
         def errors(self, *, limit: int = 20_000) -> pa.Table: ...
 
         def seals(self) -> dict[str, Any]: ...
+
+        def _use_sketches(self) -> bool: ...
+
+        def from_rows(self) -> AbstractContextManager[None]: ...
 
 log = logging.getLogger("nbregistry.watch")
 DETECTOR_ROWS = 20_000
@@ -130,26 +136,27 @@ class Watcher:
         mv = mon.version()
         result.sketched = mon.sketch(mv.version, start=now - max(self.window, self.short))
         full = self.ticks % self.full_every == 1 or self.full_every == 1
-        figures = self._measure(mv.version, now, full, result.notes)
-        result.figures = len(figures)
-        decision = checks.decide(figures, mon.policy, window=(now - self.window, now))
-        breaching = {_key(a): a for a in decision.alerts}
-        breaching.update(self._concept(now, result.notes))
         open_now = _open_episodes(mon)
+        figures, decision, breaching, notes = self._judge(mv.version, now, full)
+        if mon._use_sketches() and (set(breaching) - set(open_now)
+                                    or _closing(open_now, breaching, figures)):
+            # opening or closing an episode is evidence and may move production: judged
+            # again from the rows, so a sketch rewritten in the bucket can do neither
+            with mon.from_rows():
+                figures, decision, breaching, notes = self._judge(mv.version, now, full)
+        result.figures, result.notes = len(figures), notes
         for key, payload in breaching.items():
             if key not in open_now:
                 event = writes.open_alert(mon.name, mv.version, {**payload,
                                                                  "episode": "open"})
                 if event is not None:
                     result.opened.append(event)
-        measured = {(f.metric, checks.label(f.feature)) for f in figures}
-        for key, event in open_now.items():
-            if key not in breaching and (key in measured or key[0] in DETECTORS):
-                closed = writes.close_alert(mon.name, mv.version, {
-                    **event.payload, "status": "ok", "episode": "close",
-                    "window": [ts_text(now - self.window), ts_text(now)]})
-                if closed is not None:
-                    result.closed.append(closed)
+        for key in _closing(open_now, breaching, figures):
+            closed = writes.close_alert(mon.name, mv.version, {
+                **open_now[key].payload, "status": "ok", "episode": "close",
+                "window": [ts_text(now - self.window), ts_text(now)]})
+            if closed is not None:
+                result.closed.append(closed)
         self._act(result, decision, mv.version)
         if result.opened or result.closed:
             writes.seal(mon.name, {**mon.seals(), "check": {
@@ -158,6 +165,16 @@ class Watcher:
                 "alerts": len(result.opened)}})
         result.seconds = time.monotonic() - began
         return result
+
+    def _judge(self, version: int, now: datetime, full: bool
+               ) -> tuple[list[checks.Figure], checks.Decision, Breaching, list[str]]:
+        """The figures, the decision on them, what breaches (the detectors too), notes."""
+        notes: list[str] = []
+        figures = self._measure(version, now, full, notes)
+        decision = checks.decide(figures, self.mon.policy, window=(now - self.window, now))
+        breaching = {_key(a): a for a in decision.alerts}
+        breaching.update(self._concept(now, notes))
+        return figures, decision, breaching, notes
 
     def _measure(self, version: int, now: datetime, full: bool, notes: list[str]
                  ) -> list[checks.Figure]:
@@ -217,6 +234,18 @@ def _rose(errors: Any, at: int) -> bool:
     """Whether the errors up to ``at`` (the last ``RECENT``) are higher than before them."""
     begin = max(0, at + 1 - RECENT)
     return begin > 0 and float(errors[begin:at + 1].mean()) > float(errors[:begin].mean())
+
+
+Breaching = dict[tuple[str, str | None], dict[str, Any]]
+
+
+def _closing(open_now: dict[tuple[str, str | None], Event], breaching: Breaching,
+             figures: list[checks.Figure]) -> list[tuple[str, str | None]]:
+    """The open episodes whose figure was measured (or whose detector ran) and no longer
+    breaches."""
+    measured = {(f.metric, checks.label(f.feature)) for f in figures}
+    return [key for key in open_now
+            if key not in breaching and (key in measured or key[0] in DETECTORS)]
 
 
 def _key(payload: dict[str, Any]) -> tuple[str, str | None]:

@@ -212,6 +212,8 @@ def test_a_rewritten_sketch_cannot_vouch_for_itself_with_sketches_off(
 def test_a_rewritten_sketch_can_neither_raise_an_alert_nor_act(reg: nbr.Registry) -> None:
     from nbregistry.watch.watcher import Watcher
 
+    reg.set_policy({**reg.policy.source, "monitoring": {
+        **reg.policy.source["monitoring"], "on_alert": "retrain"}})
     mon = reg.monitor("credit")
     last = max(e.first for e in mon.tables.predictions.snapshot().entries)
     now = last - timedelta(minutes=1)   # the policy's window holds the three quiet days
@@ -220,7 +222,8 @@ def test_a_rewritten_sketch_can_neither_raise_an_alert_nor_act(reg: nbr.Registry
     fooled = nbr.open_registry(reg.uri, create=False).monitor("credit")
     forged = {r["feature"]: r for r in fooled.drift(now - timedelta(days=7), now).to_pylist()}
     assert forged["debt_ratio"]["drifted"]   # what the sketches alone would say
-    assert Watcher(fooled).tick(now=now).opened == []
+    tick = Watcher(fooled).tick(now=now)
+    assert tick.opened == [] and tick.actions == []
     result = fooled.check(now=now)
     assert result.alerts == [] and result.actions == []
     assert reg.refresh().alerts("credit") == []

@@ -138,10 +138,11 @@ class Watcher:
         full = self.ticks % self.full_every == 1 or self.full_every == 1
         open_now = _open_episodes(mon)
         figures, decision, breaching, notes = self._judge(mv.version, now, full)
-        if mon._use_sketches() and (set(breaching) - set(open_now)
-                                    or _closing(open_now, breaching, figures)):
-            # opening or closing an episode is evidence and may move production: judged
-            # again from the rows, so a sketch rewritten in the bucket can do neither
+        opening = [breaching[k] for k in set(breaching) - set(open_now)]
+        if mon._use_sketches() and decision.action is not None and any(
+                a["kind"] != "data_quality" for a in opening):
+            # an episode that opens about the model applies the policy's action (it may move
+            # production): judged again from the rows, so a rewritten sketch cannot act
             with mon.from_rows():
                 figures, decision, breaching, notes = self._judge(mv.version, now, full)
         result.figures, result.notes = len(figures), notes
